@@ -1,0 +1,6 @@
+"""What `opentelemetry-instrument` checks before it loads the instrumentor."""
+
+from __future__ import annotations
+
+_instruments: tuple[str, ...] = ()
+_instruments_any = ("starlette >= 0.20", "fastapi >= 0.92")
