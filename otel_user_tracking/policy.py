@@ -1,0 +1,189 @@
+"""TagPolicy: what each user field and the client address may look like once exported.
+
+Pure functions and a frozen dataclass; no OpenTelemetry imports, so the policy can be
+unit-tested and reused by every exporter path (span attributes and analytics events).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Sequence, Union
+
+FieldMode = Literal["keep", "hash", "mask", "drop"]
+IPMode = Literal["keep", "anonymize", "drop"]
+
+FIELD_MODES: tuple[str, ...] = ("keep", "hash", "mask", "drop")
+IP_MODES: tuple[str, ...] = ("keep", "anonymize", "drop")
+HASH_KEY_ENV = "OTEL_PYTHON_USER_TRACKING_HASH_KEY"
+
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+def parse_networks(cidrs: Sequence[str], *, source: str = "trusted_proxies") -> tuple[IPNetwork, ...]:
+    """Parse CIDRs (or bare addresses) into networks, naming `source` in the error."""
+    networks = []
+    for raw in cidrs:
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{source}: {text!r} is not an IP network; use CIDR form such as "
+                "'10.0.0.0/8' or '2001:db8::/32', or a single address such as '10.0.0.1'"
+            ) from None
+    return tuple(networks)
+
+
+def _key_bytes(key: Union[str, bytes, None]) -> Optional[bytes]:
+    if key is None:
+        return None
+    return key.encode("utf-8") if isinstance(key, str) else bytes(key)
+
+
+@dataclass(frozen=True)
+class TagPolicy:
+    """Decides, per field, what leaves the process: the value, its keyed hash, a mask, or nothing.
+
+    Usage: ``TagPolicy(email="hash", ip="anonymize", hash_key=KEY, trusted_proxies=["10.0.0.0/8"])``.
+
+    The policy applies to every exported byte: the span attributes this package sets, the
+    client-address attributes other instrumentations set on the same span, and the analytics
+    events. Hashing is HMAC-SHA256 with ``hash_key`` so that values cannot be recovered by
+    hashing a dictionary of guesses without the key.
+
+    Args:
+        id: Mode for ``user.id``: "keep", "hash", "mask" or "drop".
+        name: Mode for ``user.name``.
+        email: Mode for ``user.email`` (hashed emails are stripped and lower-cased first).
+        roles: Whether ``user.roles`` is exported at all.
+        ip: Mode for the client address: "keep", "anonymize" (IPv4 /24, IPv6 /48) or "drop".
+        hash_key: Secret for the "hash" mode; required when any field is hashed.
+        trusted_proxies: CIDRs whose ``X-Forwarded-For``/``Forwarded`` headers are believed.
+    """
+
+    id: FieldMode = "keep"
+    name: FieldMode = "keep"
+    email: FieldMode = "keep"
+    roles: bool = True
+    ip: IPMode = "drop"
+    hash_key: Union[str, bytes, None] = field(default=None, repr=False)
+    trusted_proxies: Sequence[str] = ()
+    _networks: tuple[IPNetwork, ...] = field(default=(), init=False, repr=False, compare=False)
+    _key: Optional[bytes] = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for attr in ("id", "name", "email"):
+            value = getattr(self, attr)
+            if value not in FIELD_MODES:
+                raise ValueError(
+                    f"TagPolicy.{attr}={value!r} is not a mode; use one of {', '.join(FIELD_MODES)}"
+                )
+        if self.ip not in IP_MODES:
+            raise ValueError(f"TagPolicy.ip={self.ip!r} is not a mode; use one of {', '.join(IP_MODES)}")
+        key = _key_bytes(self.hash_key)
+        hashed = [attr for attr in ("id", "name", "email") if getattr(self, attr) == "hash"]
+        if hashed and not key:
+            raise ValueError(
+                f"TagPolicy hashes {', '.join(hashed)} but has no hash_key; pass hash_key=... "
+                f"or set {HASH_KEY_ENV}"
+            )
+        proxies = (self.trusted_proxies,) if isinstance(self.trusted_proxies, str) else self.trusted_proxies
+        object.__setattr__(self, "trusted_proxies", tuple(proxies))
+        object.__setattr__(self, "_networks", parse_networks(self.trusted_proxies))
+        object.__setattr__(self, "_key", key)
+
+    @classmethod
+    def strict(cls, hash_key: Union[str, bytes, None] = None, **overrides: object) -> TagPolicy:
+        """Only a keyed hash of the user id leaves the process; no name, email, roles or IP.
+
+        The key may come from ``OTEL_PYTHON_USER_TRACKING_HASH_KEY``.
+        """
+        key = hash_key if hash_key is not None else os.environ.get(HASH_KEY_ENV) or None
+        params: dict[str, object] = {
+            "id": "hash", "name": "drop", "email": "drop", "roles": False, "ip": "drop", "hash_key": key
+        }
+        params.update(overrides)
+        return cls(**params)  # type: ignore[arg-type]
+
+    @classmethod
+    def permissive(cls, **overrides: object) -> TagPolicy:
+        """Everything is kept, the client address included. For internal tools, not the public."""
+        params: dict[str, object] = {"id": "keep", "name": "keep", "email": "keep", "ip": "keep"}
+        params.update(overrides)
+        return cls(**params)  # type: ignore[arg-type]
+
+    @property
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        """The parsed ``trusted_proxies``."""
+        return self._networks
+
+    @property
+    def needs_client_address(self) -> bool:
+        """True when some form of the client address may be exported."""
+        return self.ip != "drop"
+
+    def apply_id(self, value: Optional[str]) -> Optional[str]:
+        return self._apply(self.id, value, mask_as_email=False)
+
+    def apply_name(self, value: Optional[str]) -> Optional[str]:
+        return self._apply(self.name, value, mask_as_email=False)
+
+    def apply_email(self, value: Optional[str]) -> Optional[str]:
+        if value is not None and self.email == "hash":
+            value = value.strip().lower()
+        return self._apply(self.email, value, mask_as_email=True)
+
+    def apply_ip(self, address: Optional[str]) -> Optional[str]:
+        """The client address as the policy exports it, or None."""
+        if address is None or self.ip == "drop":
+            return None
+        if self.ip == "keep":
+            return address
+        return anonymize_ip(address)
+
+    def hash(self, value: str) -> str:
+        """Lowercase hex HMAC-SHA256 of ``value`` under the policy's key."""
+        if self._key is None:
+            raise ValueError(f"TagPolicy has no hash_key; pass hash_key=... or set {HASH_KEY_ENV}")
+        return hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def _apply(self, mode: str, value: Optional[str], *, mask_as_email: bool) -> Optional[str]:
+        if value is None or value == "" or mode == "drop":
+            return None
+        if mode == "keep":
+            return value
+        if mode == "hash":
+            return self.hash(value)
+        return mask_email(value) if mask_as_email else mask_name(value)
+
+
+def mask_email(value: str) -> str:
+    """``jane@example.com`` becomes ``j***@example.com``; a value without ``@`` is masked as a name."""
+    local, at, domain = value.strip().rpartition("@")
+    if not at or not local:
+        return mask_name(value)
+    return f"{local[0]}***@{domain}"
+
+
+def mask_name(value: str) -> str:
+    """Keep the first character, then ``***``."""
+    text = value.strip()
+    return f"{text[0]}***" if text else "***"
+
+
+def anonymize_ip(address: str) -> Optional[str]:
+    """IPv4 keeps its /24 (last octet 0), IPv6 its /48; anything unparsable becomes None."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)

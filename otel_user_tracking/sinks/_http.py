@@ -1,0 +1,109 @@
+"""Shared HTTP transport for the HTTP sinks: pooled `requests` session, gzip, answer classification.
+
+`requests` is already installed by the OTLP/HTTP exporter, so the HTTP sinks add no dependency.
+Error messages carry the sink's safe name and the backend's status and (short) answer, never
+the URL's credential or the payload.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import json
+import time
+from typing import Any, Mapping, Optional
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ._base import PermanentSinkError, RetryableSinkError
+
+RETRYABLE_STATUSES = frozenset({408, 429})
+MAX_ANSWER_CHARS = 300
+DEFAULT_TIMEOUT = 10.0
+
+
+def parse_retry_after(value: Optional[str], *, now: Optional[float] = None) -> Optional[float]:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), else None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def classify_response(response: requests.Response, sink_name: str) -> None:
+    """Return on 2xx; raise ``RetryableSinkError`` on 408/429/5xx, ``PermanentSinkError`` otherwise."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    answer = (response.text or "")[:MAX_ANSWER_CHARS].replace("\n", " ")
+    message = f"{sink_name}: HTTP {status}: {answer}" if answer else f"{sink_name}: HTTP {status}"
+    if status in RETRYABLE_STATUSES or status >= 500:
+        raise RetryableSinkError(
+            message, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+        )
+    raise PermanentSinkError(message)
+
+
+class HTTPTransport:
+    """A pooled session that posts JSON and turns every failure into a sink error.
+
+    Args:
+        sink_name: Safe name used in error messages.
+        timeout: Connect and read timeout in seconds.
+        pool_size: Connections kept per host (the concurrency bound of per-event sinks).
+    """
+
+    def __init__(self, sink_name: str, *, timeout: float = DEFAULT_TIMEOUT, pool_size: int = 4) -> None:
+        self.sink_name = sink_name
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.trust_env = False
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def post_json(
+        self,
+        url: str,
+        payload: Any,
+        *,
+        headers: Optional[Mapping[str, str]] = None,
+        gzip_body: bool = False,
+        auth: Optional[tuple[str, str]] = None,
+    ) -> requests.Response:
+        """POST ``payload`` as JSON and return the 2xx response, or raise a sink error."""
+        body = encode_json(payload)
+        all_headers = {"Content-Type": "application/json"}
+        if gzip_body:
+            body = gzip.compress(body)
+            all_headers["Content-Encoding"] = "gzip"
+        if headers:
+            all_headers.update(headers)
+        try:
+            response = self.session.post(
+                url, data=body, headers=all_headers, auth=auth, timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            raise RetryableSinkError(f"{self.sink_name}: {type(exc).__name__}") from None
+        classify_response(response, self.sink_name)
+        return response
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def encode_json(payload: Any) -> bytes:
+    """Compact UTF-8 JSON, the byte form size limits are measured on."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
