@@ -15,6 +15,7 @@ CLIENT_ADDRESS = "client.address"
 HTTP_ROUTE = "http.route"
 
 # Our own namespace for request facts the analytics need and semconv has no name for.
+REQUEST_TYPE = "user_tracking.request_type"  # "http" | "websocket": the span is ours to convert
 VISITOR_ID = "user_tracking.visitor_id"
 SESSION_ID = "user_tracking.session_id"
 REFERRER = "user_tracking.referrer"

@@ -107,7 +107,7 @@ class AnalyticsEvent:
     error_type: Optional[str] = None
     error_message: Optional[str] = None
     error_stacktrace: Optional[str] = None
-    meta: Mapping[str, MetaValue] = field(default=_EMPTY_META)
+    meta: Mapping[str, MetaValue] = field(default_factory=lambda: _EMPTY_META)
 
     @property
     def url(self) -> Optional[str]:

@@ -1,0 +1,57 @@
+"""A span processor that copies the request's ``user.id`` onto spans started during it."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any, Optional
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from . import attributes as attrs
+from .context import current_request
+
+
+class UserIdSpanProcessor(SpanProcessor):
+    """Sets ``user.id`` on every span started while a known user's request is in flight.
+
+    Reads one contextvar per span start; does nothing outside requests or before the user
+    is known.
+    """
+
+    def on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
+        state = current_request()
+        if (
+            state is not None
+            and state.user_id is not None
+            and state.config.child_spans
+            and span is not state.span
+        ):
+            span.set_attribute(attrs.USER_ID, state.user_id)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+_registered: weakref.WeakSet[Any] = weakref.WeakSet()
+_lock = threading.Lock()
+
+
+def ensure_user_id_processor(tracer_provider: Any) -> bool:
+    """Add the processor to an SDK tracer provider once; False when the provider has no SDK API."""
+    add = getattr(tracer_provider, "add_span_processor", None)
+    if add is None:
+        return False
+    with _lock:
+        if tracer_provider in _registered:
+            return True
+        add(UserIdSpanProcessor())
+        _registered.add(tracer_provider)
+    return True

@@ -1,0 +1,51 @@
+"""Internal-error handling: log once per site, count, swallow; re-raise under our own tests.
+
+Instrumentation must never raise into the host app. Each failure site logs its first
+failure (type only, never the message, which may hold user data) and counts the rest, so a
+broken resolver on a busy server does not flood the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import Counter
+
+_logger = logging.getLogger("otel_user_tracking")
+_lock = threading.Lock()
+_counts: Counter[str] = Counter()
+
+RAISE_ENV = "OTEL_PYTHON_USER_TRACKING_RAISE_INTERNAL_ERRORS"
+
+
+def report_internal_error(site: str, exc: BaseException, *, user_code: bool = False) -> None:
+    """Count a swallowed failure at ``site``; log it the first time it happens there.
+
+    Failures of our own code re-raise when ``OTEL_PYTHON_USER_TRACKING_RAISE_INTERNAL_ERRORS=1``
+    (set by our test suite) so bugs surface in tests; failures of the user's code
+    (``user_code=True``: a resolver, a user object) are always swallowed.
+    """
+    with _lock:
+        _counts[site] += 1
+        first = _counts[site] == 1
+    if first:
+        _logger.warning(
+            "otel_user_tracking: %s failed with %s; the request continues untouched "
+            "(further failures here are counted, not logged)",
+            site,
+            type(exc).__name__,
+        )
+    if not user_code and os.environ.get(RAISE_ENV) == "1":
+        raise exc
+
+
+def internal_error_counts() -> dict[str, int]:
+    """Failures swallowed so far, by site (e.g. ``{"user_resolver": 3}``)."""
+    with _lock:
+        return dict(_counts)
+
+
+def reset_internal_error_counts() -> None:
+    with _lock:
+        _counts.clear()

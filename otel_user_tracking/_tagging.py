@@ -1,0 +1,49 @@
+"""Putting the user on the spans, shaped by the TagPolicy."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from opentelemetry import trace
+
+from . import attributes as attrs
+from .context import RequestState
+from .identity import UserInfo, resolve_user
+
+
+def user_attributes(user: UserInfo, state: RequestState) -> dict[str, Any]:
+    """The ``user.*`` attributes the policy allows for ``user``."""
+    policy = state.config.tag_policy
+    values: dict[str, Any] = {}
+    for key, value in (
+        (attrs.USER_ID, policy.apply_id(user.id)),
+        (attrs.USER_NAME, policy.apply_name(user.name)),
+        (attrs.USER_EMAIL, policy.apply_email(user.email)),
+    ):
+        if value is not None:
+            values[key] = value
+    if policy.roles and user.roles:
+        values[attrs.USER_ROLES] = list(user.roles)
+    return values
+
+
+def apply_user(state: RequestState, user: Optional[UserInfo]) -> None:
+    """Tag the server span (and the current child span, for ``user.id``) with ``user``."""
+    if user is None or user == state.applied_user:
+        return
+    values = user_attributes(user, state)
+    state.applied_user = user
+    state.user_id = values.get(attrs.USER_ID)
+    if state.span.is_recording():
+        state.span.set_attributes(values)
+    if state.user_id is not None and state.config.child_spans:
+        current = trace.get_current_span()
+        if current is not state.span and current.is_recording():
+            current.set_attribute(attrs.USER_ID, state.user_id)
+
+
+def refresh_user(state: RequestState) -> None:
+    """Resolve the user again (unless ``set_user()`` named one) and tag the span if it changed."""
+    if state.explicit_user is not None:
+        return
+    apply_user(state, resolve_user(state.scope, state.config.user_resolver))

@@ -1,0 +1,95 @@
+"""The client address behind trusted proxies, and every address a request mentions.
+
+``X-Forwarded-For`` and ``Forwarded`` are believed only when the direct peer is a trusted
+proxy, and are walked right to left, skipping trusted hops: the first untrusted hop is the
+client. Otherwise any client could claim any address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Optional, Sequence
+
+from .policy import IPNetwork
+
+_MAX_HOPS = 32
+
+
+def parse_ip(text: str) -> Optional[str]:
+    """Normalise ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``"[::1]"`` to an address, else None."""
+    value = text.strip().strip('"').strip()
+    if value.startswith("["):
+        value = value[1:].split("]", 1)[0]
+    elif value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def forwarded_for(forwarded: str) -> list[str]:
+    """The ``for=`` values of a ``Forwarded`` header (RFC 7239), left to right, unparsed."""
+    hops = []
+    for element in forwarded.split(","):
+        for pair in element.split(";"):
+            key, _, value = pair.partition("=")
+            if key.strip().lower() == "for":
+                hops.append(value)
+    return hops[-_MAX_HOPS:]
+
+
+def _trusted(address: str, networks: Sequence[IPNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def resolve_client_address(
+    peer: Optional[str],
+    x_forwarded_for: Optional[str],
+    forwarded: Optional[str],
+    networks: Sequence[IPNetwork],
+) -> Optional[str]:
+    """The client's address: the peer, or the first untrusted hop when the peer is a trusted proxy."""
+    client = parse_ip(peer) if peer else None
+    if client is None or not networks or not _trusted(client, networks):
+        return client
+    if forwarded:
+        hops = forwarded_for(forwarded)
+    elif x_forwarded_for:
+        hops = x_forwarded_for.split(",")[-_MAX_HOPS:]
+    else:
+        return client
+    for raw in reversed(hops):
+        hop = parse_ip(raw)
+        if hop is None:
+            break
+        client = hop
+        if not _trusted(hop, networks):
+            break
+    return client
+
+
+def mentioned_addresses(
+    peer: Optional[str], x_forwarded_for: Optional[str], forwarded: Optional[str]
+) -> frozenset[str]:
+    """Every address the request carries (peer and all forwarded hops), for redaction."""
+    found = set()
+    if peer:
+        found.add(peer)
+        parsed = parse_ip(peer)
+        if parsed:
+            found.add(parsed)
+    hops: list[str] = []
+    if x_forwarded_for:
+        hops.extend(x_forwarded_for.split(",")[-_MAX_HOPS:])
+    if forwarded:
+        hops.extend(forwarded_for(forwarded))
+    for raw in hops:
+        parsed = parse_ip(raw)
+        if parsed:
+            found.add(parsed)
+    return frozenset(found)

@@ -1,0 +1,126 @@
+"""Finding the user of a request: set_user(), a resolver, Starlette's scope["user"], request.state.user.
+
+User objects are the app's, so every read is defensive: a property that raises, an id that
+is an int, a UUID or None, a mapping instead of an object. Nothing here raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, MutableMapping, Optional
+
+from ._errors import report_internal_error
+
+_ID_FIELDS = ("identity", "id", "user_id", "pk")
+_NAME_FIELDS = ("display_name", "username", "name")
+_EMAIL_FIELDS = ("email",)
+_ROLE_FIELDS = ("roles", "groups")
+_MAX_VALUE_LENGTH = 1024
+_MAX_ROLES = 64
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """A user as plain strings, before the TagPolicy is applied."""
+
+    id: Optional[str] = None
+    name: Optional[str] = None
+    email: Optional[str] = None
+    roles: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.id or self.name or self.email or self.roles)
+
+    @classmethod
+    def from_values(cls, id: Any, name: Any, email: Any, roles: Any) -> UserInfo:
+        return cls(_text(id), _text(name), _text(email), _roles(roles))
+
+
+def _text(value: Any) -> Optional[str]:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = value if isinstance(value, str) else str(value)
+    text = text.strip()
+    return text[:_MAX_VALUE_LENGTH] or None
+
+
+def _roles(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)):
+        items: Iterable[Any] = [value]
+    elif isinstance(value, Iterable):
+        items = value
+    else:
+        return ()
+    roles = []
+    for item in items:
+        text = _text(getattr(item, "name", item) if not isinstance(item, str) else item)
+        if text:
+            roles.append(text)
+        if len(roles) >= _MAX_ROLES:
+            break
+    return tuple(roles)
+
+
+def _read(user: Any, names: tuple[str, ...]) -> Any:
+    """The first present, non-None field among ``names`` on an object or a mapping."""
+    for name in names:
+        try:
+            value = user.get(name) if isinstance(user, Mapping) else getattr(user, name, None)
+        except Exception as exc:  # a property of the app's user object raised
+            report_internal_error(f"user.{name}", exc, user_code=True)
+            continue
+        if callable(value) and not isinstance(value, type):
+            continue
+        if value is not None:
+            return value
+    return None
+
+
+def user_from_object(user: Any) -> Optional[UserInfo]:
+    """Read id, name, email and roles from a user object or mapping; None when unauthenticated."""
+    if user is None:
+        return None
+    if isinstance(user, UserInfo):
+        return user
+    if isinstance(user, (str, int)) and not isinstance(user, bool):
+        return UserInfo(id=_text(user))
+    authenticated = _read(user, ("is_authenticated",))
+    if authenticated is False:
+        return None
+    info = UserInfo.from_values(
+        _read(user, _ID_FIELDS),
+        _read(user, _NAME_FIELDS),
+        _read(user, _EMAIL_FIELDS),
+        _read(user, _ROLE_FIELDS),
+    )
+    return None if info.is_empty else info
+
+
+def resolve_user(
+    scope: MutableMapping[str, Any],
+    resolver: Any,
+) -> Optional[UserInfo]:
+    """The user from the resolver, else ``scope["user"]``, else ``scope["state"]["user"]``.
+
+    ``set_user()`` wins over all of these; the caller checks it first.
+    """
+    if resolver is not None:
+        try:
+            found = user_from_object(resolver(scope))
+        except Exception as exc:
+            report_internal_error("user_resolver", exc, user_code=True)
+            found = None
+        if found is not None:
+            return found
+    found = user_from_object(scope.get("user"))
+    if found is not None:
+        return found
+    state = scope.get("state")
+    if isinstance(state, Mapping):
+        return user_from_object(state.get("user"))
+    return None

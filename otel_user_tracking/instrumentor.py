@@ -1,0 +1,108 @@
+"""``UserTrackingInstrumentor``: the BaseInstrumentor glue that ``opentelemetry-instrument`` loads.
+
+It validates the configuration, patches Starlette so every Starlette/FastAPI app gets the
+middleware, and (under the CLI) adds the child-span processor, the analytics processor and
+the analytics-aware sampler to the SDK tracer provider. A configuration error stops the
+start with a message naming the variable; any other failure is logged and leaves the app
+uninstrumented rather than crashed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Collection, Optional
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.dependencies import DependencyConflict, get_dependency_conflicts
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+from ._child_spans import ensure_user_id_processor
+from ._errors import report_internal_error
+from .config import configure, get_config, sinks_setting
+from .package import _instruments_any
+
+_logger = logging.getLogger(__name__)
+
+
+class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Instruments Starlette and FastAPI apps with user-aware server spans and analytics.
+
+    Usage: ``UserTrackingInstrumentor().instrument(tracer_provider=provider, tag_policy=policy)``,
+    or nothing at all under ``opentelemetry-instrument``.
+
+    ``instrument()`` accepts ``tracer_provider``, ``meter_provider``, ``analytics`` (False to
+    add no analytics processor; default: only when the provider is the global SDK one) and
+    any ``configure()`` option.
+    """
+
+    _patch: Any = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments_any
+
+    def _check_dependency_conflicts(self) -> Optional[DependencyConflict]:
+        # Any one of the frameworks will do, as the distribution's `instruments-any` extra says.
+        return get_dependency_conflicts((), _instruments_any)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        tracer_provider = kwargs.pop("tracer_provider", None)
+        meter_provider = kwargs.pop("meter_provider", None)
+        analytics = kwargs.pop("analytics", None)
+        try:
+            if kwargs:
+                configure(**kwargs)
+            config = get_config()
+        except ValueError as exc:
+            _logger.error("otel-user-tracking configuration error: %s", exc)
+            raise SystemExit(f"otel-user-tracking configuration error: {exc}") from None
+        try:
+            self._install(config, tracer_provider, meter_provider, analytics)
+        except Exception as exc:  # a bug here must not stop the app from starting
+            report_internal_error("instrument", exc)
+
+    def _install(
+        self, config: Any, tracer_provider: Any, meter_provider: Any, analytics: Optional[bool]
+    ) -> None:
+        from ._starlette import StarlettePatch
+        from .middleware import UserTrackingMiddleware
+
+        def make(app: Any) -> UserTrackingMiddleware:
+            return UserTrackingMiddleware(
+                app, tracer_provider=tracer_provider, meter_provider=meter_provider
+            )
+
+        type(self)._patch = StarlettePatch(make)
+        provider = tracer_provider or trace.get_tracer_provider()
+        ensure_user_id_processor(provider)
+        if analytics is None:
+            analytics = tracer_provider is None
+        if analytics:
+            _add_analytics(provider, config)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        patch = type(self)._patch
+        if patch is not None:
+            patch.undo()
+            type(self)._patch = None
+
+
+def _add_analytics(provider: Any, config: Any) -> None:
+    """Add the analytics processor (sinks from the environment) and the sampler wrapper."""
+    if not hasattr(provider, "add_span_processor"):
+        _logger.debug("tracer provider is not the SDK's; analytics processor not added")
+        return
+    from .processor import AnalyticsSpanProcessor
+    from .sinks import sinks_from_env
+
+    try:
+        sinks = sinks_from_env(sinks_setting())
+    except ValueError as exc:
+        _logger.error("otel-user-tracking configuration error: %s", exc)
+        raise SystemExit(f"otel-user-tracking configuration error: {exc}") from None
+    if not sinks:
+        return
+    provider.add_span_processor(AnalyticsSpanProcessor(sinks=sinks))
+    if config.analytics_sampler:
+        from .sampler import install_analytics_sampler
+
+        install_analytics_sampler(provider)
