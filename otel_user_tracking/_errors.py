@@ -23,8 +23,9 @@ def report_internal_error(site: str, exc: BaseException, *, user_code: bool = Fa
     """Count a swallowed failure at ``site``; log it the first time it happens there.
 
     Failures of our own code re-raise when ``OTEL_PYTHON_USER_TRACKING_RAISE_INTERNAL_ERRORS=1``
-    (set by our test suite) so bugs surface in tests; failures of the user's code
-    (``user_code=True``: a resolver, a user object) are always swallowed.
+    (set by our test suite) so bugs surface in tests; failures of code that is not ours
+    (``user_code=True``: a resolver, a user object, another instrumentation) are always
+    swallowed.
     """
     with _lock:
         _counts[site] += 1

@@ -40,6 +40,7 @@ from .visitor import VisitorIdentifier
 _logger = logging.getLogger(__name__)
 
 SCOPE_KEY = "otel_user_tracking.request"
+_PHASE_KEY = "otel_user_tracking.phase"  # where the span-making layer is: "app", then "done"
 SHUTDOWN_FLUSH_SECONDS = 10.0
 
 
@@ -129,7 +130,25 @@ class UserTrackingMiddleware:
         elif enrich_current:
             await self.enrich(scope, receive, send, prepared, created=False)
         else:
+            await self._make_span(scope, receive, send, prepared)
+
+    async def _make_span(self, scope: Scope, receive: Receive, send: Send, prepared: _Prepared) -> None:
+        """Run the app under the ASGI middleware's span; its own failures never reach the app.
+
+        It can fail before the app runs (it decodes the query string as UTF-8) or after.
+        Only an exception raised by the application itself propagates.
+        """
+        try:
             await prepared.span_maker(scope, receive, send)
+        except Exception as exc:
+            phase = scope.pop(_PHASE_KEY, None)
+            if phase == "app":
+                raise
+            report_internal_error("span", exc, user_code=True)
+            if phase is None:
+                await self.app(scope, receive, send)
+        else:
+            scope.pop(_PHASE_KEY, None)
 
     async def enrich(
         self, scope: Scope, receive: Receive, send: Send, prepared: _Prepared, *, created: bool
@@ -191,8 +210,10 @@ class _SpanEnricher:
         self.app = owner.app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[_PHASE_KEY] = "app"
         prepared = self.owner._prepare()
         await self.owner.enrich(scope, receive, send, prepared, created=True)
+        scope[_PHASE_KEY] = "done"
 
 
 def _begin(span: trace.Span, scope: Scope, prepared: _Prepared) -> RequestState:
