@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from . import sinks
 from ._errors import internal_error_counts
+from ._tagging import set_user
 from .config import Config, configure, get_config
-from .context import capture_exception, set_user, track
+from .context import capture_exception, track
 from .events import AnalyticsEvent
 from .identity import UserInfo
 from .instrumentor import UserTrackingInstrumentor

@@ -10,12 +10,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, MutableMapping, Optional
 
-_WANTED = frozenset(
-    {
-        b"user-agent", b"referer", b"accept-language", b"x-forwarded-for", b"forwarded",
-        b"host", b"sec-gpc", b"dnt",
-    }
-)
 _MAX_HEADER_CHARS = 2048
 _MAX_SHORT = 256
 _LOCALE = re.compile(r"^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*$")
@@ -45,18 +39,14 @@ class RequestFacts:
 
 
 def read_facts(scope: MutableMapping[str, Any], session_header: str) -> RequestFacts:
-    """Collect the facts from ``scope`` in one pass over its headers."""
-    session_key = session_header.encode("latin-1") if session_header else b""
-    found: dict[bytes, str] = {}
-    for raw_name, raw_value in scope.get("headers") or ():
-        name = bytes(raw_name).lower()
-        if name not in _WANTED and name != session_key:
-            continue
-        value = bytes(raw_value)[:_MAX_HEADER_CHARS].decode("latin-1")
-        if name in found and name in (b"x-forwarded-for", b"forwarded"):
-            found[name] = f"{found[name]},{value}"
-        elif name not in found:
-            found[name] = value
+    """Collect the facts from ``scope`` (ASGI header names are lower-case bytes)."""
+    raw_headers = scope.get("headers") or ()
+    headers: dict[bytes, bytes] = dict(raw_headers)
+    forwarded_chains = {}
+    for name in (b"x-forwarded-for", b"forwarded"):
+        if name in headers:
+            # Several headers of one name form one comma-separated list, in order.
+            forwarded_chains[name] = ",".join(_decode(value) for key, value in raw_headers if key == name)
     client = scope.get("client")
     peer = None
     if client:
@@ -64,24 +54,29 @@ def read_facts(scope: MutableMapping[str, Any], session_header: str) -> RequestF
             peer = str(client[0])
         except (TypeError, IndexError):
             peer = None
-    session_id = found.get(session_key) if session_key else None
+    session = headers.get(session_header.encode("latin-1")) if session_header else None
     return RequestFacts(
         peer=peer,
-        user_agent=_short(found.get(b"user-agent"), 512),
-        referrer=_short(found.get(b"referer"), _MAX_HEADER_CHARS),
-        accept_language=_short(found.get(b"accept-language"), _MAX_SHORT),
-        x_forwarded_for=found.get(b"x-forwarded-for"),
-        forwarded=found.get(b"forwarded"),
-        host=_short(found.get(b"host"), _MAX_SHORT),
-        privacy_signal=found.get(b"sec-gpc", "").strip() == "1" or found.get(b"dnt", "").strip() == "1",
-        session_id=_short(session_id, 128),
+        user_agent=_short(headers.get(b"user-agent"), 512),
+        referrer=_short(headers.get(b"referer"), _MAX_HEADER_CHARS),
+        accept_language=_short(headers.get(b"accept-language"), _MAX_SHORT),
+        x_forwarded_for=forwarded_chains.get(b"x-forwarded-for"),
+        forwarded=forwarded_chains.get(b"forwarded"),
+        host=_short(headers.get(b"host"), _MAX_SHORT),
+        privacy_signal=headers.get(b"sec-gpc", b"").strip() == b"1"
+        or headers.get(b"dnt", b"").strip() == b"1",
+        session_id=_short(session, 128),
     )
 
 
-def _short(value: Optional[str], limit: int) -> Optional[str]:
-    if value is None:
+def _decode(value: bytes) -> str:
+    return value[:_MAX_HEADER_CHARS].decode("latin-1")
+
+
+def _short(raw: Optional[bytes], limit: int) -> Optional[str]:
+    if raw is None:
         return None
-    value = value.strip()
+    value = raw[:limit].decode("latin-1").strip()
     if not value or not value.isprintable():
         return None
-    return value[:limit]
+    return value

@@ -7,6 +7,7 @@ client. Otherwise any client could claim any address.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Optional, Sequence
 
@@ -15,6 +16,7 @@ from .policy import IPNetwork
 _MAX_HOPS = 32
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_ip(text: str) -> Optional[str]:
     """Normalise ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``"[::1]"`` to an address, else None."""
     value = text.strip().strip('"').strip()
@@ -40,6 +42,11 @@ def forwarded_for(forwarded: str) -> list[str]:
 
 
 def _trusted(address: str, networks: Sequence[IPNetwork]) -> bool:
+    return _in_networks(address, tuple(networks))
+
+
+@functools.lru_cache(maxsize=4096)
+def _in_networks(address: str, networks: tuple[IPNetwork, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -77,6 +84,8 @@ def mentioned_addresses(
     peer: Optional[str], x_forwarded_for: Optional[str], forwarded: Optional[str]
 ) -> frozenset[str]:
     """Every address the request carries (peer and all forwarded hops), for redaction."""
+    if not x_forwarded_for and not forwarded:
+        return frozenset((peer,)) if peer else frozenset()
     found = set()
     if peer:
         found.add(peer)

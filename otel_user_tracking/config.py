@@ -27,10 +27,33 @@ DEFAULT_SINKS = "sqlite:///./otel-user-tracking.db"
 
 DEFAULT_SCRUB_QUERY_KEYS = frozenset(
     {
-        "password", "passwd", "pwd", "pass", "token", "access_token", "refresh_token",
-        "id_token", "secret", "client_secret", "key", "api_key", "apikey", "auth",
-        "authorization", "session", "sessionid", "session_id", "sid", "email", "code",
-        "signature", "sig", "credential", "credentials", "otp", "ssn",
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "secret",
+        "client_secret",
+        "key",
+        "api_key",
+        "apikey",
+        "auth",
+        "authorization",
+        "session",
+        "sessionid",
+        "session_id",
+        "sid",
+        "email",
+        "code",
+        "signature",
+        "sig",
+        "credential",
+        "credentials",
+        "otp",
+        "ssn",
     }
 )
 DEFAULT_PAGEVIEW_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
@@ -96,12 +119,8 @@ class Config:
         object.__setattr__(self, "excluded_urls", patterns)
         object.__setattr__(self, "_excluded", tuple(compiled))
         object.__setattr__(self, "session_header", self.session_header.strip().lower())
-        object.__setattr__(
-            self, "scrub_query_keys", frozenset(k.lower() for k in self.scrub_query_keys)
-        )
-        object.__setattr__(
-            self, "pageview_methods", frozenset(m.upper() for m in self.pageview_methods)
-        )
+        object.__setattr__(self, "scrub_query_keys", frozenset(k.lower() for k in self.scrub_query_keys))
+        object.__setattr__(self, "pageview_methods", frozenset(m.upper() for m in self.pageview_methods))
 
     def is_excluded(self, url: str) -> bool:
         """True when a configured exclusion regex is found in ``url``."""
@@ -119,9 +138,7 @@ def _env_choice(env: Mapping[str, str], name: str, choices: Sequence[str]) -> Op
         return None
     value = raw.strip().lower()
     if value not in choices:
-        raise ValueError(
-            f"{ENV_PREFIX}{name}={raw!r} is not allowed; use one of: {', '.join(choices)}"
-        )
+        raise ValueError(f"{ENV_PREFIX}{name}={raw!r} is not allowed; use one of: {', '.join(choices)}")
     return value
 
 

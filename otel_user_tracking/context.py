@@ -11,7 +11,7 @@ import contextvars
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from opentelemetry.trace import Span
 
@@ -37,12 +37,18 @@ class RequestState:
     applied_user: Optional[UserInfo] = None
     user_id: Optional[str] = None  # policy-processed, copied onto child spans
     status_code: Optional[int] = None
-    active: bool = True  # False once the middleware has left the request
+    active: bool = True  # False once the response has ended
+    finished: bool = False
+    created: bool = False  # the span is ours to name and to give its status
+    status_setter: Optional[Any] = None  # sets the HTTP status on a span we made
     recorded: list[BaseException] = field(default_factory=list)
     # exceptions an exception handler answered: never "escaped", whoever reports them later
     handled: list[BaseException] = field(default_factory=list)
     # exceptions seen while active, recorded when the response ends: (exc, timestamp, escaped)
     pending: list[tuple[BaseException, int, bool]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        deduplicate_exception_events(self)
 
 
 _current: contextvars.ContextVar[Optional[RequestState]] = contextvars.ContextVar(
@@ -53,30 +59,6 @@ _current: contextvars.ContextVar[Optional[RequestState]] = contextvars.ContextVa
 def current_request() -> Optional[RequestState]:
     """The state of the request in flight in this context, or None outside a request."""
     return _current.get()
-
-
-def set_user(
-    id: Any = None,
-    name: Optional[str] = None,
-    email: Optional[str] = None,
-    roles: Optional[Sequence[str]] = None,
-    **extra: Any,
-) -> None:
-    """Tag the current request's server span with the user, like ``sentry_sdk.set_user``.
-
-    Call it after login, in a handler or a dependency; it wins over every other way of
-    finding the user. The TagPolicy decides what is exported. Outside a request it does nothing.
-    """
-    state = _current.get()
-    if state is None:
-        return
-    try:
-        from ._tagging import apply_user  # late: _tagging imports this module
-
-        state.explicit_user = UserInfo.from_values(id, name, email, roles)
-        apply_user(state, state.explicit_user)
-    except Exception as exc:  # never raise into the handler
-        report_internal_error("set_user", exc)
 
 
 def capture_exception(exc: BaseException) -> None:

@@ -31,9 +31,7 @@ def validate_event_name(name: object) -> str:
     if not isinstance(name, str):
         raise ValueError(f"event name must be a str, not {type(name).__name__}")
     if not 1 <= len(name) <= MAX_EVENT_NAME_LENGTH:
-        raise ValueError(
-            f"event name must be 1 to {MAX_EVENT_NAME_LENGTH} characters, got {len(name)}"
-        )
+        raise ValueError(f"event name must be 1 to {MAX_EVENT_NAME_LENGTH} characters, got {len(name)}")
     if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in name):
         raise ValueError("event name must not contain control characters")
     return name
@@ -56,9 +54,7 @@ def validate_meta(meta: Optional[Mapping[str, object]]) -> Mapping[str, MetaValu
         if not isinstance(key, str) or not key:
             raise ValueError(f"meta keys must be non-empty strings, got {key!r}")
         if not isinstance(value, (str, int, float, bool)):
-            raise ValueError(
-                f"meta[{key!r}] is a {type(value).__name__}; use str, int, float or bool"
-            )
+            raise ValueError(f"meta[{key!r}] is a {type(value).__name__}; use str, int, float or bool")
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"meta[{key!r}] must be a finite number")
         clean[key] = value

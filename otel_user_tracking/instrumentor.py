@@ -67,9 +67,7 @@ class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         from .middleware import UserTrackingMiddleware
 
         def make(app: Any) -> UserTrackingMiddleware:
-            return UserTrackingMiddleware(
-                app, tracer_provider=tracer_provider, meter_provider=meter_provider
-            )
+            return UserTrackingMiddleware(app, tracer_provider=tracer_provider, meter_provider=meter_provider)
 
         type(self)._patch = StarlettePatch(make)
         provider = tracer_provider or trace.get_tracer_provider()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
@@ -22,18 +23,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import attributes as attrs
 from ._errors import report_internal_error
 from ._request import read_facts
+from ._server_span import ServerSpanMaker
 from ._tagging import refresh_user
 from .bots import is_bot
 from .client_address import mentioned_addresses, resolve_client_address
 from .config import Config, _settings, get_config
-from .context import (
-    RequestState,
-    _current,
-    deduplicate_exception_events,
-    flush_pending_exceptions,
-    record_exception_once,
-)
-from .scrubbing import enforce_on_span, scrub_url
+from .context import RequestState, _current, flush_pending_exceptions, record_exception_once
+from .scrubbing import QueryScrubber, clean_attributes, enforce_on_span
 from .types import ASGIApp, Message, Receive, Scope, Send
 from .visitor import VisitorIdentifier
 
@@ -49,8 +45,10 @@ class _Prepared:
     """Everything derived from one Config, computed once per configuration change."""
 
     config: Config
-    span_maker: Any
+    maker: ServerSpanMaker
+    asgi_middleware: Any  # the full ASGI middleware, for internal_spans=True
     visitors: VisitorIdentifier
+    scrubber: QueryScrubber
 
 
 class UserTrackingMiddleware:
@@ -63,7 +61,7 @@ class UserTrackingMiddleware:
     Args:
         app: The ASGI application.
         tracer_provider: Provider for the spans this middleware makes (default: global).
-        meter_provider: Provider for the ASGI middleware's HTTP metrics (default: global).
+        meter_provider: Provider for the HTTP server metrics (default: global).
         **options: Any ``Config`` field (``tag_policy``, ``user_resolver``, ``excluded_urls``,
             ...); they win over ``configure()`` and the environment for this app.
     """
@@ -93,17 +91,17 @@ class UserTrackingMiddleware:
         config = get_config()
         if self._options:
             config = replace(config, **self._options)
-        previous = prepared.config if prepared else None
-        if prepared is None or previous != config:
+        if prepared is None or prepared.config != config:
             prepared = _Prepared(
                 config=config,
-                span_maker=OpenTelemetryMiddleware(
+                maker=ServerSpanMaker(self._tracer_provider, self._meter_provider),
+                asgi_middleware=OpenTelemetryMiddleware(
                     _SpanEnricher(self),
                     tracer_provider=self._tracer_provider,
                     meter_provider=self._meter_provider,
-                    exclude_spans=None if config.internal_spans else ["receive", "send"],
                 ),
                 visitors=VisitorIdentifier(site=config.site),
+                scrubber=QueryScrubber(config.scrub_query_keys),
             )
             _ensure_child_span_processor(self._tracer_provider)
         self._prepared, self._generation = prepared, generation
@@ -119,7 +117,8 @@ class UserTrackingMiddleware:
             return
         try:
             prepared = self._prepare()
-            skip = prepared.config.is_excluded(_full_url(scope)) if prepared.config.excluded_urls else False
+            config = prepared.config
+            skip = config.is_excluded(_full_url(scope)) if config.excluded_urls else False
             current = trace.get_current_span()
             enrich_current = current.is_recording() and getattr(current, "kind", None) is SpanKind.SERVER
         except Exception as exc:
@@ -128,18 +127,65 @@ class UserTrackingMiddleware:
         if skip:
             await self.app(scope, receive, send)
         elif enrich_current:
-            await self.enrich(scope, receive, send, prepared, created=False)
+            await self._enrich_span_of_another_layer(current, scope, receive, send, prepared)
+        elif config.internal_spans:
+            await self._with_asgi_middleware(scope, receive, send, prepared)
         else:
-            await self._make_span(scope, receive, send, prepared)
+            await self._with_new_span(scope, receive, send, prepared)
 
-    async def _make_span(self, scope: Scope, receive: Receive, send: Send, prepared: _Prepared) -> None:
-        """Run the app under the ASGI middleware's span; its own failures never reach the app.
+    async def _with_new_span(self, scope: Scope, receive: Receive, send: Send, prepared: _Prepared) -> None:
+        """Make the server span ourselves, policy-clean from the start, and run the app in it."""
+        try:
+            request = _RequestView(scope, prepared)
+        except Exception as exc:
+            report_internal_error("request_start", exc)
+            await self.app(scope, receive, send)
+            return
+        try:
+            span, token, metric_attributes = prepared.maker.start(scope, request.clean_with_ours)
+        except Exception as exc:  # the ASGI helpers reject some requests (non-UTF-8 query)
+            report_internal_error("span_start", exc, user_code=True)
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        state = RequestState(
+            span, scope, prepared.config, created=True, status_setter=prepared.maker.set_status
+        )
+        try:
+            with trace.use_span(
+                span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            ):
+                await self.run(state, receive, send)
+        finally:
+            try:
+                route = _route_template(scope)
+                prepared.maker.finish(
+                    span, token, scope, metric_attributes, started, state.status_code, route
+                )
+            except Exception as exc:
+                report_internal_error("span_end", exc)
+
+    async def _enrich_span_of_another_layer(
+        self, span: trace.Span, scope: Scope, receive: Receive, send: Send, prepared: _Prepared
+    ) -> None:
+        try:
+            state = _adopt(span, scope, prepared, created=False)
+        except Exception as exc:
+            report_internal_error("request_start", exc)
+            await self.app(scope, receive, send)
+            return
+        await self.run(state, receive, send)
+
+    async def _with_asgi_middleware(
+        self, scope: Scope, receive: Receive, send: Send, prepared: _Prepared
+    ) -> None:
+        """Run under the full ASGI middleware (internal send/receive spans); its failures stay ours.
 
         It can fail before the app runs (it decodes the query string as UTF-8) or after.
         Only an exception raised by the application itself propagates.
         """
         try:
-            await prepared.span_maker(scope, receive, send)
+            await prepared.asgi_middleware(scope, receive, send)
         except Exception as exc:
             phase = scope.pop(_PHASE_KEY, None)
             if phase == "app":
@@ -150,18 +196,9 @@ class UserTrackingMiddleware:
         else:
             scope.pop(_PHASE_KEY, None)
 
-    async def enrich(
-        self, scope: Scope, receive: Receive, send: Send, prepared: _Prepared, *, created: bool
-    ) -> None:
-        """Run the app with the current (server) span tagged and the request state set."""
-        state: Optional[RequestState] = None
-        try:
-            state = _begin(trace.get_current_span(), scope, prepared)
-        except Exception as exc:
-            report_internal_error("request_start", exc)
-        if state is None:
-            await self.app(scope, receive, send)
-            return
+    async def run(self, state: RequestState, receive: Receive, send: Send) -> None:
+        """Run the app with the request state set; track the response and what escapes."""
+        scope = state.scope
         token = _current.set(state)
         scope[SCOPE_KEY] = state
 
@@ -175,7 +212,7 @@ class UserTrackingMiddleware:
             elif kind == "http.response.body" and not message.get("more_body", False):
                 # An outer layer (FastAPI's native tracing) may end the span once this is sent.
                 try:
-                    _finish(state, scope, created)
+                    _finish(state)
                 except Exception as exc:
                     report_internal_error("response_end", exc)
             await send(message)
@@ -192,7 +229,7 @@ class UserTrackingMiddleware:
             raise
         finally:
             try:
-                _finish(state, scope, created)
+                _finish(state)
             except Exception as exc:
                 report_internal_error("request_end", exc)
             scope.pop(SCOPE_KEY, None)
@@ -203,7 +240,7 @@ class UserTrackingMiddleware:
 
 
 class _SpanEnricher:
-    """The app the span-making ASGI middleware wraps: enriches the span it just made."""
+    """The app the full ASGI middleware wraps: adopts the span it just made."""
 
     def __init__(self, owner: UserTrackingMiddleware) -> None:
         self.owner = owner
@@ -211,47 +248,76 @@ class _SpanEnricher:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[_PHASE_KEY] = "app"
-        prepared = self.owner._prepare()
-        await self.owner.enrich(scope, receive, send, prepared, created=True)
+        try:
+            state: Optional[RequestState] = _adopt(
+                trace.get_current_span(), scope, self.owner._prepare(), created=True
+            )
+        except Exception as exc:
+            report_internal_error("request_start", exc)
+            state = None
+        if state is None:
+            await self.app(scope, receive, send)
+        else:
+            await self.owner.run(state, receive, send)
         scope[_PHASE_KEY] = "done"
 
 
-def _begin(span: trace.Span, scope: Scope, prepared: _Prepared) -> RequestState:
-    config = prepared.config
-    policy = config.tag_policy
-    facts = read_facts(scope, config.session_header)
-    client = resolve_client_address(
-        facts.peer, facts.x_forwarded_for, facts.forwarded, policy.trusted_networks
-    )
-    addresses = mentioned_addresses(facts.peer, facts.x_forwarded_for, facts.forwarded)
-    enforce_on_span(span, addresses, policy.apply_ip(client), config.scrub_query_keys)
-    values: dict[str, Any] = {
-        attrs.REQUEST_TYPE: scope["type"],
-        attrs.PRIVACY_SIGNAL: facts.privacy_signal,
-        attrs.BOT: is_bot(facts.user_agent),
-    }
-    if facts.host:
-        values[attrs.HOST] = facts.host
-    if facts.referrer:
-        values[attrs.REFERRER] = scrub_url(facts.referrer, config.scrub_query_keys)
-    locale = facts.locale
-    if locale:
-        values[attrs.LOCALE] = locale
-    if facts.session_id:
-        values[attrs.SESSION_ID] = facts.session_id
-    if not (facts.privacy_signal and config.honor_privacy_signals):
-        values[attrs.VISITOR_ID] = prepared.visitors.visitor_id(client or "", facts.user_agent or "")
+class _RequestView:
+    """The request's facts under the policy: what our attributes are, which addresses to hide."""
+
+    def __init__(self, scope: Scope, prepared: _Prepared) -> None:
+        config = prepared.config
+        policy = config.tag_policy
+        facts = read_facts(scope, config.session_header)
+        client = resolve_client_address(
+            facts.peer, facts.x_forwarded_for, facts.forwarded, policy.trusted_networks
+        )
+        self.addresses = mentioned_addresses(facts.peer, facts.x_forwarded_for, facts.forwarded)
+        self.scrubber = prepared.scrubber
+        values: dict[str, Any] = {attrs.REQUEST_TYPE: scope["type"]}
+        client_value = policy.apply_ip(client)
+        if client_value is not None:
+            values[attrs.CLIENT_ADDRESS] = client_value
+        if facts.privacy_signal:
+            values[attrs.PRIVACY_SIGNAL] = True
+        if is_bot(facts.user_agent):
+            values[attrs.BOT] = True
+        if facts.host:
+            values[attrs.HOST] = facts.host
+        if facts.referrer:
+            values[attrs.REFERRER] = prepared.scrubber.url(facts.referrer)
+        locale = facts.locale
+        if locale:
+            values[attrs.LOCALE] = locale
+        if facts.session_id:
+            values[attrs.SESSION_ID] = facts.session_id
+        if not (facts.privacy_signal and config.honor_privacy_signals):
+            values[attrs.VISITOR_ID] = prepared.visitors.visitor_id(client or "", facts.user_agent or "")
+        self.values = values
+
+    def clean_with_ours(self, attributes: dict[str, Any]) -> dict[str, Any]:
+        """The ASGI middleware's attributes under the policy, plus ours."""
+        clean_attributes(attributes, self.addresses, self.scrubber)
+        attributes.update(self.values)
+        return attributes
+
+
+def _adopt(span: trace.Span, scope: Scope, prepared: _Prepared, *, created: bool) -> RequestState:
+    """Bring a span another layer made under the policy and tag it with the request facts."""
+    request = _RequestView(scope, prepared)
+    values = enforce_on_span(span, request.addresses, prepared.scrubber)
+    values.update(request.values)
     span.set_attributes(values)
-    state = RequestState(span=span, scope=scope, config=config)
-    deduplicate_exception_events(state)
-    return state
+    return RequestState(span, scope, prepared.config, created=created)
 
 
 def note_response_start(state: RequestState, message: Message) -> None:
     """Record the status, the exception a handler turned into this response, and the user."""
     status = int(message.get("status", 0))
     state.status_code = status
-    if status >= 500:
+    if state.status_setter is not None:
+        state.status_setter(state.span, status)
+    elif status >= 500:
         state.span.set_status(Status(StatusCode.ERROR))
     if status >= state.config.min_status_to_capture:
         handled = sys.exc_info()[1]
@@ -262,21 +328,24 @@ def note_response_start(state: RequestState, message: Message) -> None:
     refresh_user(state)
 
 
-def _finish(state: RequestState, scope: Scope, created: bool) -> None:
-    """Last user refresh, held-back exceptions, route; runs at the last body and at the end."""
+def _finish(state: RequestState) -> None:
+    """Last user refresh, held-back exceptions, route: at the last body, or at the end."""
     span = state.span
-    if not span.is_recording():
+    if state.finished or not span.is_recording():
         return
+    state.finished = True
     refresh_user(state)
     flush_pending_exceptions(state)
+    scope = state.scope
     route = _route_template(scope)
-    if route is not None:
-        existing = getattr(span, "attributes", None) or {}
-        if attrs.HTTP_ROUTE not in existing:
-            span.set_attribute(attrs.HTTP_ROUTE, route)
-        if created:
-            method = "WS" if scope["type"] == "websocket" else str(scope.get("method", "HTTP"))
-            span.update_name(f"{method} {route}")
+    if route is None:
+        return
+    existing = getattr(span, "attributes", None) or {}
+    if attrs.HTTP_ROUTE not in existing:
+        span.set_attribute(attrs.HTTP_ROUTE, route)
+    if state.created:
+        method = "WS" if scope["type"] == "websocket" else str(scope.get("method", "HTTP"))
+        span.update_name(f"{method} {route}")
 
 
 def _route_template(scope: Scope) -> Optional[str]:

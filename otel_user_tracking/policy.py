@@ -6,6 +6,7 @@ unit-tested and reused by every exporter path (span attributes and analytics eve
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -106,7 +107,12 @@ class TagPolicy:
         """
         key = hash_key if hash_key is not None else os.environ.get(HASH_KEY_ENV) or None
         params: dict[str, object] = {
-            "id": "hash", "name": "drop", "email": "drop", "roles": False, "ip": "drop", "hash_key": key
+            "id": "hash",
+            "name": "drop",
+            "email": "drop",
+            "roles": False,
+            "ip": "drop",
+            "hash_key": key,
         }
         params.update(overrides)
         return cls(**params)  # type: ignore[arg-type]
@@ -177,6 +183,7 @@ def mask_name(value: str) -> str:
     return f"{text[0]}***" if text else "***"
 
 
+@functools.lru_cache(maxsize=4096)
 def anonymize_ip(address: str) -> Optional[str]:
     """IPv4 keeps its /24 (last octet 0), IPv6 its /48; anything unparsable becomes None."""
     try:

@@ -37,7 +37,9 @@ class Tracing:
             for span in self.server_spans()
             if span.attributes.get("url.path", span.attributes.get("http.target", "")).split("?")[0] == path
         ]
-        assert len(found) == 1, f"{len(found)} server spans for {path}: {[s.name for s in self.server_spans()]}"
+        assert len(found) == 1, (
+            f"{len(found)} server spans for {path}: {[s.name for s in self.server_spans()]}"
+        )
         return found[0]
 
 
@@ -78,7 +80,9 @@ def login(request: Request) -> dict[str, Any]:
 def fastapi_app(tracing: Tracing, *, native: bool = False) -> FastAPI:
     """A FastAPI app with a login dependency; FastAPI's native tracing on ``tracing`` if asked."""
     telemetry: dict[str, Any] = (
-        {"tracer_provider": tracing.provider} if native else {"tracing": False, "metrics": False, "logs": False}
+        {"tracer_provider": tracing.provider}
+        if native
+        else {"tracing": False, "metrics": False, "logs": False}
     )
     app = FastAPI(telemetry=telemetry)  # type: ignore[call-arg]
     tracer = tracing.provider.get_tracer("tests")
@@ -124,7 +128,9 @@ def client(app: Any, peer: str = "203.0.113.9", raise_app_exceptions: bool = Fal
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
-def get(app: Any, path: str, headers: Optional[dict[str, str]] = None, peer: str = "203.0.113.9") -> httpx.Response:
+def get(
+    app: Any, path: str, headers: Optional[dict[str, str]] = None, peer: str = "203.0.113.9"
+) -> httpx.Response:
     async def go() -> httpx.Response:
         async with client(app, peer) as c:
             return await c.get(path, headers=headers)

@@ -44,7 +44,9 @@ def test_no_trusted_proxies_means_headers_are_never_believed() -> None:
     assert resolve_client_address("10.0.0.5", "203.0.113.9", None, ()) == "10.0.0.5"
 
 
-@pytest.mark.parametrize(("text", "expected"), [("1.2.3.4:80", "1.2.3.4"), ("[::1]:80", "::1"), ('"::1"', "::1")])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("1.2.3.4:80", "1.2.3.4"), ("[::1]:80", "::1"), ('"::1"', "::1")]
+)
 def test_parse_ip_strips_ports_brackets_and_quotes(text: str, expected: str) -> None:
     """Addresses in headers come in several spellings."""
     assert parse_ip(text) == expected
@@ -59,7 +61,9 @@ def test_ip_drop_removes_every_client_address_from_the_otlp_payload(
     native: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With ip="drop" neither the peer nor any forwarded hop appears in the encoded OTLP spans."""
-    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", "x-forwarded-for,forwarded")
+    monkeypatch.setenv(
+        "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", "x-forwarded-for,forwarded"
+    )
     tracing = new_tracing()
     with instrumented(tracing, tag_policy=TagPolicy(ip="drop", trusted_proxies=["10.0.0.0/8"])):
         app = fastapi_app(tracing, native=native)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-
 from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
@@ -77,9 +76,17 @@ async def _websocket_echo(app: Any, text: str) -> str:
         sent.append(message)
 
     scope = {
-        "type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": "/ws", "raw_path": b"/ws",
-        "query_string": b"", "root_path": "", "headers": [(b"host", b"testserver")],
-        "client": ("198.51.100.1", 1), "server": ("testserver", 80), "subprotocols": [],
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("198.51.100.1", 1),
+        "server": ("testserver", 80),
+        "subprotocols": [],
     }
     await app(scope, receive, send)
     assert sent[0]["type"] == "websocket.accept"

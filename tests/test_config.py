@@ -18,8 +18,13 @@ def _fresh_config() -> None:
 def test_environment_sets_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every OTEL_PYTHON_USER_TRACKING_* policy variable reaches the TagPolicy."""
     for name, value in {
-        "ID": "hash", "NAME": "mask", "EMAIL": "drop", "IP": "anonymize", "HASH_KEY": "k",
-        "TRUSTED_PROXIES": "10.0.0.0/8, 192.168.0.0/16", "CHILD_SPANS": "false",
+        "ID": "hash",
+        "NAME": "mask",
+        "EMAIL": "drop",
+        "IP": "anonymize",
+        "HASH_KEY": "k",
+        "TRUSTED_PROXIES": "10.0.0.0/8, 192.168.0.0/16",
+        "CHILD_SPANS": "false",
     }.items():
         monkeypatch.setenv(f"OTEL_PYTHON_USER_TRACKING_{name}", value)
     config = get_config()
@@ -37,7 +42,9 @@ def test_environment_sets_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
         ("CHILD_SPANS", "maybe", "true or false"),
     ],
 )
-def test_bad_environment_value_names_the_variable_and_allowed_values(name: str, value: str, allowed: str) -> None:
+def test_bad_environment_value_names_the_variable_and_allowed_values(
+    name: str, value: str, allowed: str
+) -> None:
     """A bad value fails with the variable's name and what it may be."""
     with pytest.raises(ValueError) as info:
         config_from_env({f"OTEL_PYTHON_USER_TRACKING_{name}": value})
@@ -74,7 +81,7 @@ def test_excluded_urls_fall_back_to_the_generic_otel_variable(monkeypatch: pytes
 
 def test_unknown_configure_option_lists_known_ones() -> None:
     """A typo in configure() fails with the list of options."""
-    with pytest.raises(ValueError, match="known options: .*tag_policy"):
+    with pytest.raises(ValueError, match=r"known options: .*tag_policy"):
         out.configure(tag_polcy=out.TagPolicy())
 
 
@@ -99,6 +106,6 @@ def test_excluded_urls_are_not_tracked() -> None:
         app = fastapi_app(tracing)
         get(app, "/public")
         get(app, "/me", headers=bearer("tok-jane"))
-    assert [span.attributes.get("url.path", span.attributes.get("http.target")) for span in tracing.server_spans()] == [
-        "/me"
-    ]
+    assert [
+        span.attributes.get("url.path", span.attributes.get("http.target")) for span in tracing.server_spans()
+    ] == ["/me"]

@@ -17,7 +17,7 @@ from starlette.routing import Route
 import otel_user_tracking as out
 from otel_user_tracking.identity import UserInfo, user_from_object
 
-from ._apps import Tracing, bearer, fastapi_app, get, instrumented, new_tracing
+from ._apps import bearer, fastapi_app, get, instrumented, new_tracing
 
 
 class EmailUser(SimpleUser):
@@ -82,7 +82,9 @@ def test_starlette_authentication_middleware_user_is_found() -> None:
     assert len(spans) == 2 and len(tagged) == 1
     attributes = tagged[0].attributes
     assert (attributes["user.id"], attributes["user.name"], attributes["user.email"]) == (
-        "user-1", "ann", "ann@example.com",
+        "user-1",
+        "ann",
+        "ann@example.com",
     )
 
 

@@ -82,7 +82,9 @@ def test_middleware_by_hand_on_any_asgi_app() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    app = out.UserTrackingMiddleware(bare_app, tracer_provider=tracing.provider, tag_policy=out.TagPolicy(id="mask"))
+    app = out.UserTrackingMiddleware(
+        bare_app, tracer_provider=tracing.provider, tag_policy=out.TagPolicy(id="mask")
+    )
     assert get(app, "/anything").text == "ok"
     [span] = tracing.server_spans()
     assert span.attributes["user.id"] == "b***"

@@ -131,7 +131,9 @@ def test_hash_key_never_shows_in_repr() -> None:
     assert KEY not in repr(TagPolicy(id="hash", hash_key=KEY))
 
 
-@pytest.mark.parametrize(("value", "expected"), [("jane@example.com", "j***@example.com"), ("nobody", "n***")])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("jane@example.com", "j***@example.com"), ("nobody", "n***")]
+)
 def test_mask_email(value: str, expected: str) -> None:
     """Email masking keeps the first character of the local part and the domain."""
     assert mask_email(value) == expected

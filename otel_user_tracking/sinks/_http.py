@@ -50,9 +50,7 @@ def classify_response(response: requests.Response, sink_name: str) -> None:
     answer = (response.text or "")[:MAX_ANSWER_CHARS].replace("\n", " ")
     message = f"{sink_name}: HTTP {status}: {answer}" if answer else f"{sink_name}: HTTP {status}"
     if status in RETRYABLE_STATUSES or status >= 500:
-        raise RetryableSinkError(
-            message, retry_after=parse_retry_after(response.headers.get("Retry-After"))
-        )
+        raise RetryableSinkError(message, retry_after=parse_retry_after(response.headers.get("Retry-After")))
     raise PermanentSinkError(message)
 
 
@@ -92,9 +90,7 @@ class HTTPTransport:
         if headers:
             all_headers.update(headers)
         try:
-            response = self.session.post(
-                url, data=body, headers=all_headers, auth=auth, timeout=self.timeout
-            )
+            response = self.session.post(url, data=body, headers=all_headers, auth=auth, timeout=self.timeout)
         except requests.RequestException as exc:
             raise RetryableSinkError(f"{self.sink_name}: {type(exc).__name__}") from None
         classify_response(response, self.sink_name)

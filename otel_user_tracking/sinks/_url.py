@@ -79,13 +79,10 @@ def parse_sink_url(raw: str) -> SinkURL:
     if scheme not in SINK_SCHEMES:
         known = ", ".join(sorted([*SINK_SCHEMES, "none"]))
         raise ValueError(
-            f"unknown sink {mask_url(text)!r} in OTEL_PYTHON_USER_TRACKING_SINKS; "
-            f"known sinks: {known}"
+            f"unknown sink {mask_url(text)!r} in OTEL_PYTHON_USER_TRACKING_SINKS; known sinks: {known}"
         )
     if transport not in (None, "http", "https"):
-        raise ValueError(
-            f"sink URL {mask_url(text)!r}: transport must be +http or +https, not +{transport}"
-        )
+        raise ValueError(f"sink URL {mask_url(text)!r}: transport must be +http or +https, not +{transport}")
     return SinkURL(scheme, transport, host, path, credential, text)
 
 
