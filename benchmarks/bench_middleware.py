@@ -2,7 +2,8 @@
 
 Drives each app through raw ASGI calls in one process (no sockets, so only middleware cost is
 measured), interleaving rounds and keeping each app's fastest round. "ours" serves the same
-anonymous request as the others; "ours+set_user" also logs a user in with ``set_user``. Overhead is the time above the bare app;
+anonymous request as the others; "ours+set_user" also logs a user in with ``set_user``.
+Overhead is the time above the bare app;
 the figure that matters is ours / plain, which later work holds at or below 0.7.
 
 Run: ``python benchmarks/bench_middleware.py [--requests 5000] [--rounds 7]``
