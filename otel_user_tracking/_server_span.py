@@ -68,7 +68,7 @@ class ServerSpanMaker:
         Returns the span, the context token to detach, and the metric attributes.
         """
         attributes = collect_request_attributes(scope, self.mode)
-        name, details = get_default_span_details(scope)
+        name, details = get_default_span_details(scope)  # type: ignore[arg-type]
         attributes.update(details)
         span, token = _start_internal_or_server_span(
             tracer=self.tracer,

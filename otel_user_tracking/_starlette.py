@@ -101,7 +101,7 @@ class DeferToCurrentServerSpan:
 
 
 def _chain(stack: Any) -> list[Any]:
-    layers = []
+    layers: list[Any] = []
     layer = stack
     while layer is not None and len(layers) < _MAX_DEPTH:
         layers.append(layer)
@@ -148,7 +148,7 @@ class StarlettePatch:
             await placed(scope, receive, send)
 
         __call__.__wrapped__ = original  # type: ignore[attr-defined]
-        Starlette.__call__ = __call__  # type: ignore[method-assign]
+        Starlette.__call__ = __call__  # type: ignore[method-assign,assignment]
 
     def undo(self) -> None:
         self._cls.__call__ = self._original  # type: ignore[method-assign]
@@ -166,7 +166,7 @@ def _placed_stack(
     try:
         stack = app.middleware_stack
         if stack is not None and getattr(app, _PLACED_ATTR, None) is stack:
-            return stack  # type: ignore[no-any-return]
+            return stack
         if stack is None:
             stack = app.build_middleware_stack()
         placed = place(stack, make)
