@@ -10,6 +10,8 @@ uninstrumented rather than crashed.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any, Collection, Optional
 
 from opentelemetry import trace
@@ -20,6 +22,7 @@ from ._child_spans import ensure_user_id_processor
 from ._errors import report_internal_error
 from .config import configure, get_config, sinks_setting
 from .package import _instruments_any
+from .sinks import sinks_from_env
 
 _logger = logging.getLogger(__name__)
 
@@ -52,17 +55,16 @@ class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             if kwargs:
                 configure(**kwargs)
             config = get_config()
+            sinks = sinks_from_env(sinks_setting()) if _wants_analytics(tracer_provider, analytics) else []
         except ValueError as exc:
-            _logger.error("otel-user-tracking configuration error: %s", exc)
-            raise SystemExit(f"otel-user-tracking configuration error: {exc}") from None
+            _configuration_error(exc)
+            raise
         try:
-            self._install(config, tracer_provider, meter_provider, analytics)
+            self._install(config, tracer_provider, meter_provider, sinks)
         except Exception as exc:  # a bug here must not stop the app from starting
             report_internal_error("instrument", exc)
 
-    def _install(
-        self, config: Any, tracer_provider: Any, meter_provider: Any, analytics: Optional[bool]
-    ) -> None:
+    def _install(self, config: Any, tracer_provider: Any, meter_provider: Any, sinks: list[Any]) -> None:
         from ._starlette import StarlettePatch
         from .middleware import UserTrackingMiddleware
 
@@ -72,10 +74,8 @@ class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         type(self)._patch = StarlettePatch(make)
         provider = tracer_provider or trace.get_tracer_provider()
         ensure_user_id_processor(provider)
-        if analytics is None:
-            analytics = tracer_provider is None
-        if analytics:
-            _add_analytics(provider, config)
+        if sinks:
+            _add_analytics(provider, config, sinks)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         patch = type(self)._patch
@@ -84,23 +84,40 @@ class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             type(self)._patch = None
 
 
-def _add_analytics(provider: Any, config: Any) -> None:
-    """Add the analytics processor (sinks from the environment) and the sampler wrapper."""
+def _wants_analytics(tracer_provider: Any, analytics: Optional[bool]) -> bool:
+    """Analytics by default only for the global provider (the CLI's), unless asked for."""
+    if analytics is None:
+        return tracer_provider is None
+    return analytics
+
+
+def _add_analytics(provider: Any, config: Any, sinks: list[Any]) -> None:
+    """Add the analytics processor and the analytics-aware sampler to an SDK provider."""
     if not hasattr(provider, "add_span_processor"):
-        _logger.debug("tracer provider is not the SDK's; analytics processor not added")
+        _logger.warning("the tracer provider is not the SDK's; analytics processor not added")
+        for sink in sinks:
+            sink.close()
         return
     from .processor import AnalyticsSpanProcessor
-    from .sinks import sinks_from_env
 
-    try:
-        sinks = sinks_from_env(sinks_setting())
-    except ValueError as exc:
-        _logger.error("otel-user-tracking configuration error: %s", exc)
-        raise SystemExit(f"otel-user-tracking configuration error: {exc}") from None
-    if not sinks:
-        return
     provider.add_span_processor(AnalyticsSpanProcessor(sinks=sinks))
     if config.analytics_sampler:
         from .sampler import install_analytics_sampler
 
         install_analytics_sampler(provider)
+
+
+def _configuration_error(exc: ValueError) -> None:
+    """Under ``opentelemetry-instrument`` stop the start with one clear line.
+
+    The CLI's loader would log and swallow the error and the app would start with the
+    policy unapplied; an explicit call to ``instrument()`` gets the ``ValueError`` instead.
+    """
+    if _AUTO_INSTRUMENTATION not in sys.modules:
+        return
+    sys.stderr.write(f"otel-user-tracking configuration error: {exc}\n")
+    sys.stderr.flush()
+    os._exit(2)
+
+
+_AUTO_INSTRUMENTATION = "opentelemetry.instrumentation.auto_instrumentation.sitecustomize"

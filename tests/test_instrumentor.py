@@ -68,7 +68,7 @@ def test_instrument_bug_does_not_raise(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bad_configuration_stops_instrumentation_with_the_fix() -> None:
     """instrument() with an invalid option stops with a message naming the problem."""
-    with pytest.raises(SystemExit, match="tag_policy"):
+    with pytest.raises(ValueError, match="tag_policy"):
         out.UserTrackingInstrumentor().instrument(tag_policy="strict", analytics=False)
     reset_config()
 
