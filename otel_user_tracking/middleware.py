@@ -2,16 +2,14 @@
 
 If an outer layer (FastAPI's native tracing, the contrib FastAPI instrumentation, Starlette's
 ``OpenTelemetryMiddleware``, a hand-added contrib ``OpenTelemetryMiddleware``) already made
-the server span, the middleware enriches that span; otherwise it makes the span with
-``opentelemetry-instrumentation-asgi``'s middleware and enriches it. Either way the request
-gets exactly one SERVER span, and nothing here raises into the application.
+the server span, the middleware enriches that span; otherwise it makes the span from
+``opentelemetry-instrumentation-asgi``'s pieces (or its whole middleware, for internal spans).
+Either way the request gets exactly one SERVER span, and nothing here raises into the app.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sys
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Optional
@@ -20,16 +18,13 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import attributes as attrs
+from ._enrichment import RequestView, adopt, finish, full_url, note_response_start, route_template
 from ._errors import report_internal_error
-from ._request import read_facts
 from ._server_span import ServerSpanMaker
-from ._tagging import refresh_user
-from .bots import is_bot
-from .client_address import mentioned_addresses, resolve_client_address
+from ._shutdown import flush_on_shutdown
 from .config import Config, _settings, get_config
-from .context import RequestState, _current, flush_pending_exceptions, record_exception_once
-from .scrubbing import QueryScrubber, clean_attributes, enforce_on_span
+from .context import RequestState, _current, record_exception_once
+from .scrubbing import QueryScrubber
 from .types import ASGIApp, Message, Receive, Scope, Send
 from .visitor import VisitorIdentifier
 
@@ -37,7 +32,6 @@ _logger = logging.getLogger(__name__)
 
 SCOPE_KEY = "otel_user_tracking.request"
 _PHASE_KEY = "otel_user_tracking.phase"  # where the span-making layer is: "app", then "done"
-SHUTDOWN_FLUSH_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -110,7 +104,7 @@ class UserTrackingMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
         if kind == "lifespan":
-            await self.app(scope, receive, _flush_on_shutdown(send))
+            await self.app(scope, receive, flush_on_shutdown(send))
             return
         if kind not in ("http", "websocket") or SCOPE_KEY in scope:
             await self.app(scope, receive, send)
@@ -118,7 +112,7 @@ class UserTrackingMiddleware:
         try:
             prepared = self._prepare()
             config = prepared.config
-            skip = config.is_excluded(_full_url(scope)) if config.excluded_urls else False
+            skip = config.is_excluded(full_url(scope)) if config.excluded_urls else False
             current = trace.get_current_span()
             enrich_current = current.is_recording() and getattr(current, "kind", None) is SpanKind.SERVER
         except Exception as exc:
@@ -136,7 +130,7 @@ class UserTrackingMiddleware:
     async def _with_new_span(self, scope: Scope, receive: Receive, send: Send, prepared: _Prepared) -> None:
         """Make the server span ourselves, policy-clean from the start, and run the app in it."""
         try:
-            request = _RequestView(scope, prepared)
+            request = RequestView(scope, prepared)
         except Exception as exc:
             report_internal_error("request_start", exc)
             await self.app(scope, receive, send)
@@ -158,7 +152,7 @@ class UserTrackingMiddleware:
                 await self.run(state, receive, send)
         finally:
             try:
-                route = _route_template(scope)
+                route = route_template(scope)
                 prepared.maker.finish(
                     span, token, scope, metric_attributes, started, state.status_code, route
                 )
@@ -169,7 +163,7 @@ class UserTrackingMiddleware:
         self, span: trace.Span, scope: Scope, receive: Receive, send: Send, prepared: _Prepared
     ) -> None:
         try:
-            state = _adopt(span, scope, prepared, created=False)
+            state = adopt(span, scope, prepared, created=False)
         except Exception as exc:
             report_internal_error("request_start", exc)
             await self.app(scope, receive, send)
@@ -212,7 +206,7 @@ class UserTrackingMiddleware:
             elif kind == "http.response.body" and not message.get("more_body", False):
                 # An outer layer (FastAPI's native tracing) may end the span once this is sent.
                 try:
-                    _finish(state)
+                    finish(state)
                 except Exception as exc:
                     report_internal_error("response_end", exc)
             await send(message)
@@ -229,7 +223,7 @@ class UserTrackingMiddleware:
             raise
         finally:
             try:
-                _finish(state)
+                finish(state)
             except Exception as exc:
                 report_internal_error("request_end", exc)
             scope.pop(SCOPE_KEY, None)
@@ -249,7 +243,7 @@ class _SpanEnricher:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[_PHASE_KEY] = "app"
         try:
-            state: Optional[RequestState] = _adopt(
+            state: Optional[RequestState] = adopt(
                 trace.get_current_span(), scope, self.owner._prepare(), created=True
             )
         except Exception as exc:
@@ -262,147 +256,7 @@ class _SpanEnricher:
         scope[_PHASE_KEY] = "done"
 
 
-class _RequestView:
-    """The request's facts under the policy: what our attributes are, which addresses to hide."""
-
-    def __init__(self, scope: Scope, prepared: _Prepared) -> None:
-        config = prepared.config
-        policy = config.tag_policy
-        facts = read_facts(scope, config.session_header)
-        client = resolve_client_address(
-            facts.peer, facts.x_forwarded_for, facts.forwarded, policy.trusted_networks
-        )
-        self.addresses = mentioned_addresses(facts.peer, facts.x_forwarded_for, facts.forwarded)
-        self.scrubber = prepared.scrubber
-        values: dict[str, Any] = {attrs.REQUEST_TYPE: scope["type"]}
-        client_value = policy.apply_ip(client)
-        if client_value is not None:
-            values[attrs.CLIENT_ADDRESS] = client_value
-        if facts.privacy_signal:
-            values[attrs.PRIVACY_SIGNAL] = True
-        if is_bot(facts.user_agent):
-            values[attrs.BOT] = True
-        if facts.host:
-            values[attrs.HOST] = facts.host
-        if facts.referrer:
-            values[attrs.REFERRER] = prepared.scrubber.url(facts.referrer)
-        locale = facts.locale
-        if locale:
-            values[attrs.LOCALE] = locale
-        if facts.session_id:
-            values[attrs.SESSION_ID] = facts.session_id
-        if not (facts.privacy_signal and config.honor_privacy_signals):
-            values[attrs.VISITOR_ID] = prepared.visitors.visitor_id(client or "", facts.user_agent or "")
-        self.values = values
-
-    def clean_with_ours(self, attributes: dict[str, Any]) -> dict[str, Any]:
-        """The ASGI middleware's attributes under the policy, plus ours."""
-        clean_attributes(attributes, self.addresses, self.scrubber)
-        attributes.update(self.values)
-        return attributes
-
-
-def _adopt(span: trace.Span, scope: Scope, prepared: _Prepared, *, created: bool) -> RequestState:
-    """Bring a span another layer made under the policy and tag it with the request facts."""
-    request = _RequestView(scope, prepared)
-    values = enforce_on_span(span, request.addresses, prepared.scrubber)
-    values.update(request.values)
-    span.set_attributes(values)
-    return RequestState(span, scope, prepared.config, created=created)
-
-
-def note_response_start(state: RequestState, message: Message) -> None:
-    """Record the status, the exception a handler turned into this response, and the user."""
-    status = int(message.get("status", 0))
-    state.status_code = status
-    if state.status_setter is not None:
-        state.status_setter(state.span, status)
-    elif status >= 500:
-        state.span.set_status(Status(StatusCode.ERROR))
-    if status >= state.config.min_status_to_capture:
-        handled = sys.exc_info()[1]
-        if isinstance(handled, Exception):
-            # Sent while handling an exception, outside every layer of the app: Starlette's
-            # ServerErrorMiddleware, which re-raises it after this 500.
-            record_exception_once(state, handled, escaped=status >= 500)
-    refresh_user(state)
-
-
-def _finish(state: RequestState) -> None:
-    """Last user refresh, held-back exceptions, route: at the last body, or at the end."""
-    span = state.span
-    if state.finished or not span.is_recording():
-        return
-    state.finished = True
-    refresh_user(state)
-    flush_pending_exceptions(state)
-    scope = state.scope
-    route = _route_template(scope)
-    if route is None:
-        return
-    existing = getattr(span, "attributes", None) or {}
-    if attrs.HTTP_ROUTE not in existing:
-        span.set_attribute(attrs.HTTP_ROUTE, route)
-    if state.created:
-        method = "WS" if scope["type"] == "websocket" else str(scope.get("method", "HTTP"))
-        span.update_name(f"{method} {route}")
-
-
-def _route_template(scope: Scope) -> Optional[str]:
-    """``/users/{id}`` from Starlette/FastAPI's matched route, mount prefix included."""
-    route = scope.get("route")
-    path_format = getattr(route, "path_format", None)
-    if not isinstance(path_format, str):
-        return None
-    return (str(scope.get("root_path", "")).rstrip("/") + path_format) or "/"
-
-
-def _full_url(scope: Scope) -> str:
-    scheme = scope.get("scheme", "http")
-    server = scope.get("server")
-    host = ""
-    for name, value in scope.get("headers") or ():
-        if bytes(name).lower() == b"host":
-            host = bytes(value).decode("latin-1")
-            break
-    if not host and server:
-        host = f"{server[0]}:{server[1]}" if server[1] else str(server[0])
-    path = str(scope.get("root_path", "")) + str(scope.get("path", ""))
-    query = scope.get("query_string") or b""
-    url = f"{scheme}://{host}{path}"
-    return f"{url}?{bytes(query).decode('latin-1')}" if query else url
-
-
 def _ensure_child_span_processor(tracer_provider: Optional[trace.TracerProvider]) -> None:
     from ._child_spans import ensure_user_id_processor
 
     ensure_user_id_processor(tracer_provider or trace.get_tracer_provider())
-
-
-def _flush_on_shutdown(send: Send) -> Send:
-    """Flush spans and analytics when the app's lifespan shutdown completes.
-
-    uvicorn re-raises SIGTERM after its graceful shutdown, so interpreter exit handlers
-    (and with them ``TracerProvider.shutdown``) never run; the lifespan shutdown does.
-    """
-
-    async def send_and_flush(message: Message) -> None:
-        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-            try:
-                await asyncio.get_running_loop().run_in_executor(None, flush_everything)
-            except Exception as exc:
-                report_internal_error("shutdown_flush", exc)
-        await send(message)
-
-    return send_and_flush
-
-
-def flush_everything(timeout_s: float = SHUTDOWN_FLUSH_SECONDS) -> None:
-    """Force-flush the global tracer provider and every AnalyticsSpanProcessor."""
-    from .processor import flush_all_processors
-
-    flush_all_processors(timeout_s)
-    provider = trace.get_tracer_provider()
-    force_flush = getattr(provider, "force_flush", None)
-    if force_flush is not None:
-        force_flush(int(timeout_s * 1000))

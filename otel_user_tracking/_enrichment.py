@@ -1,0 +1,143 @@
+"""The per-request steps: the request's facts onto the span, the response, the end.
+
+Shared by every way the middleware gets its server span (made here, made by the ASGI
+middleware, or made by an outer layer), so all three tag spans the same way.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional, Protocol
+
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from . import attributes as attrs
+from ._request import read_facts
+from ._tagging import refresh_user
+from .bots import is_bot
+from .client_address import mentioned_addresses, resolve_client_address
+from .config import Config
+from .context import RequestState, flush_pending_exceptions, record_exception_once
+from .scrubbing import QueryScrubber, clean_attributes, enforce_on_span
+from .types import Message, Scope
+from .visitor import VisitorIdentifier
+
+
+class Prepared(Protocol):
+    """What the middleware precomputes per configuration."""
+
+    config: Config
+    visitors: VisitorIdentifier
+    scrubber: QueryScrubber
+
+
+class RequestView:
+    """The request's facts under the policy: what our attributes are, which addresses to hide."""
+
+    def __init__(self, scope: Scope, prepared: Prepared) -> None:
+        config = prepared.config
+        policy = config.tag_policy
+        facts = read_facts(scope, config.session_header)
+        client = resolve_client_address(
+            facts.peer, facts.x_forwarded_for, facts.forwarded, policy.trusted_networks
+        )
+        self.addresses = mentioned_addresses(facts.peer, facts.x_forwarded_for, facts.forwarded)
+        self.scrubber = prepared.scrubber
+        values: dict[str, Any] = {attrs.REQUEST_TYPE: scope["type"]}
+        client_value = policy.apply_ip(client)
+        if client_value is not None:
+            values[attrs.CLIENT_ADDRESS] = client_value
+        if facts.privacy_signal:
+            values[attrs.PRIVACY_SIGNAL] = True
+        if is_bot(facts.user_agent):
+            values[attrs.BOT] = True
+        if facts.host:
+            values[attrs.HOST] = facts.host
+        if facts.referrer:
+            values[attrs.REFERRER] = prepared.scrubber.url(facts.referrer)
+        locale = facts.locale
+        if locale:
+            values[attrs.LOCALE] = locale
+        if facts.session_id:
+            values[attrs.SESSION_ID] = facts.session_id
+        if not (facts.privacy_signal and config.honor_privacy_signals):
+            values[attrs.VISITOR_ID] = prepared.visitors.visitor_id(client or "", facts.user_agent or "")
+        self.values = values
+
+    def clean_with_ours(self, attributes: dict[str, Any]) -> dict[str, Any]:
+        """The ASGI middleware's attributes under the policy, plus ours."""
+        clean_attributes(attributes, self.addresses, self.scrubber)
+        attributes.update(self.values)
+        return attributes
+
+
+def adopt(span: trace.Span, scope: Scope, prepared: Prepared, *, created: bool) -> RequestState:
+    """Bring a span another layer made under the policy and tag it with the request facts."""
+    request = RequestView(scope, prepared)
+    values = enforce_on_span(span, request.addresses, prepared.scrubber)
+    values.update(request.values)
+    span.set_attributes(values)
+    return RequestState(span, scope, prepared.config, created=created)
+
+
+def note_response_start(state: RequestState, message: Message) -> None:
+    """Record the status, the exception a handler turned into this response, and the user."""
+    status = int(message.get("status", 0))
+    state.status_code = status
+    if state.status_setter is not None:
+        state.status_setter(state.span, status)
+    elif status >= 500:
+        state.span.set_status(Status(StatusCode.ERROR))
+    if status >= state.config.min_status_to_capture:
+        handled = sys.exc_info()[1]
+        if isinstance(handled, Exception):
+            # Sent while handling an exception, outside every layer of the app: Starlette's
+            # ServerErrorMiddleware, which re-raises it after this 500.
+            record_exception_once(state, handled, escaped=status >= 500)
+    refresh_user(state)
+
+
+def finish(state: RequestState) -> None:
+    """Last user refresh, held-back exceptions, route: at the last body, or at the end."""
+    span = state.span
+    if state.finished or not span.is_recording():
+        return
+    state.finished = True
+    refresh_user(state)
+    flush_pending_exceptions(state)
+    scope = state.scope
+    route = route_template(scope)
+    if route is None:
+        return
+    existing = getattr(span, "attributes", None) or {}
+    if attrs.HTTP_ROUTE not in existing:
+        span.set_attribute(attrs.HTTP_ROUTE, route)
+    if state.created:
+        method = "WS" if scope["type"] == "websocket" else str(scope.get("method", "HTTP"))
+        span.update_name(f"{method} {route}")
+
+
+def route_template(scope: Scope) -> Optional[str]:
+    """``/users/{id}`` from Starlette/FastAPI's matched route, mount prefix included."""
+    route = scope.get("route")
+    path_format = getattr(route, "path_format", None)
+    if not isinstance(path_format, str):
+        return None
+    return (str(scope.get("root_path", "")).rstrip("/") + path_format) or "/"
+
+
+def full_url(scope: Scope) -> str:
+    scheme = scope.get("scheme", "http")
+    server = scope.get("server")
+    host = ""
+    for name, value in scope.get("headers") or ():
+        if bytes(name).lower() == b"host":
+            host = bytes(value).decode("latin-1")
+            break
+    if not host and server:
+        host = f"{server[0]}:{server[1]}" if server[1] else str(server[0])
+    path = str(scope.get("root_path", "")) + str(scope.get("path", ""))
+    query = scope.get("query_string") or b""
+    url = f"{scheme}://{host}{path}"
+    return f"{url}?{bytes(query).decode('latin-1')}" if query else url
