@@ -27,9 +27,14 @@ from .visitor import VisitorIdentifier
 class Prepared(Protocol):
     """What the middleware precomputes per configuration."""
 
-    config: Config
-    visitors: VisitorIdentifier
-    scrubber: QueryScrubber
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def visitors(self) -> VisitorIdentifier: ...
+
+    @property
+    def scrubber(self) -> QueryScrubber: ...
 
 
 class RequestView:
