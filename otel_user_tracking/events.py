@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Literal, Mapping, Optional, Union
@@ -125,7 +125,8 @@ class AnalyticsEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (ISO-8601 UTC timestamp, plain dict meta)."""
-        data = asdict(self)
+        # Not dataclasses.asdict: it deep-copies, and the read-only meta cannot be copied.
+        data = {item.name: getattr(self, item.name) for item in fields(self)}
         data["timestamp"] = self.timestamp.astimezone(timezone.utc).isoformat()
         data["meta"] = dict(self.meta)
         return data

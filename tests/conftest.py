@@ -1,0 +1,53 @@
+"""Fixtures shared by the whole suite.
+
+Nothing here imports ``otel_user_tracking``, so collection works while the package is
+being changed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from ._otlp_receiver import OTLPReceiver
+
+# Our own bugs re-raise in in-process tests instead of being logged and swallowed.
+os.environ["OTEL_PYTHON_USER_TRACKING_RAISE_INTERNAL_ERRORS"] = "1"
+
+
+@pytest.fixture
+def span_exporter() -> InMemorySpanExporter:
+    """An empty in-memory exporter, fed by ``tracer_provider``."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def tracer_provider(span_exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    """A fresh SDK TracerProvider exporting synchronously to ``span_exporter``; shut down after."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[OTLPReceiver]:
+    """A running OTLP/HTTP receiver on 127.0.0.1; see tests/_otlp_receiver.py."""
+    with OTLPReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(autouse=True)
+def _reset_package_config() -> Iterator[None]:
+    """Forget ``configure()`` values after each test, if the package was imported at all."""
+    yield
+    config = sys.modules.get("otel_user_tracking.config")
+    reset = getattr(config, "reset_config", None)
+    if reset is not None:
+        reset()
