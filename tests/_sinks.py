@@ -64,7 +64,8 @@ class ScriptedSink:
     def wait_delivered(self, count: int, timeout: float = 10.0) -> list[AnalyticsEvent]:
         with self._changed:
             if not self._changed.wait_for(lambda: len(self.delivered) >= count, timeout):
-                raise TimeoutError(f"{len(self.delivered)} of {count} events delivered; calls={len(self.calls)}")
+                delivered, calls = len(self.delivered), len(self.calls)
+                raise TimeoutError(f"{delivered} of {count} events delivered; calls={calls}")
             return list(self.delivered)
 
     def wait_calls(self, count: int, timeout: float = 10.0) -> None:
