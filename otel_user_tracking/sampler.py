@@ -45,7 +45,11 @@ class AnalyticsAwareSampler(Sampler):
     ) -> SamplingResult:
         result = self.base.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
         if result.decision is Decision.DROP and kind is SpanKind.SERVER:
-            return SamplingResult(Decision.RECORD_ONLY, result.attributes, result.trace_state)
+            # A DROP result carries no attributes, but the recorded span starts with the
+            # result's: keep the caller's, plus any the base sampler added.
+            kept = dict(attributes or {})
+            kept.update(result.attributes or {})
+            return SamplingResult(Decision.RECORD_ONLY, kept, result.trace_state)
         return result
 
     def get_description(self) -> str:

@@ -41,9 +41,11 @@ class ScriptedSink:
         self.delivered: list[AnalyticsEvent] = []
         self.closed = False
         self.gate: Optional[threading.Event] = None
+        self.entered = threading.Event()  # set when a send() call has begun
         self._changed = threading.Condition()
 
     def send(self, batch: Sequence[AnalyticsEvent]) -> None:
+        self.entered.set()
         if self.gate is not None:
             self.gate.wait(30)
         with self._changed:

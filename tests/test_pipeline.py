@@ -1,0 +1,212 @@
+"""The delivery pipeline's contract, with in-process sinks that script their answers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+
+import otel_user_tracking as out
+
+from ._sinks import ScriptedSink, end_request_spans, permanent, retry
+
+FAST = {"initial_backoff": 0.01, "max_backoff": 0.05}
+
+
+@pytest.fixture
+def provider() -> Iterator[TracerProvider]:
+    provider = TracerProvider()
+    yield provider
+    provider.shutdown()
+
+
+def _processor(
+    provider: TracerProvider, *sinks: ScriptedSink, **options: object
+) -> out.AnalyticsSpanProcessor:
+    settings: dict[str, object] = {"flush_interval": 60.0, **FAST, **options}
+    processor = out.AnalyticsSpanProcessor(sinks=list(sinks), **settings)  # type: ignore[arg-type]
+    provider.add_span_processor(processor)
+    return processor
+
+
+def _ids(events: list[out.AnalyticsEvent]) -> list[str]:
+    return [event.event_id for event in events]
+
+
+def test_full_batches_go_out_without_a_flush_and_the_rest_on_flush(provider: TracerProvider) -> None:
+    sink = ScriptedSink()
+    processor = _processor(provider, sink, flush_at=10)
+    end_request_spans(provider, 25)
+    sink.wait_delivered(20)
+    assert processor.force_flush(5000)
+    assert [len(call) for call in sink.calls] == [10, 10, 5]
+    assert len(set(_ids(sink.delivered))) == 25
+
+
+def test_the_interval_sends_a_partial_batch(provider: TracerProvider) -> None:
+    sink = ScriptedSink()
+    _processor(provider, sink, flush_at=100, flush_interval=0.05)
+    end_request_spans(provider, 3)
+    assert len(sink.wait_delivered(3)) == 3
+
+
+def test_batches_respect_the_sinks_own_size_limit(provider: TracerProvider) -> None:
+    sink = ScriptedSink(max_batch_size=4)
+    processor = _processor(provider, sink, flush_at=100)
+    end_request_spans(provider, 10)
+    assert processor.force_flush(5000)
+    assert [len(call) for call in sink.calls] == [4, 4, 2]
+
+
+def test_retryable_failures_are_retried_until_delivered_once(provider: TracerProvider) -> None:
+    sink = ScriptedSink(script=[retry(), retry("HTTP 429", retry_after=0.01)])
+    processor = _processor(provider, sink, flush_at=100)
+    end_request_spans(provider, 5)
+    assert processor.force_flush(5000)
+    assert len(sink.calls) == 3
+    assert sorted(_ids(sink.delivered)) == sorted(set(_ids(sink.calls[0])))
+    stats = processor.stats()["scripted"]
+    assert (stats.enqueued, stats.sent, stats.retried, stats.failed, stats.dropped) == (5, 5, 10, 0, 0)
+
+
+def test_only_the_undelivered_part_of_a_batch_is_retried(provider: TracerProvider) -> None:
+    first: list[out.AnalyticsEvent] = []
+
+    def partial(batch: object) -> Exception | None:
+        if not first:
+            first.extend(batch)  # type: ignore[call-overload]
+            return retry(remaining=first[3:])
+        return None
+
+    sink = ScriptedSink(answer=partial)
+    processor = _processor(provider, sink)
+    end_request_spans(provider, 5)
+    assert processor.force_flush(5000)
+    assert _ids(sink.calls[1]) == _ids(first[3:])
+    assert sorted(_ids(sink.delivered)) == sorted(_ids(first))
+    assert processor.stats()["scripted"].sent == 5
+
+
+def test_permanent_failures_are_not_retried_and_logged_with_the_answer(
+    provider: TracerProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = ScriptedSink(script=[permanent("swetrix: HTTP 400: The provided Project ID (pid) is incorrect")])
+    processor = _processor(provider, sink)
+    end_request_spans(provider, 3)
+    with caplog.at_level(logging.WARNING, logger="otel_user_tracking"):
+        assert processor.force_flush(5000)
+    assert len(sink.calls) == 1
+    assert processor.stats()["scripted"].failed == 3
+    assert "Project ID (pid) is incorrect" in caplog.text
+
+
+def test_retries_stop_after_max_retries(provider: TracerProvider) -> None:
+    sink = ScriptedSink(answer=lambda batch: retry())
+    processor = _processor(provider, sink, max_retries=3)
+    end_request_spans(provider, 2)
+    assert processor.force_flush(5000)
+    assert len(sink.calls) == 4
+    stats = processor.stats()["scripted"]
+    assert (stats.sent, stats.failed, stats.retried) == (0, 2, 6)
+
+
+def test_a_sink_bug_is_counted_not_raised(provider: TracerProvider) -> None:
+    sink = ScriptedSink(script=[ZeroDivisionError()])
+    processor = _processor(provider, sink)
+    end_request_spans(provider, 2)
+    assert processor.force_flush(5000)
+    assert processor.stats()["scripted"].failed == 2 and len(sink.calls) == 1
+
+
+def test_a_full_queue_drops_new_spans_counts_them_and_never_blocks(provider: TracerProvider) -> None:
+    sink = ScriptedSink()
+    sink.gate = threading.Event()  # the sink hangs until released
+    processor = _processor(provider, sink, flush_at=1, max_queue_size=5)
+    end_request_spans(provider, 1)
+    assert sink.entered.wait(5)  # the worker now holds the first batch inside send()
+    end_request_spans(provider, 20)  # returns at once although the sink is stuck
+    stats = processor.stats()["scripted"]
+    assert stats.queued <= 5 and stats.dropped >= 15
+    sink.gate.set()
+    assert processor.force_flush(5000)
+    stats = processor.stats()["scripted"]
+    assert stats.sent + stats.dropped == 21 and stats.sent == len(sink.delivered)
+
+
+def test_a_slow_sink_does_not_hold_back_the_others(provider: TracerProvider) -> None:
+    slow, fast = ScriptedSink("slow"), ScriptedSink("fast")
+    slow.gate = threading.Event()
+    processor = _processor(provider, slow, fast, flush_at=1)
+    end_request_spans(provider, 5)
+    assert len(fast.wait_delivered(5)) == 5
+    assert slow.delivered == []
+    slow.gate.set()
+    assert processor.force_flush(5000)
+    assert len(slow.delivered) == 5
+
+
+def test_force_flush_returns_false_when_its_timeout_passes(provider: TracerProvider) -> None:
+    sink = ScriptedSink()
+    sink.gate = threading.Event()
+    processor = _processor(provider, sink)
+    end_request_spans(provider, 1)
+    assert processor.force_flush(100) is False
+    sink.gate.set()
+    assert processor.force_flush(5000) is True
+
+
+def test_shutdown_delivers_what_is_queued_and_closes_the_sinks(provider: TracerProvider) -> None:
+    sink = ScriptedSink()
+    processor = _processor(provider, sink, flush_at=1000)
+    end_request_spans(provider, 50)
+    provider.shutdown()
+    assert len(sink.delivered) == 50 and sink.closed
+    end_request_spans(provider, 1)  # after shutdown: ignored, not queued
+    assert processor.stats()["scripted"].enqueued == 50
+
+
+def test_shutdown_keeps_its_timeout_when_a_sink_hangs(provider: TracerProvider) -> None:
+    sink = ScriptedSink(answer=lambda batch: retry(retry_after=10.0))
+    processor = _processor(provider, sink, flush_at=1, max_backoff=30.0)
+    end_request_spans(provider, 3)
+    sink.wait_calls(1)
+    finished = threading.Event()
+    thread = threading.Thread(target=lambda: (processor.shutdown(200), finished.set()))
+    thread.start()
+    assert finished.wait(5), "shutdown(200 ms) did not return"
+    stats = processor.stats()["scripted"]
+    assert stats.sent == 0 and stats.failed + stats.dropped == 3 and sink.closed
+
+
+def test_delivery_counters_are_exported_as_metrics(provider: TracerProvider) -> None:
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    sink = ScriptedSink("metered", script=[retry()])
+    processor = _processor(provider, sink, meter_provider=meters)
+    end_request_spans(provider, 4)
+    assert processor.force_flush(5000)
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        point.attributes["outcome"]: point.value
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "otel_user_tracking.analytics.events"
+        for point in metric.data.data_points  # type: ignore[union-attr]
+        if point.attributes and point.attributes["sink"] == "metered"
+    }
+    assert (points["enqueued"], points["sent"], points["retried"], points["failed"]) == (4, 4, 4, 0)
+    meters.shutdown()
+
+
+def test_options_are_validated_when_the_processor_is_made() -> None:
+    with pytest.raises(ValueError, match="flush_at"):
+        out.AnalyticsSpanProcessor(sinks=[], flush_at=0)
+    with pytest.raises(ValueError, match="is not a sink"):
+        out.AnalyticsSpanProcessor(sinks=[object()])  # type: ignore[list-item]
