@@ -13,6 +13,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any, Optional
 from urllib.parse import parse_qsl
 
@@ -32,28 +33,32 @@ _USER_AGENT = ("user_agent.original", "http.user_agent")
 _HOST = (attrs.HOST, "server.address", "http.host", "net.host.name")
 _UTM_KEYS = {"utm_source": "utm_source", "utm_medium": "utm_medium", "utm_campaign": "utm_campaign"}
 _EXCEPTION = "exception"
+_NONE: Mapping[str, Any] = {}
 
 
-def is_convertible(span: ReadableSpan) -> bool:
-    """True for the server spans the middleware marked as one request (cheap: on the hot path)."""
-    attributes = span.attributes
-    return span.kind is SpanKind.SERVER and attributes is not None and attrs.REQUEST_TYPE in attributes
+def is_candidate(span: ReadableSpan) -> bool:
+    """True for server spans: the only check on the request path (whether the middleware
+    marked the span as one request is checked by ``convert_span``, in the worker)."""
+    return span.kind is SpanKind.SERVER
 
 
 def convert_span(span: ReadableSpan, config: Config) -> list[AnalyticsEvent]:
     """Every analytics event a finished server span stands for, in time order.
 
+    Spans the middleware did not mark as one request (another library's server span, an
+    excluded URL) stand for none.
+
     The pageview comes first (HTTP only, subject to the method, bot and filter rules), then
     one error event per ``exception`` span event and one custom event per ``track()`` call.
     """
-    attributes: Mapping[str, Any] = span.attributes or {}
-    if attributes.get(attrs.EXCLUDED):
+    attributes = dict(span.attributes or _NONE)  # one copy: plain dict lookups from here on
+    if attrs.REQUEST_TYPE not in attributes or attributes.get(attrs.EXCLUDED):
         return []
     common = _common_fields(span, attributes, config)
     trace_id, span_id = common["trace_id"], common["span_id"]
     events: list[AnalyticsEvent] = []
     if attributes.get(attrs.REQUEST_TYPE) == "http":
-        pageview = AnalyticsEvent(
+        pageview = AnalyticsEvent.build(
             type="pageview",
             timestamp=_datetime(span.start_time),
             event_id=_derived_id(trace_id, span_id, "pageview", 0),
@@ -66,7 +71,7 @@ def convert_span(span: ReadableSpan, config: Config) -> list[AnalyticsEvent]:
         event_attributes: Mapping[str, Any] = event.attributes or {}
         if event.name == _EXCEPTION and attrs.EVENT_TYPE not in event_attributes:
             events.append(
-                AnalyticsEvent(
+                AnalyticsEvent.build(
                     type="error",
                     timestamp=_datetime(event.timestamp),
                     event_id=_derived_id(trace_id, span_id, "error", index),
@@ -78,13 +83,13 @@ def convert_span(span: ReadableSpan, config: Config) -> list[AnalyticsEvent]:
             )
         elif event_attributes.get(attrs.EVENT_TYPE) == "custom":
             events.append(
-                AnalyticsEvent(
+                AnalyticsEvent.build(
                     type="custom",
                     name=event.name,
                     timestamp=_datetime(event.timestamp),
                     event_id=_text(event_attributes.get(attrs.EVENT_ID))
                     or _derived_id(trace_id, span_id, "custom", index),
-                    meta=_meta(event_attributes),
+                    meta=MappingProxyType(_meta(event_attributes)),
                     **common,
                 )
             )
@@ -111,7 +116,7 @@ def _common_fields(span: ReadableSpan, attributes: Mapping[str, Any], config: Co
         "user_agent": _text(_first(attributes, _USER_AGENT)),
         "session_id": _text(attributes.get(attrs.SESSION_ID)),
     }
-    if query:
+    if query and "utm_" in query.lower():
         for key, value in parse_qsl(query, keep_blank_values=False):
             field = _UTM_KEYS.get(key.lower())
             if field and field not in fields:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Literal, Mapping, Optional, Union
@@ -123,6 +123,25 @@ class AnalyticsEvent:
         """The user id when known, else the cookieless visitor id."""
         return self.user_id or self.visitor_id
 
+    @classmethod
+    def build(cls, **values: Any) -> AnalyticsEvent:
+        """Make an event from trusted, already valid values, several times faster than ``__init__``.
+
+        The conversion makes one event per request on the pipeline's worker thread; a frozen
+        dataclass's ``__init__`` pays an ``object.__setattr__`` per field (35 of them), so
+        this fills the instance dict in one update instead. Fields left out get their
+        defaults; ``type``, ``trace_id`` and ``span_id`` are required.
+        """
+        event = object.__new__(cls)
+        state = dict(_DEFAULTS)
+        state.update(values)
+        if "timestamp" not in values:
+            state["timestamp"] = datetime.now(timezone.utc)
+        if "event_id" not in values:
+            state["event_id"] = new_event_id()
+        event.__dict__.update(state)
+        return event
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (ISO-8601 UTC timestamp, plain dict meta)."""
         # Not dataclasses.asdict: it deep-copies, and the read-only meta cannot be copied.
@@ -130,3 +149,9 @@ class AnalyticsEvent:
         data["timestamp"] = self.timestamp.astimezone(timezone.utc).isoformat()
         data["meta"] = dict(self.meta)
         return data
+
+
+_DEFAULTS: dict[str, Any] = {
+    item.name: item.default for item in fields(AnalyticsEvent) if item.default is not MISSING
+}
+_DEFAULTS["meta"] = _EMPTY_META

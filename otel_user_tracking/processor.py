@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from ._pipeline import DeliveryStats, PipelineOptions, SinkPipeline
 from .config import Config, get_config, sinks_setting
-from .conversion import convert_span, is_convertible
+from .conversion import convert_span, is_candidate
 from .events import AnalyticsEvent
 from .sinks import Sink, sinks_from_env
 from .version import __version__
@@ -104,8 +104,8 @@ class AnalyticsSpanProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
-        # Hot path: two attribute checks and a deque append per sink.
-        if self._shutdown or not is_convertible(span):
+        # Hot path: one attribute check and a deque append per sink.
+        if self._shutdown or not is_candidate(span):
             return
         item = (span, get_config())
         for pipeline in self._pipelines:

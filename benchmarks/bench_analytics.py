@@ -1,0 +1,130 @@
+"""Analytics cost: ``AnalyticsSpanProcessor.on_end`` per span and pipeline throughput.
+
+Both are ratios against the SDK's ``BatchSpanProcessor`` measured in the same process on the
+same spans: ``on_end`` against ``BatchSpanProcessor.on_end`` (what every traced app already
+pays per span), and end-to-end throughput (``on_end`` of N spans, then ``force_flush``) to a
+sink that does nothing, against the BatchSpanProcessor's throughput to an exporter that does
+nothing. Our pipeline also converts each span into events; the SDK's only hands spans over.
+
+Run: ``python benchmarks/bench_analytics.py [--spans 20000] [--rounds 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, Callable
+
+os.environ.setdefault("OTEL_PYTHON_USER_TRACKING_SINKS", "none")
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
+
+import otel_user_tracking as out
+from otel_user_tracking import attributes as attrs
+
+
+class NullExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+class NullSink:
+    name = "null"
+    max_batch_size = 1_000_000
+
+    def send(self, batch: Sequence[out.AnalyticsEvent]) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def request_spans(count: int) -> list[ReadableSpan]:
+    """Ended server spans shaped like the middleware's, one with an exception per 50."""
+    collected: list[ReadableSpan] = []
+
+    class Collect(BatchSpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            collected.append(span)
+
+    provider = TracerProvider()
+    provider.add_span_processor(Collect(NullExporter()))
+    tracer = provider.get_tracer("bench")
+    for index in range(count):
+        attributes: dict[str, Any] = {
+            attrs.REQUEST_TYPE: "http",
+            "http.method": "GET",
+            "http.scheme": "https",
+            "http.target": f"/users/{index % 100}",
+            "http.url": f"https://shop.example/users/{index % 100}?utm_source=news",
+            "http.route": "/users/{id}",
+            "http.status_code": 200,
+            "http.user_agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36",
+            attrs.HOST: "shop.example",
+            attrs.LOCALE: "en-US",
+            attrs.VISITOR_ID: f"{index % 997:016x}",
+            "user.id": str(index % 300),
+        }
+        with tracer.start_as_current_span("GET /users/{id}", kind=SpanKind.SERVER, attributes=attributes) as span:
+            if index % 50 == 0:
+                span.record_exception(RuntimeError("boom"))
+    provider.shutdown()
+    return collected
+
+
+def timed(run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def bench(spans: list[ReadableSpan], rounds: int) -> dict[str, float]:
+    best: dict[str, float] = {}
+
+    def keep(name: str, seconds: float) -> None:
+        best[name] = min(best.get(name, float("inf")), seconds)
+
+    count = len(spans)
+    for _ in range(rounds):
+        # Batches larger than the run keep both workers idle while on_end is timed, so the
+        # first figure is the request path's own cost and the second the worker's.
+        sdk = BatchSpanProcessor(
+            NullExporter(), max_queue_size=count + 1, max_export_batch_size=count, schedule_delay_millis=60_000
+        )
+        ours = out.AnalyticsSpanProcessor(
+            sinks=[NullSink()], max_queue_size=count + 1, flush_at=count + 1, flush_interval=60
+        )
+        keep("sdk_on_end", timed(lambda: [sdk.on_end(span) for span in spans] and None))
+        keep("sdk_total", timed(lambda: sdk.force_flush(60_000) and None) + best["sdk_on_end"])
+        keep("ours_on_end", timed(lambda: [ours.on_end(span) for span in spans] and None))
+        keep("ours_total", timed(lambda: ours.force_flush(60_000) and None) + best["ours_on_end"])
+        assert ours.stats()["null"].sent == count + (count + 49) // 50
+        sdk.shutdown()
+        ours.shutdown()
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--spans", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    spans = request_spans(args.spans)
+    best = bench(spans, args.rounds)
+    per_span = {name: seconds / len(spans) * 1e6 for name, seconds in best.items()}
+    events = len(spans) + sum(1 for span in spans if span.events)
+    print(f"{len(spans)} spans ({events} events), best of {args.rounds} rounds")
+    print(f"on_end   SDK BatchSpanProcessor {per_span['sdk_on_end']:6.2f} µs/span")
+    print(f"on_end   AnalyticsSpanProcessor {per_span['ours_on_end']:6.2f} µs/span")
+    print(f"  ratio ours/SDK: {best['ours_on_end'] / best['sdk_on_end']:.2f}")
+    print(f"pipeline SDK to null exporter   {len(spans) / best['sdk_total']:10.0f} spans/s")
+    print(f"pipeline ours to null sink      {events / best['ours_total']:10.0f} events/s")
+    print(f"  ratio ours/SDK (time for the same spans): {best['ours_total'] / best['sdk_total']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
