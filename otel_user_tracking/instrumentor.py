@@ -114,10 +114,11 @@ def _configuration_error(exc: ValueError) -> None:
     policy unapplied; an explicit call to ``instrument()`` gets the ``ValueError`` instead.
     """
     if _AUTO_INSTRUMENTATION not in sys.modules:
-        return
+        return  # called from code: the ValueError reaches the caller
     sys.stderr.write(f"otel-user-tracking configuration error: {exc}\n")
     sys.stderr.flush()
     os._exit(2)
 
 
-_AUTO_INSTRUMENTATION = "opentelemetry.instrumentation.auto_instrumentation.sitecustomize"
+# The CLI's sitecustomize is imported as plain ``sitecustomize``; the loader it runs is this.
+_AUTO_INSTRUMENTATION = "opentelemetry.instrumentation.auto_instrumentation._load"

@@ -1,0 +1,242 @@
+"""The embedded SQLite store: the zero-setup default sink, read by ``otel-user-tracking report``.
+
+WAL mode lets the report read while the app writes; each batch is one transaction, so a
+crash never leaves half a batch; ``event_id`` is the primary key and inserts ignore
+duplicates, so a batch retried after an ambiguous failure is stored once. Timestamps are
+integer microseconds since the epoch (UTC): compact, and range scans on them use the index.
+The schema is versioned with ``PRAGMA user_version``; a database written by a newer version
+of this package is refused instead of being misread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional, Union
+
+from ..events import AnalyticsEvent
+from ._base import PermanentSinkError, RetryableSinkError
+from ._url import SinkURL
+
+SCHEMA_VERSION = 1
+TABLE = "events"
+
+_COLUMNS = (
+    "event_id",
+    "type",
+    "ts_us",
+    "trace_id",
+    "span_id",
+    "name",
+    "method",
+    "scheme",
+    "host",
+    "path",
+    "query",
+    "route",
+    "page",
+    "status_code",
+    "duration_ms",
+    "referrer",
+    "locale",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "user_agent",
+    "client_address",
+    "user_id",
+    "user_name",
+    "user_email",
+    "visitor_id",
+    "session_id",
+    "error_type",
+    "error_message",
+    "error_stacktrace",
+    "meta",
+)
+
+# Each entry moves the schema from version N to N+1.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        f"""CREATE TABLE IF NOT EXISTS {TABLE} (
+            event_id TEXT PRIMARY KEY,
+            type TEXT NOT NULL,
+            ts_us INTEGER NOT NULL,
+            trace_id TEXT NOT NULL,
+            span_id TEXT NOT NULL,
+            name TEXT, method TEXT, scheme TEXT, host TEXT, path TEXT, query TEXT, route TEXT,
+            page TEXT, status_code INTEGER, duration_ms REAL, referrer TEXT, locale TEXT,
+            utm_source TEXT, utm_medium TEXT, utm_campaign TEXT, user_agent TEXT,
+            client_address TEXT, user_id TEXT, user_name TEXT, user_email TEXT, visitor_id TEXT,
+            session_id TEXT, error_type TEXT, error_message TEXT, error_stacktrace TEXT,
+            meta TEXT
+        ) WITHOUT ROWID""",
+        # The report filters every query by (type, time window) and groups by one column.
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_type_ts ON {TABLE} (type, ts_us)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_type_page_ts ON {TABLE} (type, page, ts_us, visitor_id)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_type_error_ts ON {TABLE} (type, error_type, ts_us)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_type_name_ts ON {TABLE} (type, name, ts_us)",
+    ),
+)
+_INSERT = f"INSERT OR IGNORE INTO {TABLE} ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+
+
+class SchemaError(Exception):
+    """The database was written by a newer version of otel-user-tracking."""
+
+
+def connect(path: Union[str, Path], *, timeout: float = 5.0) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate a store; WAL mode, ``busy_timeout`` set."""
+    connection = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        migrate(connection)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def connect_readonly(path: Union[str, Path]) -> sqlite3.Connection:
+    """Open an existing store for reading only; raise ``FileNotFoundError`` or ``SchemaError``."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no analytics database at {path}")
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        connection.close()
+        raise SchemaError(_newer(path, version))
+    return connection
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    """Bring the schema to ``SCHEMA_VERSION`` in one transaction."""
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SchemaError(_newer("the database", version))
+    if version == SCHEMA_VERSION:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for statements in _MIGRATIONS[version:]:
+            for statement in statements:
+                connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
+def _newer(path: object, version: int) -> str:
+    return (
+        f"{path} has schema version {version}, newer than this otel-user-tracking "
+        f"understands ({SCHEMA_VERSION}); upgrade the package or use another file"
+    )
+
+
+def row(event: AnalyticsEvent) -> tuple[object, ...]:
+    """The event as a row in ``_COLUMNS`` order."""
+    stamp = event.timestamp
+    ts_us = int(stamp.timestamp()) * 1_000_000 + stamp.microsecond
+    return (
+        event.event_id,
+        event.type,
+        ts_us,
+        event.trace_id,
+        event.span_id,
+        event.name,
+        event.method,
+        event.scheme,
+        event.host,
+        event.path,
+        event.query,
+        event.route,
+        event.page,
+        event.status_code,
+        event.duration_ms,
+        event.referrer,
+        event.locale,
+        event.utm_source,
+        event.utm_medium,
+        event.utm_campaign,
+        event.user_agent,
+        event.client_address,
+        event.user_id,
+        event.user_name,
+        event.user_email,
+        event.visitor_id,
+        event.session_id,
+        event.error_type,
+        event.error_message,
+        event.error_stacktrace,
+        json.dumps(dict(event.meta), separators=(",", ":")) if event.meta else None,
+    )
+
+
+class SQLiteSink:
+    """Store events in a local SQLite file (created on first use).
+
+    Usage: ``AnalyticsSpanProcessor(sinks=[SQLiteSink("analytics.db")])``; read it with
+    ``python -m otel_user_tracking report analytics.db``.
+    """
+
+    max_batch_size = 1000
+
+    def __init__(self, path: Union[str, Path] = "otel-user-tracking.db") -> None:
+        self.path = Path(path)
+        self.name = f"sqlite({self.path})"
+        self._connection: Optional[sqlite3.Connection] = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None:
+            if self.path.parent != Path(""):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._connection = connect(self.path)
+        return self._connection
+
+    def send(self, batch: Sequence[AnalyticsEvent]) -> None:
+        with self._lock:
+            try:
+                connection = self._connect()
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    connection.executemany(_INSERT, [row(event) for event in batch])
+                    connection.execute("COMMIT")
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+            except SchemaError as exc:
+                raise PermanentSinkError(f"{self.name}: {exc}") from None
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise RetryableSinkError(f"{self.name}: database is locked") from None
+                raise PermanentSinkError(f"{self.name}: {exc}") from None
+            except sqlite3.Error as exc:
+                raise PermanentSinkError(f"{self.name}: {type(exc).__name__}: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    def __repr__(self) -> str:
+        return f"SQLiteSink({str(self.path)!r})"
+
+
+def from_url(parsed: SinkURL) -> SQLiteSink:
+    """``sqlite:///relative.db`` (relative to the working directory) or ``sqlite:////abs.db``."""
+    if parsed.host:
+        raise parsed.error(f"unexpected host {parsed.host!r}")
+    path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
+    if not path:
+        raise parsed.error("no file path")
+    return SQLiteSink(os.path.expanduser(path))
