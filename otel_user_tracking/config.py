@@ -154,6 +154,33 @@ def _env_bool(env: Mapping[str, str], name: str) -> Optional[bool]:
     raise ValueError(f"{ENV_PREFIX}{name}={raw!r} is not allowed; use true or false")
 
 
+def pipeline_from_env(env: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
+    """Analytics delivery settings from ``OTEL_PYTHON_USER_TRACKING_FLUSH_AT`` and friends.
+
+    Returns keyword arguments for ``AnalyticsSpanProcessor``; unset variables are left out so
+    its defaults apply.
+    """
+    source = os.environ if env is None else env
+    numbers: dict[str, tuple[str, type]] = {
+        "flush_at": ("FLUSH_AT", int),
+        "flush_interval": ("FLUSH_INTERVAL", float),
+        "max_queue_size": ("MAX_QUEUE_SIZE", int),
+        "max_retries": ("MAX_RETRIES", int),
+        "max_backoff": ("MAX_BACKOFF", float),
+    }
+    values: dict[str, Any] = {}
+    for option, (name, kind) in numbers.items():
+        raw = source.get(ENV_PREFIX + name)
+        if raw is None or not raw.strip():
+            continue
+        try:
+            values[option] = kind(raw.strip())
+        except ValueError:
+            unit = "a whole number" if kind is int else "a number of seconds"
+            raise ValueError(f"{ENV_PREFIX}{name}={raw!r} is not allowed; use {unit}") from None
+    return values
+
+
 def policy_from_env(env: Mapping[str, str]) -> TagPolicy:
     """The TagPolicy the ``OTEL_PYTHON_USER_TRACKING_*`` variables describe."""
     params: dict[str, Any] = {}

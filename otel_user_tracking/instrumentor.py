@@ -20,7 +20,8 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 
 from ._child_spans import ensure_user_id_processor
 from ._errors import report_internal_error
-from .config import configure, get_config, sinks_setting
+from ._pipeline import PipelineOptions
+from .config import configure, get_config, pipeline_from_env, sinks_setting
 from .package import _instruments_any
 from .sinks import sinks_from_env
 
@@ -56,15 +57,24 @@ class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 configure(**kwargs)
             config = get_config()
             sinks = sinks_from_env(sinks_setting()) if _wants_analytics(tracer_provider, analytics) else []
+            delivery = pipeline_from_env()
+            PipelineOptions(**delivery)  # validated now, so a bad value stops the start
         except ValueError as exc:
             _configuration_error(exc)
             raise
         try:
-            self._install(config, tracer_provider, meter_provider, sinks)
+            self._install(config, tracer_provider, meter_provider, sinks, delivery)
         except Exception as exc:  # a bug here must not stop the app from starting
             report_internal_error("instrument", exc)
 
-    def _install(self, config: Any, tracer_provider: Any, meter_provider: Any, sinks: list[Any]) -> None:
+    def _install(
+        self,
+        config: Any,
+        tracer_provider: Any,
+        meter_provider: Any,
+        sinks: list[Any],
+        delivery: dict[str, Any],
+    ) -> None:
         from ._starlette import StarlettePatch
         from .middleware import UserTrackingMiddleware
 
@@ -75,7 +85,7 @@ class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         provider = tracer_provider or trace.get_tracer_provider()
         ensure_user_id_processor(provider)
         if sinks:
-            _add_analytics(provider, config, sinks)
+            _add_analytics(provider, config, sinks, delivery)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         patch = type(self)._patch
@@ -91,7 +101,7 @@ def _wants_analytics(tracer_provider: Any, analytics: Optional[bool]) -> bool:
     return analytics
 
 
-def _add_analytics(provider: Any, config: Any, sinks: list[Any]) -> None:
+def _add_analytics(provider: Any, config: Any, sinks: list[Any], delivery: dict[str, Any]) -> None:
     """Add the analytics processor and the analytics-aware sampler to an SDK provider."""
     if not hasattr(provider, "add_span_processor"):
         _logger.warning("the tracer provider is not the SDK's; analytics processor not added")
@@ -100,7 +110,7 @@ def _add_analytics(provider: Any, config: Any, sinks: list[Any]) -> None:
         return
     from .processor import AnalyticsSpanProcessor
 
-    provider.add_span_processor(AnalyticsSpanProcessor(sinks=sinks))
+    provider.add_span_processor(AnalyticsSpanProcessor(sinks=sinks, **delivery))
     if config.analytics_sampler:
         from .sampler import install_analytics_sampler
 

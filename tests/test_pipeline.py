@@ -210,3 +210,12 @@ def test_options_are_validated_when_the_processor_is_made() -> None:
         out.AnalyticsSpanProcessor(sinks=[], flush_at=0)
     with pytest.raises(ValueError, match="is not a sink"):
         out.AnalyticsSpanProcessor(sinks=[object()])  # type: ignore[list-item]
+
+
+def test_delivery_settings_come_from_the_environment() -> None:
+    from otel_user_tracking.config import pipeline_from_env
+
+    env = {"OTEL_PYTHON_USER_TRACKING_FLUSH_AT": "25", "OTEL_PYTHON_USER_TRACKING_FLUSH_INTERVAL": "0.5"}
+    assert pipeline_from_env(env) == {"flush_at": 25, "flush_interval": 0.5}
+    with pytest.raises(ValueError, match="MAX_RETRIES='many' is not allowed; use a whole number"):
+        pipeline_from_env({"OTEL_PYTHON_USER_TRACKING_MAX_RETRIES": "many"})
