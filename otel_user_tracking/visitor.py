@@ -16,6 +16,23 @@ from typing import Callable
 _SECONDS_PER_DAY = 86_400
 
 
+_salt_lock = threading.Lock()
+_salts: dict[int, bytes] = {}  # UTC day number -> salt; only the current day is kept
+
+
+def _salt_for(day: int) -> bytes:
+    """The process-wide salt of ``day``: every identifier (and every reconfiguration) agrees."""
+    salt = _salts.get(day)
+    if salt is None:
+        with _salt_lock:
+            salt = _salts.get(day)
+            if salt is None:
+                salt = secrets.token_bytes(32)
+                _salts.clear()  # yesterday's salt is forgotten: ids cannot be linked across days
+                _salts[day] = salt
+    return salt
+
+
 class VisitorIdentifier:
     """Computes visitor ids; ``clock`` is injectable so tests can cross midnight.
 
@@ -27,18 +44,9 @@ class VisitorIdentifier:
     def __init__(self, site: str = "", clock: Callable[[], float] = time.time) -> None:
         self._site = site.encode("utf-8")
         self._clock = clock
-        self._lock = threading.Lock()
-        self._day = -1
-        self._salt = b""
 
     def _current_salt(self) -> bytes:
-        day = int(self._clock() // _SECONDS_PER_DAY)
-        if day != self._day:
-            with self._lock:
-                if day != self._day:
-                    self._salt = secrets.token_bytes(32)
-                    self._day = day
-        return self._salt
+        return _salt_for(int(self._clock() // _SECONDS_PER_DAY))
 
     def visitor_id(self, client_address: str, user_agent: str) -> str:
         """A 16-hex-character id, stable within the UTC day for the same address, agent and site."""
