@@ -94,3 +94,19 @@ def test_sigterm_loses_no_queued_event_and_the_report_reads_them(tmp_path: Path)
     assert data["utm_sources"] == [{"value": "newsletter", "count": 7}]
     assert data["locales"] == [{"value": "de-DE", "count": 9}]
     assert data["error_types"][0]["error_type"] == "RuntimeError"
+
+
+def test_cli_counts_every_request_while_the_sampler_exports_none(tmp_path: Path) -> None:
+    """Under the CLI the sampler is wrapped: OTEL_TRACES_SAMPLER=always_off, all pageviews stored."""
+    (tmp_path / "app.py").write_text(APP)
+    database = tmp_path / "analytics.db"
+    env = {"OTEL_PYTHON_USER_TRACKING_SINKS": f"sqlite:///{database}", "OTEL_TRACES_SAMPLER": "always_off"}
+    server = UvicornServer("app:app", cwd=tmp_path, env=env, instrument=CLI).start()
+    try:
+        for n in range(5):
+            request("GET", f"{server.url}/products/{n}", BROWSER)
+    finally:
+        server.stop(signal.SIGTERM)
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT COUNT(*) FROM events WHERE type = 'pageview'").fetchone()[0] == 5
+    assert '"trace_id"' not in server.stdout, server.stdout  # the console exporter printed no span
