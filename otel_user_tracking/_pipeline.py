@@ -272,7 +272,7 @@ class SinkPipeline(Generic[T]):
                 self.sink.send(pending)
             except RetryableSinkError as exc:
                 remaining = list(exc.remaining) if exc.remaining is not None else list(pending)
-                self._add("sent", len(pending) - len(remaining))
+                self._delivered(len(pending) - len(remaining))
                 if attempt >= self._options.max_retries:
                     self._give_up(remaining, f"{exc} (gave up after {attempt + 1} attempts)")
                     return
@@ -291,8 +291,19 @@ class SinkPipeline(Generic[T]):
                 self._give_up(list(pending), f"sink raised {type(exc).__name__}")
                 return
             else:
-                self._add("sent", len(pending))
+                self._delivered(len(pending))
                 return
+
+    def _delivered(self, count: int) -> None:
+        """Count delivered events; those the sink had to drop (``take_dropped()``) are dropped.
+
+        A sink drops what no request could carry (e.g. a Segment message over 32 KB) rather
+        than fail the batch; it reports how many so the counters stay exact.
+        """
+        take = getattr(self.sink, "take_dropped", None)
+        dropped = int(take()) if callable(take) else 0
+        self._add("sent", count - dropped)
+        self._add("dropped", dropped)
 
     def _backoff(self, attempt: int, retry_after: Optional[float]) -> float:
         """Full-jitter exponential backoff; ``Retry-After`` is a floor; both capped."""

@@ -11,12 +11,16 @@ import email.utils
 import gzip
 import json
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from ..events import AnalyticsEvent
+from ..version import __version__
 from ._base import PermanentSinkError, RetryableSinkError
+
+T = TypeVar("T")
 
 RETRYABLE_STATUSES = frozenset({408, 429})
 MAX_ANSWER_CHARS = 300
@@ -68,6 +72,7 @@ class HTTPTransport:
         self.timeout = timeout
         self.session = requests.Session()
         self.session.trust_env = False
+        self.session.headers["User-Agent"] = f"otel-user-tracking/{__version__}"
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -82,7 +87,18 @@ class HTTPTransport:
         auth: Optional[tuple[str, str]] = None,
     ) -> requests.Response:
         """POST ``payload`` as JSON and return the 2xx response, or raise a sink error."""
-        body = encode_json(payload)
+        return self.post_bytes(url, encode_json(payload), headers=headers, gzip_body=gzip_body, auth=auth)
+
+    def post_bytes(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        headers: Optional[Mapping[str, str]] = None,
+        gzip_body: bool = False,
+        auth: Optional[tuple[str, str]] = None,
+    ) -> requests.Response:
+        """POST an already encoded JSON body; same answers as ``post_json``."""
         all_headers = {"Content-Type": "application/json"}
         if gzip_body:
             body = gzip.compress(body)
@@ -103,3 +119,50 @@ class HTTPTransport:
 def encode_json(payload: Any) -> bytes:
     """Compact UTF-8 JSON, the byte form size limits are measured on."""
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def split_by_size(
+    items: Sequence[tuple[T, bytes]], max_item_bytes: int, max_batch_bytes: int
+) -> tuple[list[list[tuple[T, bytes]]], list[T]]:
+    """Group (item, encoded) pairs into batches under ``max_batch_bytes``; oversized items apart.
+
+    Returns the batches, in order, and the items larger than ``max_item_bytes`` (which no
+    request could carry: the caller drops and counts them, never truncates them silently).
+    """
+    batches: list[list[tuple[T, bytes]]] = []
+    oversized: list[T] = []
+    current: list[tuple[T, bytes]] = []
+    size = 0
+    for item, encoded in items:
+        length = len(encoded) + 1  # the comma between items
+        if length > max_item_bytes:
+            oversized.append(item)
+            continue
+        if current and size + length > max_batch_bytes:
+            batches.append(current)
+            current, size = [], 0
+        current.append((item, encoded))
+        size += length
+    if current:
+        batches.append(current)
+    return batches, oversized
+
+
+def post_batches(
+    batches: Sequence[Sequence[tuple[AnalyticsEvent, bytes]]],
+    post: Callable[[Sequence[tuple[AnalyticsEvent, bytes]]], None],
+) -> None:
+    """Post batches in order; on a retryable failure report only the events not yet delivered."""
+    for index, batch in enumerate(batches):
+        try:
+            post(batch)
+        except RetryableSinkError as exc:
+            if index == 0:
+                raise
+            remaining = [event for rest in batches[index:] for event, _ in rest]
+            raise RetryableSinkError(str(exc), retry_after=exc.retry_after, remaining=remaining) from None
+
+
+def join_json_array(encoded: Sequence[bytes]) -> bytes:
+    """``[a,b,c]`` from already encoded JSON values, so each event is encoded once."""
+    return b"[" + b",".join(encoded) + b"]"

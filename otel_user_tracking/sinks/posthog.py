@@ -1,0 +1,185 @@
+"""PostHogSink: the PostHog capture API (``POST {host}/batch/``), gzip, as the posthog SDK sends.
+
+Events are shaped like the official ``posthog`` Python SDK's (checked field by field against
+it in tests/test_sink_oracles.py): ``$pageview`` with ``$current_url``/``$pathname``/``$host``/
+``$referrer``; errors as ``$exception`` with ``$exception_list``; custom events by name with
+their meta as properties. ``distinct_id`` is the policy-processed user id, else the cookieless
+visitor id with ``$process_person_profile: false`` so anonymous traffic creates no person
+profiles. ``uuid`` is the event's ``event_id``: PostHog deduplicates a retried batch.
+``$ip`` is sent only when the policy lets the event have a client address; otherwise
+``$geoip_disable`` stops PostHog from geolocating the sender's (the server's) address.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from ..events import AnalyticsEvent
+from ..version import __version__
+from ._http import HTTPTransport, encode_json, join_json_array, post_batches, split_by_size
+from ._stack import parse_traceback
+from ._url import SinkURL
+
+_logger = logging.getLogger("otel_user_tracking.sinks.posthog")
+
+MAX_EVENT_BYTES = 900 * 1024  # the posthog SDK's MAX_MSG_SIZE
+MAX_BATCH_BYTES = 5 * 1024 * 1024  # its BATCH_SIZE_LIMIT
+LIB = "otel-user-tracking"
+
+
+def _timestamp(when: datetime) -> str:
+    return when.astimezone(timezone.utc).isoformat()
+
+
+def _exception_list(event: AnalyticsEvent) -> list[dict[str, Any]]:
+    frames = [
+        {
+            "platform": "python",
+            "filename": frame.path,
+            "abs_path": frame.path,
+            "function": frame.function,
+            "module": None,
+            "lineno": frame.lineno,
+            "in_app": frame.in_app,
+            "context_line": frame.context_line,
+        }
+        for frame in parse_traceback(event.error_stacktrace)
+    ]
+    entry: dict[str, Any] = {
+        "type": event.error_type or "Error",
+        "value": event.error_message or "",
+        "mechanism": {"type": "generic", "handled": False, "synthetic": False},
+    }
+    if frames:
+        entry["stacktrace"] = {"type": "raw", "frames": frames}
+    return [entry]
+
+
+def to_posthog(event: AnalyticsEvent) -> dict[str, Any]:
+    """One event in the capture API's batch format."""
+    properties: dict[str, Any] = {
+        "$lib": LIB,
+        "$lib_version": __version__,
+        "$trace_id": event.trace_id,
+        "$span_id": event.span_id,
+    }
+    if event.url:
+        properties["$current_url"] = event.url
+    if event.path is not None:
+        properties["$pathname"] = event.path
+    if event.host:
+        properties["$host"] = event.host
+    if event.route:
+        properties["$route"] = event.route
+    if event.referrer:
+        properties["$referrer"] = event.referrer
+    if event.user_agent:
+        properties["$raw_user_agent"] = event.user_agent
+    if event.locale:
+        properties["$locale"] = event.locale
+    if event.session_id:
+        properties["$session_id"] = event.session_id
+    if event.client_address:
+        properties["$ip"] = event.client_address
+    else:
+        properties["$geoip_disable"] = True
+    for key in ("utm_source", "utm_medium", "utm_campaign"):
+        value = getattr(event, key)
+        if value:
+            properties[key] = value
+    if event.method:
+        properties["http_method"] = event.method
+    if event.status_code is not None:
+        properties["http_status_code"] = event.status_code
+    if event.duration_ms is not None:
+        properties["duration_ms"] = event.duration_ms
+    if event.user_id:
+        distinct_id = event.user_id
+        person: dict[str, Any] = {}
+        if event.user_name:
+            person["name"] = event.user_name
+        if event.user_email:
+            person["email"] = event.user_email
+        if person:
+            properties["$set"] = person
+    else:
+        distinct_id = event.visitor_id or event.event_id
+        properties["$process_person_profile"] = False
+    if event.type == "pageview":
+        name = "$pageview"
+    elif event.type == "error":
+        name = "$exception"
+        properties["$exception_list"] = _exception_list(event)
+        properties["$exception_level"] = "error"
+        properties["$exception_type"] = event.error_type or "Error"
+        properties["$exception_message"] = event.error_message or ""
+    else:
+        name = event.name or "custom"
+        properties.update(event.meta)
+    return {
+        "event": name,
+        "distinct_id": distinct_id,
+        "properties": properties,
+        "timestamp": _timestamp(event.timestamp),
+        "uuid": event.event_id,
+    }
+
+
+class PostHogSink:
+    """Send events to PostHog's capture API.
+
+    Args:
+        api_key: The project API key (``phc_...``); sent in the body, never logged.
+        host: ``https://us.i.posthog.com``, ``https://eu.i.posthog.com`` or a self-hosted URL.
+        timeout: Seconds per request before it is retried.
+    """
+
+    max_batch_size = 1000
+
+    def __init__(
+        self, api_key: str, host: str = "https://us.i.posthog.com", *, timeout: float = 10.0
+    ) -> None:
+        if not api_key or not api_key.strip():
+            raise ValueError("PostHogSink needs the project API key (Project settings > Project API key)")
+        self._api_key = api_key.strip()
+        self.host = host.rstrip("/")
+        self.name = f"posthog({self.host.split('://', 1)[-1]})"
+        self._transport = HTTPTransport(self.name, timeout=timeout)
+        self._dropped = 0
+
+    def send(self, batch: Sequence[AnalyticsEvent]) -> None:
+        encoded = [(event, encode_json(to_posthog(event))) for event in batch]
+        batches, oversized = split_by_size(encoded, MAX_EVENT_BYTES, MAX_BATCH_BYTES - 1024)
+        if oversized:
+            self._dropped += len(oversized)
+            _logger.warning(
+                "%s: %d events over %d KiB dropped", self.name, len(oversized), MAX_EVENT_BYTES // 1024
+            )
+        post_batches(batches, self._post)
+
+    def _post(self, batch: Sequence[tuple[AnalyticsEvent, bytes]]) -> None:
+        head = encode_json({"api_key": self._api_key, "sent_at": _timestamp(datetime.now(timezone.utc))})
+        body = head[:-1] + b',"batch":' + join_json_array([data for _, data in batch]) + b"}"
+        self._transport.post_bytes(f"{self.host}/batch/", body, gzip_body=True)
+
+    def take_dropped(self) -> int:
+        dropped, self._dropped = self._dropped, 0
+        return dropped
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __repr__(self) -> str:
+        return f"PostHogSink(api_key='***', host={self.host!r})"
+
+
+def from_url(parsed: SinkURL) -> PostHogSink:
+    """``posthog+https://PROJECT_API_KEY@us.i.posthog.com``."""
+    if not parsed.credential:
+        raise parsed.error("the project API key goes in the user part of the URL")
+    if not parsed.host:
+        raise parsed.error("no host")
+    return PostHogSink(parsed.credential, parsed.base_url)

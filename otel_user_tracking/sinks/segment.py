@@ -1,0 +1,174 @@
+"""SegmentSink: Segment's HTTP tracking API (``POST {host}/v1/batch``), as analytics-python sends.
+
+Pageviews are ``page`` calls (``name`` = the route, ``properties.path/url/referrer``);
+custom events are ``track`` calls by name with meta as properties; errors are ``track``
+calls named ``Exception Occurred`` (configurable). ``userId`` is the policy-processed user id,
+else ``anonymousId`` is the visitor id. ``context`` carries ``ip`` (only when the policy lets
+the event have a client address), ``userAgent``, ``locale``, ``page`` and ``campaign``.
+``messageId`` is the event's ``event_id``, so Segment deduplicates retries. Limits are
+Segment's: 32 KB per message (larger ones are dropped, counted, logged once) and 500 KB per
+request (batches are split).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from ..events import AnalyticsEvent
+from ..version import __version__
+from ._http import HTTPTransport, encode_json, join_json_array, post_batches, split_by_size
+from ._url import SinkURL
+
+_logger = logging.getLogger("otel_user_tracking.sinks.segment")
+
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1000  # analytics-python stays under 475 000 to leave room for the envelope
+ENVELOPE_BYTES = 1000
+LIBRARY = {"name": "otel-user-tracking", "version": __version__}
+
+
+def _timestamp(when: datetime) -> str:
+    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def to_segment(event: AnalyticsEvent, error_event_name: str = "Exception Occurred") -> dict[str, Any]:
+    """One event as a Segment ``page`` or ``track`` message."""
+    context: dict[str, Any] = {"library": LIBRARY}
+    if event.client_address:
+        context["ip"] = event.client_address
+    if event.user_agent:
+        context["userAgent"] = event.user_agent
+    if event.locale:
+        context["locale"] = event.locale
+    page = {"path": event.path, "url": event.url, "referrer": event.referrer}
+    if event.query:
+        page["search"] = f"?{event.query}"
+    page = {key: value for key, value in page.items() if value}
+    if page:
+        context["page"] = page
+    campaign = {"source": event.utm_source, "medium": event.utm_medium, "name": event.utm_campaign}
+    campaign = {key: value for key, value in campaign.items() if value}
+    if campaign:
+        context["campaign"] = campaign
+    if event.session_id:
+        context["sessionId"] = event.session_id
+    if event.user_id:
+        traits = {"name": event.user_name, "email": event.user_email}
+        traits = {key: value for key, value in traits.items() if value}
+        if traits:
+            context["traits"] = traits
+    context["traceId"], context["spanId"] = event.trace_id, event.span_id
+
+    message: dict[str, Any] = {
+        "context": context,
+        "integrations": {},
+        "timestamp": _timestamp(event.timestamp),
+        "messageId": event.event_id,
+    }
+    if event.user_id:
+        message["userId"] = event.user_id
+    else:
+        message["anonymousId"] = event.visitor_id or event.event_id
+    properties: dict[str, Any] = {}
+    if event.type == "pageview":
+        message["type"] = "page"
+        message["name"] = event.page or "/"
+        properties.update(page)
+        if event.route:
+            properties["route"] = event.route
+    else:
+        message["type"] = "track"
+        if event.type == "error":
+            message["event"] = error_event_name
+            properties.update(
+                {
+                    "type": event.error_type,
+                    "message": event.error_message,
+                    "stacktrace": event.error_stacktrace,
+                    "route": event.route,
+                    "path": event.path,
+                }
+            )
+        else:
+            message["event"] = event.name or "custom"
+            properties.update(event.meta)
+    if event.method:
+        properties.setdefault("method", event.method)
+    if event.status_code is not None:
+        properties.setdefault("status_code", event.status_code)
+    message["properties"] = {key: value for key, value in properties.items() if value is not None}
+    return message
+
+
+class SegmentSink:
+    """Send events to Segment (or a Segment-compatible endpoint such as RudderStack).
+
+    Args:
+        write_key: The source's write key; sent as the basic-auth user, never logged.
+        host: ``https://api.segment.io`` (``https://events.eu1.segmentapis.com`` in the EU).
+        error_event_name: The ``track`` event name for errors.
+        timeout: Seconds per request before it is retried.
+    """
+
+    max_batch_size = 500
+
+    def __init__(
+        self,
+        write_key: str,
+        host: str = "https://api.segment.io",
+        *,
+        error_event_name: str = "Exception Occurred",
+        timeout: float = 10.0,
+    ) -> None:
+        if not write_key or not write_key.strip():
+            raise ValueError("SegmentSink needs the source's write key (Source > Settings > API Keys)")
+        self._write_key = write_key.strip()
+        self.host = host.rstrip("/")
+        self.error_event_name = error_event_name
+        self.name = f"segment({self.host.split('://', 1)[-1]})"
+        self._transport = HTTPTransport(self.name, timeout=timeout)
+        self._dropped = 0
+        self._warned = False
+
+    def send(self, batch: Sequence[AnalyticsEvent]) -> None:
+        encoded = [(event, encode_json(to_segment(event, self.error_event_name))) for event in batch]
+        batches, oversized = split_by_size(encoded, MAX_MESSAGE_BYTES, MAX_BATCH_BYTES - ENVELOPE_BYTES)
+        if oversized:
+            self._dropped += len(oversized)
+            if not self._warned:
+                self._warned = True
+                _logger.warning(
+                    "%s: %d messages over Segment's 32 KB limit dropped (further ones are only counted)",
+                    self.name,
+                    len(oversized),
+                )
+        post_batches(batches, self._post)
+
+    def _post(self, batch: Sequence[tuple[AnalyticsEvent, bytes]]) -> None:
+        head = encode_json({"sentAt": _timestamp(datetime.now(timezone.utc))})
+        body = head[:-1] + b',"batch":' + join_json_array([data for _, data in batch]) + b"}"
+        self._transport.post_bytes(f"{self.host}/v1/batch", body, auth=(self._write_key, ""))
+
+    def take_dropped(self) -> int:
+        dropped, self._dropped = self._dropped, 0
+        return dropped
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __repr__(self) -> str:
+        return f"SegmentSink(write_key='***', host={self.host!r})"
+
+
+def from_url(parsed: SinkURL, error_event_name: Optional[str] = None) -> SegmentSink:
+    """``segment+https://WRITE_KEY@api.segment.io``."""
+    if not parsed.credential:
+        raise parsed.error("the write key goes in the user part of the URL")
+    if not parsed.host:
+        raise parsed.error("no host")
+    return SegmentSink(
+        parsed.credential, parsed.base_url, error_event_name=error_event_name or "Exception Occurred"
+    )

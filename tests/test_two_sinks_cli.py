@@ -1,0 +1,37 @@
+"""`opentelemetry-instrument` + uvicorn with two HTTP sinks at once: every event reaches both."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from ._http_sink_server import ScriptedHTTPServer
+from ._uvicorn import UvicornServer, request
+from .test_analytics_e2e import APP, BROWSER, CLI
+
+
+def test_posthog_and_segment_sinks_both_get_every_event(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(APP)
+    with ScriptedHTTPServer() as capture:
+        host = capture.url.split("://", 1)[1]
+        sinks = f"posthog+http://phc_testkey123@{host},segment+http://seg_writekey@{host}"
+        env = {"OTEL_PYTHON_USER_TRACKING_SINKS": sinks}
+        server = UvicornServer("app:app", cwd=tmp_path, env=env, instrument=CLI).start()
+        try:
+            for n in range(4):
+                request("GET", f"{server.url}/products/{n}", BROWSER)
+            request("POST", f"{server.url}/checkout", {**BROWSER, "Authorization": "Bearer demo"})
+            request("GET", f"{server.url}/boom", BROWSER)
+        finally:
+            server.stop(signal.SIGTERM)
+        received = list(capture.received)
+    posthog = [event for r in received if r.path == "/batch/" for event in r.json["batch"]]
+    segment = [event for r in received if r.path == "/v1/batch" for event in r.json["batch"]]
+    assert sorted(event["event"] for event in posthog) == sorted(
+        ["$pageview"] * 6 + ["CHECKOUT_COMPLETED", "$exception"]
+    ), server.stderr
+    assert sorted(event["type"] for event in segment) == ["page"] * 6 + ["track"] * 2
+    # The same events, by id: PostHog's uuid and Segment's messageId are our event_id.
+    assert {event["uuid"] for event in posthog} == {event["messageId"] for event in segment}
+    for secret in ("phc_testkey123", "seg_writekey"):
+        assert secret not in server.stderr and secret not in server.stdout
