@@ -51,7 +51,8 @@ def _exception_list(event: AnalyticsEvent) -> list[dict[str, Any]]:
     entry: dict[str, Any] = {
         "type": event.error_type or "Error",
         "value": event.error_message or "",
-        "mechanism": {"type": "generic", "handled": False, "synthetic": False},
+        "mechanism": {"exception_id": 0, "type": "generic", "handled": False, "synthetic": False},
+        "module": None,
     }
     if frames:
         entry["stacktrace"] = {"type": "raw", "frames": frames}
@@ -161,7 +162,12 @@ class PostHogSink:
         post_batches(batches, self._post)
 
     def _post(self, batch: Sequence[tuple[AnalyticsEvent, bytes]]) -> None:
-        head = encode_json({"api_key": self._api_key, "sent_at": _timestamp(datetime.now(timezone.utc))})
+        envelope = {
+            "historical_migration": False,
+            "sent_at": _timestamp(datetime.now(timezone.utc)),
+            "api_key": self._api_key,
+        }
+        head = encode_json(envelope)
         body = head[:-1] + b',"batch":' + join_json_array([data for _, data in batch]) + b"}"
         self._transport.post_bytes(f"{self.host}/batch/", body, gzip_body=True)
 

@@ -148,7 +148,8 @@ class SegmentSink:
         post_batches(batches, self._post)
 
     def _post(self, batch: Sequence[tuple[AnalyticsEvent, bytes]]) -> None:
-        head = encode_json({"sentAt": _timestamp(datetime.now(timezone.utc))})
+        # As analytics-python: the key both as basic-auth user and in the body.
+        head = encode_json({"sentAt": datetime.now(timezone.utc).isoformat(), "writeKey": self._write_key})
         body = head[:-1] + b',"batch":' + join_json_array([data for _, data in batch]) + b"}"
         self._transport.post_bytes(f"{self.host}/v1/batch", body, auth=(self._write_key, ""))
 
