@@ -297,13 +297,19 @@ class SinkPipeline(Generic[T]):
     def _delivered(self, count: int) -> None:
         """Count delivered events; those the sink had to drop (``take_dropped()``) are dropped.
 
-        A sink drops what no request could carry (e.g. a Segment message over 32 KB) rather
-        than fail the batch; it reports how many so the counters stay exact.
+        A sink drops what no request could carry (e.g. a Segment message over 32 KB), and a
+        per-event sink (Swetrix) gives up on events the backend refused, rather than fail the
+        whole batch; they report how many (``take_dropped()``, ``take_failed()``) so the
+        counters stay exact.
         """
-        take = getattr(self.sink, "take_dropped", None)
-        dropped = int(take()) if callable(take) else 0
-        self._add("sent", count - dropped)
+        dropped, failed = self._taken("take_dropped"), self._taken("take_failed")
+        self._add("sent", count - dropped - failed)
         self._add("dropped", dropped)
+        self._add("failed", failed)
+
+    def _taken(self, hook: str) -> int:
+        take = getattr(self.sink, hook, None)
+        return int(take()) if callable(take) else 0
 
     def _backoff(self, attempt: int, retry_after: Optional[float]) -> float:
         """Full-jitter exponential backoff; ``Retry-After`` is a floor; both capped."""

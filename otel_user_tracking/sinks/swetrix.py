@@ -1,0 +1,183 @@
+"""SwetrixSink: the Swetrix Events API, one request per event, as the Swetrix guides show.
+
+Pageviews ``POST {base}`` (``pid``, ``pg``, ``lc``, ``ref``, ``so``, ``me``, ``ca``, ``meta``),
+custom events ``POST {base}/custom`` (``pid``, ``ev``, ``pg``, ``meta``), errors
+``POST {base}/error`` (``pid``, ``name``, ``message``, ``stackTrace``, ``pg``, ``lc``, ``meta``).
+Every request carries the visitor's ``User-Agent`` and, where the policy lets the event have
+an address, ``X-Client-IP-Address``: Swetrix derives unique visitors from the two, so with
+``ip="drop"`` it counts visitors less precisely. ``profileId`` is the policy-processed user id.
+
+Swetrix takes one event per request, so a batch is sent concurrently over the pooled
+connections (at most ``concurrency`` at once) and only the events that failed with a
+retryable answer go back to the pipeline; events Swetrix refuses (400, 402, 403) are logged
+once per status with what the status means and counted as failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Optional
+
+from ..events import AnalyticsEvent
+from ._base import PermanentSinkError, RetryableSinkError
+from ._http import HTTPTransport
+from ._url import SinkURL
+
+_logger = logging.getLogger("otel_user_tracking.sinks.swetrix")
+
+PROJECT_ID = re.compile(r"^[A-Za-z0-9-]{12}$")
+MAX_EVENT_NAME = 256
+_MEANING = {
+    400: "Swetrix rejected the event (an unknown project id or an invalid field)",
+    402: "the Swetrix account is over its plan's event limit",
+    403: "the Swetrix project refuses events (disabled, or this origin/IP is not allowed)",
+}
+
+
+def _meta(values: dict[str, Any]) -> Optional[dict[str, str]]:
+    """Swetrix metadata values are strings; empty metadata is left out."""
+    meta = {
+        key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in values.items()
+    }
+    return meta or None
+
+
+def to_swetrix(event: AnalyticsEvent, project_id: str) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """(path suffix, JSON payload, headers) of the request for one event."""
+    payload: dict[str, Any] = {"pid": project_id}
+    page = event.page
+    if event.type == "pageview":
+        suffix = ""
+        fields = {
+            "pg": page,
+            "lc": event.locale,
+            "ref": event.referrer,
+            "so": event.utm_source,
+            "me": event.utm_medium,
+            "ca": event.utm_campaign,
+        }
+        meta = _meta({"method": event.method or "", "status": event.status_code or ""})
+    elif event.type == "custom":
+        suffix = "/custom"
+        fields = {"ev": (event.name or "custom")[:MAX_EVENT_NAME], "pg": page}
+        meta = _meta(dict(event.meta))
+    else:
+        suffix = "/error"
+        fields = {
+            "name": event.error_type or "Error",
+            "message": event.error_message,
+            "stackTrace": event.error_stacktrace,
+            "pg": page,
+            "lc": event.locale,
+        }
+        meta = _meta({"trace_id": event.trace_id})
+    payload.update({key: value for key, value in fields.items() if value})
+    if meta:
+        payload["meta"] = meta
+    if event.user_id:
+        payload["profileId"] = event.user_id
+    headers = {"User-Agent": event.user_agent or ""}
+    if event.client_address:
+        headers["X-Client-IP-Address"] = event.client_address
+    return suffix, payload, headers
+
+
+class SwetrixSink:
+    """Send events to Swetrix (cloud or self-hosted).
+
+    Args:
+        project_id: The 12-character project id from the Swetrix dashboard.
+        api_url: ``https://api.swetrix.com/log``, or your self-hosted ``.../log`` URL.
+        concurrency: Requests in flight at once (and pooled connections).
+        timeout: Seconds per request before that event is retried.
+    """
+
+    max_batch_size = 100
+
+    def __init__(
+        self,
+        project_id: str,
+        api_url: str = "https://api.swetrix.com/log",
+        *,
+        concurrency: int = 8,
+        timeout: float = 10.0,
+    ) -> None:
+        if not PROJECT_ID.match(project_id or ""):
+            raise ValueError(
+                "Swetrix project id must be 12 letters, digits or dashes (Project settings > Project ID)"
+            )
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.project_id = project_id
+        self.api_url = api_url.rstrip("/")
+        self.name = f"swetrix({self.api_url.split('://', 1)[-1].split('/', 1)[0]})"
+        self._transport = HTTPTransport(self.name, timeout=timeout, pool_size=concurrency)
+        self._pool = ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="otel-user-tracking-swetrix"
+        )
+        self._lock = threading.Lock()
+        self._failed = 0
+        self._logged: set[int] = set()
+
+    def send(self, batch: Sequence[AnalyticsEvent]) -> None:
+        outcomes = list(self._pool.map(self._send_one, batch))
+        retry = [
+            (event, error) for event, error in zip(batch, outcomes) if isinstance(error, RetryableSinkError)
+        ]
+        if retry and len(retry) == len(batch):
+            raise retry[0][1]
+        if retry:
+            waits = [error.retry_after for _, error in retry if error.retry_after is not None]
+            raise RetryableSinkError(
+                f"{self.name}: {len(retry)} of {len(batch)} events failed: {retry[0][1]}",
+                retry_after=max(waits) if waits else None,
+                remaining=[event for event, _ in retry],
+            )
+
+    def _send_one(self, event: AnalyticsEvent) -> Optional[Exception]:
+        suffix, payload, headers = to_swetrix(event, self.project_id)
+        try:
+            self._transport.post_json(self.api_url + suffix, payload, headers=headers)
+        except RetryableSinkError as exc:
+            return exc
+        except PermanentSinkError as exc:
+            self._refused(exc)
+        return None
+
+    def _refused(self, exc: PermanentSinkError) -> None:
+        match = re.search(r"HTTP (\d{3})", str(exc))
+        status = int(match.group(1)) if match else 0
+        with self._lock:
+            self._failed += 1
+            first = status not in self._logged
+            self._logged.add(status)
+        if first:
+            meaning = _MEANING.get(status, "Swetrix refused the event")
+            _logger.warning("%s; not retried (further ones only counted): %s", meaning, exc)
+
+    def take_failed(self) -> int:
+        with self._lock:
+            failed, self._failed = self._failed, 0
+        return failed
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._transport.close()
+
+    def __repr__(self) -> str:
+        return f"SwetrixSink(project_id='***', api_url={self.api_url!r})"
+
+
+def from_url(parsed: SinkURL) -> SwetrixSink:
+    """``swetrix+https://PROJECT_ID@api.swetrix.com/log`` (self-hosted: any host and path)."""
+    if not parsed.credential:
+        raise parsed.error("the project id goes in the user part of the URL")
+    if not PROJECT_ID.match(parsed.credential):
+        raise parsed.error("the project id must be 12 letters, digits or dashes")
+    if not parsed.host:
+        raise parsed.error("no host")
+    return SwetrixSink(parsed.credential, parsed.base_url)
