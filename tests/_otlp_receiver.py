@@ -88,6 +88,8 @@ class ReceivedLogRecord:
     trace_id: str
     span_id: str
     scope: str
+    event_name: str = ""
+    time_unix_nano: int = 0
 
 
 def any_value(value: AnyValue) -> Any:
@@ -138,6 +140,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(400, b"")
             return
         self.server.receiver._record(path, body, decoded, None)
+        failing = self.server.receiver.fail_with
+        if failing:
+            self._reply(failing, b"")
+            return
         self._reply(200, response_type().SerializeToString())
 
     def _read_body(self) -> bytes:
@@ -180,6 +186,7 @@ class OTLPReceiver:
         self._condition = threading.Condition(threading.RLock())
         self._received: list[tuple[str, bytes, Optional[Message]]] = []
         self.errors: list[str] = []
+        self.fail_with = 0  # non-zero: answer every export with this HTTP status
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
 
@@ -289,6 +296,8 @@ class OTLPReceiver:
                                 trace_id=record.trace_id.hex(),
                                 span_id=record.span_id.hex(),
                                 scope=scope_logs.scope.name,
+                                event_name=record.event_name,
+                                time_unix_nano=record.time_unix_nano,
                             )
                         )
         return found

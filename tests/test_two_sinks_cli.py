@@ -6,6 +6,7 @@ import signal
 from pathlib import Path
 
 from ._http_sink_server import ScriptedHTTPServer
+from ._otlp_receiver import OTLPReceiver
 from ._uvicorn import UvicornServer, request
 from .test_analytics_e2e import APP, BROWSER, CLI
 
@@ -35,3 +36,34 @@ def test_posthog_and_segment_sinks_both_get_every_event(tmp_path: Path) -> None:
     assert {event["uuid"] for event in posthog} == {event["messageId"] for event in segment}
     for secret in ("phc_testkey123", "seg_writekey"):
         assert secret not in server.stderr and secret not in server.stdout
+
+
+def test_otlp_sink_under_the_cli_links_each_event_to_its_exported_trace(
+    tmp_path: Path, otlp_receiver: OTLPReceiver
+) -> None:
+    """SINKS=otlp: events ride the same OTLP endpoint as the traces, with matching trace ids."""
+    (tmp_path / "app.py").write_text(APP)
+    env = {
+        "OTEL_PYTHON_USER_TRACKING_SINKS": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_SERVICE_NAME": "shop",
+    }
+    otlp = ["--traces_exporter", "otlp", "--metrics_exporter", "none", "--logs_exporter", "none"]
+    server = UvicornServer("app:app", cwd=tmp_path, env=env, instrument=otlp).start()
+    try:
+        for n in range(3):
+            request("GET", f"{server.url}/products/{n}", BROWSER)
+        request("GET", f"{server.url}/boom", BROWSER)
+    finally:
+        server.stop(signal.SIGTERM)
+    records = otlp_receiver.log_records()
+    assert sorted(record.event_name for record in records) == [
+        "error",
+        "pageview",
+        "pageview",
+        "pageview",
+        "pageview",
+    ]
+    server_spans = {span.trace_id: span for span in otlp_receiver.spans() if span.kind == "SERVER"}
+    assert {record.trace_id for record in records} == set(server_spans), server.stderr
