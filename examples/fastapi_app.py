@@ -1,0 +1,96 @@
+"""A small shop on FastAPI with login, instrumented with no OpenTelemetry code at all.
+
+Run it under the CLI (from the repository root)::
+
+    opentelemetry-instrument --traces_exporter console uvicorn examples.fastapi_app:app
+
+Everything user-aware comes from two lines: ``out.configure(...)`` states the tag policy, and
+the login dependency calls ``out.set_user(...)``. ``out.track(...)`` records a custom event.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, WebSocket
+from pydantic import BaseModel
+
+import otel_user_tracking as out
+
+# A real deployment sets OTEL_PYTHON_USER_TRACKING_HASH_KEY to a long random secret and keeps
+# it stable, so one email always hashes to the same value. The fallback is for the demo only.
+out.configure(
+    tag_policy=out.TagPolicy(
+        email="hash",
+        ip="anonymize",
+        hash_key=os.environ.get("OTEL_PYTHON_USER_TRACKING_HASH_KEY", "demo-key-not-for-production-use"),
+    )
+)
+
+USERS = {
+    "jane": {"id": "user-42", "name": "Jane Roe", "email": "jane@example.com", "roles": ["admin"]},
+    "bob": {"id": "user-7", "name": "Bob Doe", "email": "bob@example.org", "roles": ["customer"]},
+}
+PASSWORDS = {"jane": "correct horse", "bob": "battery staple"}
+SESSIONS: dict[str, str] = {}  # bearer token -> username
+
+app = FastAPI(title="otel-user-tracking demo shop")
+
+
+def current_user(authorization: str = Header(default="")) -> dict[str, Any]:
+    """The login dependency: resolve the bearer token and tag the request with the user."""
+    username = SESSIONS.get(authorization.removeprefix("Bearer ").strip())
+    if username is None:
+        raise HTTPException(401, "login required")
+    user = USERS[username]
+    out.set_user(**user)
+    return user
+
+
+@app.get("/")
+def home() -> dict[str, str]:
+    return {"shop": "open"}
+
+
+@app.get("/products/{product_id}")
+def product(product_id: int) -> dict[str, Any]:
+    return {"id": product_id, "name": f"Product {product_id}", "price": 10 + product_id}
+
+
+class Credentials(BaseModel):
+    username: str
+    password: str
+
+
+@app.post("/login")
+def login(credentials: Credentials) -> dict[str, str]:
+    if PASSWORDS.get(credentials.username) != credentials.password:
+        raise HTTPException(401, "wrong username or password")
+    token = secrets.token_urlsafe(16)
+    SESSIONS[token] = credentials.username
+    return {"token": token}
+
+
+@app.get("/me")
+def me(user: dict[str, Any] = Depends(current_user)) -> dict[str, Any]:
+    return {"id": user["id"], "name": user["name"]}
+
+
+@app.post("/checkout")
+def checkout(plan: str = "pro", user: dict[str, Any] = Depends(current_user)) -> dict[str, bool]:
+    out.track("CHECKOUT_COMPLETED", meta={"plan": plan})
+    return {"ok": True}
+
+
+@app.get("/boom")
+def boom(user: dict[str, Any] = Depends(current_user)) -> None:
+    raise RuntimeError("payment provider timed out")
+
+
+@app.websocket("/ws")
+async def echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    async for message in websocket.iter_text():
+        await websocket.send_text(message)
