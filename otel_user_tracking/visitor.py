@@ -11,6 +11,7 @@ import hmac
 import secrets
 import threading
 import time
+from functools import lru_cache
 from typing import Callable
 
 _SECONDS_PER_DAY = 86_400
@@ -29,6 +30,7 @@ def _salt_for(day: int) -> bytes:
             if salt is None:
                 salt = secrets.token_bytes(32)
                 _salts.clear()  # yesterday's salt is forgotten: ids cannot be linked across days
+                _visitor_id.cache_clear()  # and so are the ids (and the salt) the cache held
                 _salts[day] = salt
     return salt
 
@@ -50,7 +52,12 @@ class VisitorIdentifier:
 
     def visitor_id(self, client_address: str, user_agent: str) -> str:
         """A 16-hex-character id, stable within the UTC day for the same address, agent and site."""
-        message = b"\x1f".join(
-            (client_address.encode("utf-8"), user_agent.encode("utf-8", "replace"), self._site)
-        )
-        return hmac.new(self._current_salt(), message, hashlib.sha256).hexdigest()[:16]
+        return _visitor_id(self._current_salt(), self._site, client_address, user_agent)
+
+
+@lru_cache(maxsize=4096)
+def _visitor_id(salt: bytes, site: bytes, client_address: str, user_agent: str) -> str:
+    # Keyed by the salt, so a cached id never outlives its day. Returning visitors within a
+    # day are the common case; the cache saves the HMAC (~2 µs) on each of their requests.
+    message = b"\x1f".join((client_address.encode("utf-8"), user_agent.encode("utf-8", "replace"), site))
+    return hmac.new(salt, message, hashlib.sha256).hexdigest()[:16]

@@ -52,3 +52,15 @@ def test_requests_from_one_browser_share_a_visitor_id() -> None:
         get(app, "/missing", headers={"user-agent": UA}, peer="203.0.113.1")
     ids = [span.attributes.get("user_tracking.visitor_id") for span in tracing.server_spans()]
     assert ids[0] == ids[1] != ids[2] and all(ids)
+
+
+def test_a_new_day_forgets_the_cached_ids_with_the_old_salt() -> None:
+    from otel_user_tracking.visitor import _visitor_id
+
+    clock = Clock(30_000 * DAY)
+    visitors = VisitorIdentifier(clock=clock)
+    visitors.visitor_id("198.51.100.7", UA)
+    assert _visitor_id.cache_info().currsize >= 1
+    clock.now += DAY
+    visitors.visitor_id("198.51.100.7", UA)
+    assert _visitor_id.cache_info().currsize == 1  # only today's id: yesterday's salt is unreachable
