@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from . import sinks
 from ._errors import internal_error_counts
-from ._tagging import set_user
+from .analytics.events import AnalyticsEvent
+from .analytics.processor import AnalyticsSpanProcessor
+from .analytics.sampler import AnalyticsAwareSampler
 from .config import Config, configure, get_config
-from .context import capture_exception, track
-from .events import AnalyticsEvent
-from .identity import UserInfo
 from .instrumentor import UserTrackingInstrumentor
-from .middleware import UserTrackingMiddleware
 from .policy import TagPolicy
-from .processor import AnalyticsSpanProcessor
-from .sampler import AnalyticsAwareSampler
+from .request.identity import UserInfo
+from .request.middleware import UserTrackingMiddleware
+from .request.state import capture_exception, track
+from .request.user_tags import set_user
 from .version import __version__
 
 __all__ = [

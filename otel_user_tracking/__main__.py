@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Optional
 
-from .report import build_report, parse_since, render_json, render_table
+from .analytics.report import build_report, parse_since, render_json, render_table
 from .sinks.sqlite import SchemaError
 
 

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Mapping, MutableMapping, Optional, Sequence
 
-from .events import AnalyticsEvent
+from .analytics.events import AnalyticsEvent
 from .policy import FIELD_MODES, HASH_KEY_ENV, IP_MODES, TagPolicy
 
 UserResolver = Callable[[MutableMapping[str, Any]], Any]

@@ -18,11 +18,11 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.dependencies import DependencyConflict, get_dependency_conflicts
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from ._child_spans import ensure_user_id_processor
 from ._errors import report_internal_error
-from ._pipeline import PipelineOptions
+from .analytics.pipeline import PipelineOptions
 from .config import configure, get_config, pipeline_from_env, sinks_setting
 from .package import _instruments_any
+from .request.child_spans import ensure_user_id_processor
 from .sinks import sinks_from_env
 
 _logger = logging.getLogger(__name__)
@@ -75,8 +75,8 @@ class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         sinks: list[Any],
         delivery: dict[str, Any],
     ) -> None:
-        from ._starlette import StarlettePatch
-        from .middleware import UserTrackingMiddleware
+        from .request.middleware import UserTrackingMiddleware
+        from .request.starlette_patch import StarlettePatch
 
         def make(app: Any) -> UserTrackingMiddleware:
             return UserTrackingMiddleware(app, tracer_provider=tracer_provider, meter_provider=meter_provider)
@@ -108,11 +108,11 @@ def _add_analytics(provider: Any, config: Any, sinks: list[Any], delivery: dict[
         for sink in sinks:
             sink.close()
         return
-    from .processor import AnalyticsSpanProcessor
+    from .analytics.processor import AnalyticsSpanProcessor
 
     provider.add_span_processor(AnalyticsSpanProcessor(sinks=sinks, **delivery))
     if config.analytics_sampler:
-        from .sampler import install_analytics_sampler
+        from .analytics.sampler import install_analytics_sampler
 
         install_analytics_sampler(provider)
 

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 
 from otel_user_tracking import attributes as attrs
-from otel_user_tracking.events import AnalyticsEvent
+from otel_user_tracking.analytics.events import AnalyticsEvent
 from otel_user_tracking.sinks import PermanentSinkError, RetryableSinkError
 
 Answer = Optional[Exception]

@@ -160,7 +160,7 @@ def test_user_object_whose_properties_raise_still_tags_what_it_can() -> None:
 def test_broken_instrumentation_internals_do_not_fail_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
     """Even a bug in our own request-start code leaves the request untouched."""
     monkeypatch.delenv("OTEL_PYTHON_USER_TRACKING_RAISE_INTERNAL_ERRORS", raising=False)
-    import otel_user_tracking._enrichment as enrichment
+    import otel_user_tracking.request.enrichment as enrichment
 
     def broken(*args: Any) -> None:
         raise AttributeError("bug")

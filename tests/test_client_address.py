@@ -8,8 +8,8 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from otel_user_tracking import TagPolicy
-from otel_user_tracking.client_address import parse_ip, resolve_client_address
 from otel_user_tracking.policy import parse_networks
+from otel_user_tracking.request.client_address import parse_ip, resolve_client_address
 
 from ._apps import Tracing, bearer, fastapi_app, get, instrumented, new_tracing
 

@@ -15,8 +15,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 import otel_user_tracking as out
-from otel_user_tracking.conversion import convert_span
-from otel_user_tracking.events import AnalyticsEvent
+from otel_user_tracking.analytics.conversion import convert_span
+from otel_user_tracking.analytics.events import AnalyticsEvent
 
 from ._apps import Tracing, bearer, client, fastapi_app, get, instrumented, login, new_tracing
 from ._sinks import ScriptedSink

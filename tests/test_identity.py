@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import otel_user_tracking as out
-from otel_user_tracking.identity import UserInfo, user_from_object
+from otel_user_tracking.request.identity import UserInfo, user_from_object
 
 from ._apps import bearer, fastapi_app, get, instrumented, new_tracing
 

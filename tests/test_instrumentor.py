@@ -51,7 +51,7 @@ def test_uninstrument_restores_starlette_and_stops_tracing() -> None:
 def test_instrument_bug_does_not_raise(monkeypatch: pytest.MonkeyPatch) -> None:
     """An unexpected error inside _instrument is logged and counted, never raised to the loader."""
     monkeypatch.delenv("OTEL_PYTHON_USER_TRACKING_RAISE_INTERNAL_ERRORS", raising=False)
-    import otel_user_tracking._starlette as patching
+    import otel_user_tracking.request.starlette_patch as patching
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("bug")

@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, Pa
 from opentelemetry.trace import SpanKind
 
 import otel_user_tracking as out
-from otel_user_tracking.sampler import install_analytics_sampler
+from otel_user_tracking.analytics.sampler import install_analytics_sampler
 
 from ._apps import Tracing, fastapi_app, get, instrumented
 from ._sinks import ScriptedSink

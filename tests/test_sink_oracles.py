@@ -17,7 +17,7 @@ import pytest
 from posthog import Posthog
 from segment.analytics.client import Client as SegmentClient
 
-from otel_user_tracking.events import AnalyticsEvent
+from otel_user_tracking.analytics.events import AnalyticsEvent
 from otel_user_tracking.sinks.posthog import PostHogSink
 from otel_user_tracking.sinks.segment import SegmentSink
 

@@ -8,7 +8,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.sdk.resources import Resource
 
-from otel_user_tracking.events import AnalyticsEvent
+from otel_user_tracking.analytics.events import AnalyticsEvent
 from otel_user_tracking.sinks import RetryableSinkError, sink_from_url
 from otel_user_tracking.sinks.otlp import OTLPLogsSink
 

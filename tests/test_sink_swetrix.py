@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import pytest
 
-from otel_user_tracking.events import AnalyticsEvent
+from otel_user_tracking.analytics.events import AnalyticsEvent
 from otel_user_tracking.sinks import RetryableSinkError, sink_from_url
 from otel_user_tracking.sinks.swetrix import SwetrixSink
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from otel_user_tracking.events import AnalyticsEvent
+from otel_user_tracking.analytics.events import AnalyticsEvent
 from otel_user_tracking.sinks import PermanentSinkError, RetryableSinkError, sink_from_url, sinks_from_env
 from otel_user_tracking.sinks.posthog import PostHogSink
 from otel_user_tracking.sinks.segment import SegmentSink

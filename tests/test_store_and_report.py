@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from otel_user_tracking.__main__ import main
-from otel_user_tracking.events import AnalyticsEvent
-from otel_user_tracking.report import build_report, parse_since, render_table
+from otel_user_tracking.analytics.events import AnalyticsEvent
+from otel_user_tracking.analytics.report import build_report, parse_since, render_table
 from otel_user_tracking.sinks import (
     ConsoleSink,
     InMemorySink,

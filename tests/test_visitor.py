@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from otel_user_tracking.visitor import VisitorIdentifier
+from otel_user_tracking.request.visitor import VisitorIdentifier
 
 from ._apps import fastapi_app, get, instrumented, new_tracing
 
@@ -55,7 +55,7 @@ def test_requests_from_one_browser_share_a_visitor_id() -> None:
 
 
 def test_a_new_day_forgets_the_cached_ids_with_the_old_salt() -> None:
-    from otel_user_tracking.visitor import _visitor_id
+    from otel_user_tracking.request.visitor import _visitor_id
 
     clock = Clock(30_000 * DAY)
     visitors = VisitorIdentifier(clock=clock)

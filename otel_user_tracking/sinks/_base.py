@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional, Protocol, Sequence, runtime_checkable
 
-from ..events import AnalyticsEvent
+from ..analytics.events import AnalyticsEvent
 
 
 class SinkError(Exception):

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
 import requests
 from requests.adapters import HTTPAdapter
 
-from ..events import AnalyticsEvent
+from ..analytics.events import AnalyticsEvent
 from ..version import __version__
 from ._base import PermanentSinkError, RetryableSinkError
 

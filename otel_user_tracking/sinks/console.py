@@ -8,7 +8,7 @@ import threading
 from collections.abc import Sequence
 from typing import Optional, TextIO
 
-from ..events import AnalyticsEvent
+from ..analytics.events import AnalyticsEvent
 from ._url import SinkURL
 
 

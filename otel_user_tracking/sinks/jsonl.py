@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
 
-from ..events import AnalyticsEvent
+from ..analytics.events import AnalyticsEvent
 from ._base import RetryableSinkError
 from ._url import SinkURL
 

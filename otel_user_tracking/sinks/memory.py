@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from ..events import AnalyticsEvent
+from ..analytics.events import AnalyticsEvent
 from ._url import SinkURL
 
 

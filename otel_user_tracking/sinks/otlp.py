@@ -38,7 +38,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from ..events import AnalyticsEvent
+from ..analytics.events import AnalyticsEvent
 from ..version import __version__
 from ._base import RetryableSinkError
 from ._url import SinkURL

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from ..events import AnalyticsEvent
+from ..analytics.events import AnalyticsEvent
 from ..version import __version__
 from ._http import HTTPTransport, encode_json, join_json_array, post_batches, split_by_size
 from ._url import SinkURL

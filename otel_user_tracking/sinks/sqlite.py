@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
 
-from ..events import AnalyticsEvent
+from ..analytics.events import AnalyticsEvent
 from ._base import PermanentSinkError, RetryableSinkError
 from ._url import SinkURL
 

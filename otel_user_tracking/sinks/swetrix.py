@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
-from ..events import AnalyticsEvent
+from ..analytics.events import AnalyticsEvent
 from ._base import PermanentSinkError, RetryableSinkError
 from ._http import HTTPTransport
 from ._url import SinkURL

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Optional
 
-from ..events import AnalyticsEvent
+from ..analytics.events import AnalyticsEvent
 from ._http import HTTPTransport
 from ._url import SinkURL
 

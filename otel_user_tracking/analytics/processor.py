@@ -21,14 +21,14 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from ._pipeline import DeliveryStats, PipelineOptions, SinkPipeline
-from .config import Config, get_config, sinks_setting
+from ..config import Config, get_config, sinks_setting
+from ..sinks import Sink, sinks_from_env
+from ..version import __version__
 from .conversion import convert_span, is_candidate
 from .events import AnalyticsEvent
-from .sinks import Sink, sinks_from_env
-from .version import __version__
+from .pipeline import DeliveryStats, PipelineOptions, SinkPipeline
 
-_logger = logging.getLogger("otel_user_tracking.processor")
+_logger = logging.getLogger("otel_user_tracking.analytics.processor")
 _processors: weakref.WeakSet[AnalyticsSpanProcessor] = weakref.WeakSet()
 _processors_lock = threading.Lock()
 

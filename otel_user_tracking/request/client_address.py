@@ -11,7 +11,7 @@ import functools
 import ipaddress
 from typing import Optional, Sequence
 
-from .policy import IPNetwork
+from ..policy import IPNetwork
 
 _MAX_HOPS = 32
 

@@ -23,8 +23,8 @@ from typing import Generic, Optional, TypeVar
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
+from ..sinks import PermanentSinkError, RetryableSinkError, Sink
 from .events import AnalyticsEvent
-from .sinks import PermanentSinkError, RetryableSinkError, Sink
 
 _logger = logging.getLogger("otel_user_tracking.pipeline")
 

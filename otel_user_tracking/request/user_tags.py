@@ -6,10 +6,10 @@ from typing import Any, Optional, Sequence
 
 from opentelemetry import trace
 
-from . import attributes as attrs
-from ._errors import report_internal_error
-from .context import RequestState, current_request
+from .. import attributes as attrs
+from .._errors import report_internal_error
 from .identity import UserInfo, resolve_user
+from .state import RequestState, current_request
 
 
 def user_attributes(user: UserInfo, state: RequestState) -> dict[str, Any]:

@@ -20,9 +20,9 @@ from urllib.parse import parse_qsl
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
-from . import attributes as attrs
-from ._errors import report_internal_error
-from .config import Config
+from .. import attributes as attrs
+from .._errors import report_internal_error
+from ..config import Config
 from .events import AnalyticsEvent, MetaValue
 
 # Old and stable HTTP semconv names for the same fact; the first present wins.

@@ -10,8 +10,8 @@ import asyncio
 
 from opentelemetry import trace
 
-from ._errors import report_internal_error
-from .types import Message, Send
+from .._errors import report_internal_error
+from ..types import Message, Send
 
 SHUTDOWN_FLUSH_SECONDS = 10.0
 
@@ -32,7 +32,7 @@ def flush_on_shutdown(send: Send) -> Send:
 
 def flush_everything(timeout_s: float = SHUTDOWN_FLUSH_SECONDS) -> None:
     """Force-flush the global tracer provider and every AnalyticsSpanProcessor."""
-    from .processor import flush_all_processors
+    from ..analytics.processor import flush_all_processors
 
     flush_all_processors(timeout_s)
     provider = trace.get_tracer_provider()

@@ -14,7 +14,7 @@ from urllib.parse import unquote_plus
 
 from opentelemetry.trace import Span
 
-from . import attributes as attrs
+from .. import attributes as attrs
 
 REDACTED = "REDACTED"
 _TOKEN_SPLIT = re.compile(r"[^a-z0-9]+")

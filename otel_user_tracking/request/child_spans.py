@@ -9,8 +9,8 @@ from typing import Any, Optional
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from . import attributes as attrs
-from .context import current_request
+from .. import attributes as attrs
+from .state import current_request
 
 
 class UserIdSpanProcessor(SpanProcessor):

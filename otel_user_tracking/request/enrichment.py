@@ -12,15 +12,15 @@ from typing import Any, Optional, Protocol
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from . import attributes as attrs
-from ._request import read_facts
-from ._tagging import refresh_user
+from .. import attributes as attrs
+from ..config import Config
+from ..types import Message, Scope
 from .bots import is_bot
 from .client_address import mentioned_addresses, resolve_client_address
-from .config import Config
-from .context import RequestState, flush_pending_exceptions, record_exception_once
+from .headers import read_facts
 from .scrubbing import QueryScrubber, clean_attributes, enforce_on_span
-from .types import Message, Scope
+from .state import RequestState, flush_pending_exceptions, record_exception_once
+from .user_tags import refresh_user
 from .visitor import VisitorIdentifier
 
 

@@ -21,10 +21,10 @@ from typing import Any, Callable, Optional
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from ._errors import report_internal_error
-from .context import current_request, record_exception_once
+from .._errors import report_internal_error
+from ..types import ASGIApp, Message, Receive, Scope, Send
 from .middleware import UserTrackingMiddleware
-from .types import ASGIApp, Message, Receive, Scope, Send
+from .state import current_request, record_exception_once
 
 _PLACED_ATTR = "_otel_user_tracking_stack"
 _STARLETTE_FLAG = "starlette.opentelemetry"

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from opentelemetry.trace import Span
 
-from . import attributes as attrs
-from ._errors import report_internal_error
-from .events import new_event_id, validate_event_name, validate_meta
+from .. import attributes as attrs
+from .._errors import report_internal_error
+from ..analytics.events import new_event_id, validate_event_name, validate_meta
 from .identity import UserInfo
 
 if TYPE_CHECKING:
-    from .config import Config
+    from ..config import Config
 
 _logger = logging.getLogger(__name__)
 

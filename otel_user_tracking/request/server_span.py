@@ -29,8 +29,8 @@ from opentelemetry.instrumentation.asgi import (
 from opentelemetry.instrumentation.utils import _start_internal_or_server_span
 from opentelemetry.metrics import get_meter
 
-from .types import Scope
-from .version import __version__
+from ..types import Scope
+from ..version import __version__
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 

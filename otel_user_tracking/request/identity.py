@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, MutableMapping, NamedTuple, Optional
 
-from ._errors import report_internal_error
+from .._errors import report_internal_error
 
 _ID_FIELDS = ("identity", "id", "user_id", "pk")
 _NAME_FIELDS = ("display_name", "username", "name")

@@ -18,14 +18,14 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ._enrichment import RequestView, adopt, finish, full_url, note_response_start, route_template
-from ._errors import report_internal_error
-from ._server_span import ServerSpanMaker
-from ._shutdown import flush_on_shutdown
-from .config import Config, _settings, get_config
-from .context import RequestState, _current, record_exception_once
+from .._errors import report_internal_error
+from ..config import Config, _settings, get_config
+from ..types import ASGIApp, Message, Receive, Scope, Send
+from .enrichment import RequestView, adopt, finish, full_url, note_response_start, route_template
+from .lifespan import flush_on_shutdown
 from .scrubbing import QueryScrubber
-from .types import ASGIApp, Message, Receive, Scope, Send
+from .server_span import ServerSpanMaker
+from .state import RequestState, _current, record_exception_once
 from .visitor import VisitorIdentifier
 
 _logger = logging.getLogger(__name__)
@@ -257,6 +257,6 @@ class _SpanEnricher:
 
 
 def _ensure_child_span_processor(tracer_provider: Optional[trace.TracerProvider]) -> None:
-    from ._child_spans import ensure_user_id_processor
+    from .child_spans import ensure_user_id_processor
 
     ensure_user_id_processor(tracer_provider or trace.get_tracer_provider())
