@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Optional
 
 from .analytics.report import build_report, parse_since, render_json, render_table
-from .sinks.sqlite import SchemaError
+from .analytics.store import SchemaError
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ import pytest
 from otel_user_tracking.__main__ import main
 from otel_user_tracking.analytics.events import AnalyticsEvent
 from otel_user_tracking.analytics.report import build_report, parse_since, render_table
+from otel_user_tracking.analytics.store import SCHEMA_VERSION
 from otel_user_tracking.sinks import (
     ConsoleSink,
     InMemorySink,
@@ -25,7 +26,6 @@ from otel_user_tracking.sinks import (
     SQLiteSink,
     sink_from_url,
 )
-from otel_user_tracking.sinks.sqlite import SCHEMA_VERSION
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 PAGES = ["/", "/products/{id}", "/cart", "/checkout", "/users/{id}", "/search"]

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ..sinks.sqlite import TABLE, connect_readonly
+from .store import TABLE, connect_readonly
 
 JAEGER_TRACE_URL = "http://localhost:16686/trace/{trace_id}"
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
