@@ -10,10 +10,9 @@ from .analytics.sampler import AnalyticsAwareSampler
 from .config import Config, configure, get_config
 from .instrumentor import UserTrackingInstrumentor
 from .policy import TagPolicy
+from .request.api import capture_exception, set_user, track
 from .request.identity import UserInfo
 from .request.middleware import UserTrackingMiddleware
-from .request.state import capture_exception, track
-from .request.user_tags import set_user
 from .version import __version__
 
 __all__ = [

@@ -8,15 +8,16 @@ broken resolver on a busy server does not flood the logs.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import Counter
 
-_logger = logging.getLogger("otel_user_tracking")
+from .env import raise_internal_errors
+
+_logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _counts: Counter[str] = Counter()
-
-RAISE_ENV = "OTEL_PYTHON_USER_TRACKING_RAISE_INTERNAL_ERRORS"
+# Read once: set by our own test suite so that our bugs surface there.
+_raise = [raise_internal_errors()]
 
 
 def report_internal_error(site: str, exc: BaseException, *, user_code: bool = False) -> None:
@@ -37,7 +38,7 @@ def report_internal_error(site: str, exc: BaseException, *, user_code: bool = Fa
             site,
             type(exc).__name__,
         )
-    if not user_code and os.environ.get(RAISE_ENV) == "1":
+    if not user_code and _raise[0]:
         raise exc
 
 
@@ -48,5 +49,12 @@ def internal_error_counts() -> dict[str, int]:
 
 
 def reset_internal_error_counts() -> None:
+    """Forget the counts and which sites were logged (``otel_user_tracking.testing.reset``)."""
     with _lock:
         _counts.clear()
+
+
+def set_raise_internal_errors(enabled: bool) -> bool:
+    """Make our own failures re-raise (True) or be swallowed; returns the previous setting."""
+    previous, _raise[0] = _raise[0], enabled
+    return previous

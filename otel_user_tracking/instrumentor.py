@@ -19,8 +19,9 @@ from opentelemetry.instrumentation.dependencies import DependencyConflict, get_d
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from ._errors import report_internal_error
-from .analytics.pipeline import PipelineOptions
-from .config import configure, get_config, pipeline_from_env, sinks_setting
+from .analytics.settings import DeliverySettings
+from .config import configure, get_config
+from .env import delivery_from_env, sinks_setting
 from .package import _instruments_any
 from .request.child_spans import ensure_user_id_processor
 from .sinks import sinks_from_env
@@ -39,8 +40,6 @@ class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     any ``configure()`` option.
     """
 
-    _patch: Any = None
-
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments_any
 
@@ -57,8 +56,7 @@ class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 configure(**kwargs)
             config = get_config()
             sinks = sinks_from_env(sinks_setting()) if _wants_analytics(tracer_provider, analytics) else []
-            delivery = pipeline_from_env()
-            PipelineOptions(**delivery)  # validated now, so a bad value stops the start
+            delivery = delivery_from_env()  # validated now, so a bad value stops the start
         except ValueError as exc:
             _configuration_error(exc)
             raise
@@ -73,7 +71,7 @@ class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         tracer_provider: Any,
         meter_provider: Any,
         sinks: list[Any],
-        delivery: dict[str, Any],
+        delivery: DeliverySettings,
     ) -> None:
         from .request.middleware import UserTrackingMiddleware
         from .request.starlette_patch import StarlettePatch
@@ -81,17 +79,17 @@ class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         def make(app: Any) -> UserTrackingMiddleware:
             return UserTrackingMiddleware(app, tracer_provider=tracer_provider, meter_provider=meter_provider)
 
-        type(self)._patch = StarlettePatch(make)
+        self._patch: Any = StarlettePatch(make)
         provider = tracer_provider or trace.get_tracer_provider()
         ensure_user_id_processor(provider)
         if sinks:
             _add_analytics(provider, config, sinks, delivery)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        patch = type(self)._patch
+        patch = getattr(self, "_patch", None)
         if patch is not None:
             patch.undo()
-            type(self)._patch = None
+            self._patch = None
 
 
 def _wants_analytics(tracer_provider: Any, analytics: Optional[bool]) -> bool:
@@ -101,7 +99,7 @@ def _wants_analytics(tracer_provider: Any, analytics: Optional[bool]) -> bool:
     return analytics
 
 
-def _add_analytics(provider: Any, config: Any, sinks: list[Any], delivery: dict[str, Any]) -> None:
+def _add_analytics(provider: Any, config: Any, sinks: list[Any], delivery: DeliverySettings) -> None:
     """Add the analytics processor and the analytics-aware sampler to an SDK provider."""
     if not hasattr(provider, "add_span_processor"):
         _logger.warning("the tracer provider is not the SDK's; analytics processor not added")
@@ -110,7 +108,7 @@ def _add_analytics(provider: Any, config: Any, sinks: list[Any], delivery: dict[
         return
     from .analytics.processor import AnalyticsSpanProcessor
 
-    provider.add_span_processor(AnalyticsSpanProcessor(sinks=sinks, **delivery))
+    provider.add_span_processor(AnalyticsSpanProcessor(sinks=sinks, settings=delivery))
     if config.analytics_sampler:
         from .analytics.sampler import install_analytics_sampler
 

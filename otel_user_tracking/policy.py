@@ -10,7 +10,6 @@ import functools
 import hashlib
 import hmac
 import ipaddress
-import os
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Sequence, Union
 
@@ -105,7 +104,9 @@ class TagPolicy:
 
         The key may come from ``OTEL_PYTHON_USER_TRACKING_HASH_KEY``.
         """
-        key = hash_key if hash_key is not None else os.environ.get(HASH_KEY_ENV) or None
+        from .env import hash_key as key_from_env
+
+        key = hash_key if hash_key is not None else key_from_env()
         params: dict[str, object] = {
             "id": "hash",
             "name": "drop",
@@ -128,11 +129,6 @@ class TagPolicy:
     def trusted_networks(self) -> tuple[IPNetwork, ...]:
         """The parsed ``trusted_proxies``."""
         return self._networks
-
-    @property
-    def needs_client_address(self) -> bool:
-        """True when some form of the client address may be exported."""
-        return self.ip != "drop"
 
     def apply_id(self, value: Optional[str]) -> Optional[str]:
         return self._apply(self.id, value, mask_as_email=False)

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Optional
+from typing import Optional, Union
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 
 from otel_user_tracking import attributes as attrs
 from otel_user_tracking.analytics.events import AnalyticsEvent
-from otel_user_tracking.sinks import PermanentSinkError, RetryableSinkError
+from otel_user_tracking.sinks import PermanentSinkError, RetryableSinkError, SendResult
 
-Answer = Optional[Exception]
+Answer = Union[Exception, SendResult, None]
 
 
 class ScriptedSink:
-    """Records every ``send``; answers from a script (an exception to raise, or None = ok).
+    """Records every ``send``; answers from a script: an exception to raise, a ``SendResult``
+    to return (its ``retry`` events are not delivered), or None (all delivered).
 
     ``gate``, when set, makes ``send`` wait for it first: a sink that hangs until released.
     """
@@ -44,7 +45,7 @@ class ScriptedSink:
         self.entered = threading.Event()  # set when a send() call has begun
         self._changed = threading.Condition()
 
-    def send(self, batch: Sequence[AnalyticsEvent]) -> None:
+    def send(self, batch: Sequence[AnalyticsEvent]) -> Optional[SendResult]:
         self.entered.set()
         if self.gate is not None:
             self.gate.wait(30)
@@ -53,12 +54,13 @@ class ScriptedSink:
             error = self.script.pop(0) if self.script else (self.answer(batch) if self.answer else None)
             if error is None:
                 self.delivered.extend(batch)
-            elif isinstance(error, RetryableSinkError) and error.remaining is not None:
-                done = {event.event_id for event in error.remaining}
-                self.delivered.extend(event for event in batch if event.event_id not in done)
+            elif isinstance(error, SendResult):
+                again = {event.event_id for event in error.retry}
+                self.delivered.extend(event for event in batch if event.event_id not in again)
             self._changed.notify_all()
-        if error is not None:
+        if isinstance(error, Exception):
             raise error
+        return error
 
     def close(self) -> None:
         self.closed = True

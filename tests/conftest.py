@@ -44,10 +44,11 @@ def otlp_receiver() -> Iterator[OTLPReceiver]:
 
 
 @pytest.fixture(autouse=True)
-def _reset_package_config() -> Iterator[None]:
-    """Forget ``configure()`` values after each test, if the package was imported at all."""
+def _reset_package_state() -> Iterator[None]:
+    """Forget ``configure()`` values, error counts and salts after each test (public API)."""
     yield
-    config = sys.modules.get("otel_user_tracking.config")
-    reset = getattr(config, "reset_config", None)
-    if reset is not None:
-        reset()
+    testing = sys.modules.get("otel_user_tracking.testing")
+    if testing is None and "otel_user_tracking" in sys.modules:
+        import otel_user_tracking.testing as testing
+    if testing is not None:
+        testing.reset()

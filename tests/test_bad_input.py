@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI, Request
 
 import otel_user_tracking as out
-from otel_user_tracking._errors import reset_internal_error_counts
+from otel_user_tracking import testing
 
 from ._apps import client, instrumented, new_tracing
 
@@ -107,7 +107,7 @@ def test_odd_headers_are_served_as_without_the_package(case: str) -> None:
 
 def test_non_utf8_query_string_is_served_and_counted() -> None:
     """The ASGI instrumentation fails on a non-UTF-8 query; the request is still served as usual."""
-    reset_internal_error_counts()
+    testing.reset()
     baseline = _raw_get(_app(), "/echo", [], query=b"\xff=\xfe")
     tracing = new_tracing()
     with instrumented(tracing):
@@ -126,7 +126,7 @@ def _get(app: FastAPI, path: str) -> int:
 
 def test_raising_resolver_is_logged_once_counted_and_swallowed(caplog: pytest.LogCaptureFixture) -> None:
     """A user_resolver that raises: every request is served, one log line, every failure counted."""
-    reset_internal_error_counts()
+    testing.reset()
 
     def resolver(scope: Any) -> None:
         raise RuntimeError("secret-token-in-message")
@@ -147,7 +147,7 @@ def test_raising_resolver_is_logged_once_counted_and_swallowed(caplog: pytest.Lo
 
 def test_user_object_whose_properties_raise_still_tags_what_it_can() -> None:
     """Raising properties are skipped (and counted); the other fields still tag the span."""
-    reset_internal_error_counts()
+    testing.reset()
     tracing = new_tracing()
     with instrumented(tracing):
         assert _get(_app(), "/exploding-user") == 200
@@ -159,7 +159,6 @@ def test_user_object_whose_properties_raise_still_tags_what_it_can() -> None:
 
 def test_broken_instrumentation_internals_do_not_fail_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
     """Even a bug in our own request-start code leaves the request untouched."""
-    monkeypatch.delenv("OTEL_PYTHON_USER_TRACKING_RAISE_INTERNAL_ERRORS", raising=False)
     import otel_user_tracking.request.enrichment as enrichment
 
     def broken(*args: Any) -> None:
@@ -167,6 +166,6 @@ def test_broken_instrumentation_internals_do_not_fail_the_request(monkeypatch: p
 
     monkeypatch.setattr(enrichment, "read_facts", broken)
     tracing = new_tracing()
-    with instrumented(tracing):
+    with instrumented(tracing), testing.internal_errors_raise(False):
         assert _get(_app(), "/echo") == 200
-    assert out.internal_error_counts()["request_start"] >= 1
+    assert out.internal_error_counts()["request_start"] == 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import otel_user_tracking as out
-from otel_user_tracking.config import config_from_env, get_config, reset_config
+from otel_user_tracking.config import get_config, reset_config
+from otel_user_tracking.env import config_from_env
 
 from ._apps import bearer, fastapi_app, get, instrumented, new_tracing
 

@@ -12,6 +12,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
 import otel_user_tracking as out
+from otel_user_tracking.sinks import SendResult
 
 from ._sinks import ScriptedSink, end_request_spans, permanent, retry
 
@@ -77,10 +78,10 @@ def test_retryable_failures_are_retried_until_delivered_once(provider: TracerPro
 def test_only_the_undelivered_part_of_a_batch_is_retried(provider: TracerProvider) -> None:
     first: list[out.AnalyticsEvent] = []
 
-    def partial(batch: object) -> Exception | None:
+    def partial(batch: object) -> SendResult | None:
         if not first:
             first.extend(batch)  # type: ignore[call-overload]
-            return retry(remaining=first[3:])
+            return SendResult(retry=first[3:])
         return None
 
     sink = ScriptedSink(answer=partial)
@@ -213,9 +214,10 @@ def test_options_are_validated_when_the_processor_is_made() -> None:
 
 
 def test_delivery_settings_come_from_the_environment() -> None:
-    from otel_user_tracking.config import pipeline_from_env
+    from otel_user_tracking.analytics.settings import DeliverySettings
+    from otel_user_tracking.env import delivery_from_env
 
     env = {"OTEL_PYTHON_USER_TRACKING_FLUSH_AT": "25", "OTEL_PYTHON_USER_TRACKING_FLUSH_INTERVAL": "0.5"}
-    assert pipeline_from_env(env) == {"flush_at": 25, "flush_interval": 0.5}
+    assert delivery_from_env(env) == DeliverySettings(flush_at=25, flush_interval=0.5)
     with pytest.raises(ValueError, match="MAX_RETRIES='many' is not allowed; use a whole number"):
-        pipeline_from_env({"OTEL_PYTHON_USER_TRACKING_MAX_RETRIES": "many"})
+        delivery_from_env({"OTEL_PYTHON_USER_TRACKING_MAX_RETRIES": "many"})

@@ -86,7 +86,7 @@ def test_refused_connections_keep_memory_bounded_and_count_drops(provider: Trace
     processor = _processor(provider, sink, flush_at=10, max_queue_size=100, max_retries=2)
     end_request_spans(provider, 1000)  # on_end never waits for the network: drops instead
     stats = next(iter(processor.stats().values()))
-    assert stats.queued <= 100
+    assert stats.queued <= 100 + 10  # the queue bound, plus one batch in flight
     processor.shutdown(2000)
     stats = next(iter(processor.stats().values()))
     assert stats.sent == 0 and stats.dropped >= 800

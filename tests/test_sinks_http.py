@@ -74,29 +74,27 @@ def test_these_answers_are_permanent(server: ScriptedHTTPServer, status: int) ->
             sink.send([_event()])
 
 
-def test_segment_splits_at_500_kb_and_drops_messages_over_32_kb(
-    server: ScriptedHTTPServer, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_segment_splits_at_500_kb_and_drops_messages_over_32_kb(server: ScriptedHTTPServer) -> None:
     sink = SegmentSink(SECRET, server.url)
     big = "x" * 20_000  # ~20 KB messages: 25 of them make 500 KB
     events = [_event(n, user_agent=big) for n in range(60)] + [_event(99, user_agent="y" * 40_000)]
-    with caplog.at_level(logging.WARNING, logger="otel_user_tracking"):
-        sink.send(events)
+    result = sink.send(events)
     sizes = [len(request.raw) for request in server.received]
     assert len(sizes) >= 3 and max(sizes) <= 500_000
     delivered = [message["properties"]["path"] for r in server.received for message in r.json["batch"]]
     assert delivered == [f"/p/{n}" for n in range(60)]  # in order, none twice, the oversized one not
-    assert sink.take_dropped() == 1 and "32 KB" in caplog.text
+    assert result is not None and result.dropped == 1 and "over 32 KiB" in result.reason
 
 
 def test_a_failure_after_the_first_request_returns_only_the_rest(server: ScriptedHTTPServer) -> None:
     sink = SegmentSink(SECRET, server.url)
     server.answers = [(200, {}), (503, {})]
     events = [_event(n, user_agent="x" * 20_000) for n in range(40)]
-    with pytest.raises(RetryableSinkError) as info:
-        sink.send(events)
+    result = sink.send(events)
     first = len(server.received[0].json["batch"])
-    assert [event.path for event in info.value.remaining or []] == [f"/p/{n}" for n in range(first, 40)]
+    assert result is not None and [event.path for event in result.retry] == [
+        f"/p/{n}" for n in range(first, 40)
+    ]
 
 
 def test_posthog_splits_at_its_batch_limit(server: ScriptedHTTPServer) -> None:

@@ -155,7 +155,7 @@ def test_the_store_is_wal_versioned_and_ignores_a_resent_batch(tmp_path: Path) -
 def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
     database = tmp_path / "a.db"
     bad = _event("pageview")
-    object.__setattr__(bad, "status_code", object())  # SQLite cannot bind it: the third row fails
+    bad = bad._replace(status_code=object())  # SQLite cannot bind it: the third row fails
     sink = SQLiteSink(database)
     with pytest.raises(PermanentSinkError):
         sink.send([_event("pageview"), _event("pageview"), bad])

@@ -2,18 +2,19 @@
 
 The conversion reads only the span, after the middleware has put it under the TagPolicy, so
 an event can never hold what the span was not allowed to hold. It is a pure function of the
-span and the configuration, and event ids are derived from the span's ids, so converting
+span and the analytics rules, and event ids are derived from the span's ids, so converting
 the same span twice (once per sink, or after a restart) gives identical events and
 idempotent backends do not double count.
+
+It runs once per request, so it is written for speed: the request's fields are read once
+into one tuple, and each event is that tuple plus its own few fields, in the store's
+column order (``EventRecord``), built without keyword arguments or per-field copies.
 """
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from collections.abc import Mapping
-from datetime import datetime, timezone
-from types import MappingProxyType
+from hashlib import blake2b
 from typing import Any, Optional
 from urllib.parse import parse_qsl
 
@@ -23,17 +24,12 @@ from opentelemetry.trace import SpanKind
 from .. import attributes as attrs
 from .._errors import report_internal_error
 from ..config import Config
-from .events import AnalyticsEvent, MetaValue
+from .events import AnalyticsEvent, encode_meta
 
-# Old and stable HTTP semconv names for the same fact; the first present wins.
-_METHOD = ("http.request.method", "http.method")
-_SCHEME = ("url.scheme", "http.scheme")
-_STATUS = ("http.response.status_code", "http.status_code")
-_USER_AGENT = ("user_agent.original", "http.user_agent")
-_HOST = (attrs.HOST, "server.address", "http.host", "net.host.name")
-_UTM_KEYS = {"utm_source": "utm_source", "utm_medium": "utm_medium", "utm_campaign": "utm_campaign"}
 _EXCEPTION = "exception"
-_NONE: Mapping[str, Any] = {}
+_UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
+_MAX_UTM = 256
+_make = AnalyticsEvent._make
 
 
 def is_candidate(span: ReadableSpan) -> bool:
@@ -46,160 +42,216 @@ def convert_span(span: ReadableSpan, config: Config) -> list[AnalyticsEvent]:
     """Every analytics event a finished server span stands for, in time order.
 
     Spans the middleware did not mark as one request (another library's server span, an
-    excluded URL) stand for none.
-
-    The pageview comes first (HTTP only, subject to the method, bot and filter rules), then
-    one error event per ``exception`` span event and one custom event per ``track()`` call.
+    excluded URL) stand for none. The pageview comes first (HTTP only, subject to the
+    method, bot and filter rules), then one error event per ``exception`` span event and one
+    custom event per ``track()`` call.
     """
-    attributes = dict(span.attributes or _NONE)  # one copy: plain dict lookups from here on
-    if attrs.REQUEST_TYPE not in attributes or attributes.get(attrs.EXCLUDED):
+    attributes = _attribute_dict(span)
+    request_type = attributes.get(attrs.REQUEST_TYPE)
+    if request_type is None or attributes.get(attrs.EXCLUDED):
         return []
-    common = _common_fields(span, attributes, config)
-    trace_id, span_id = common["trace_id"], common["span_id"]
+    context = span.context
+    trace_id = format(context.trace_id, "032x") if context else "0" * 32
+    span_id = format(context.span_id, "016x") if context else "0" * 16
+    prefix = f"{trace_id}:{span_id}:"
+    request = _request_fields(attributes, config)
     events: list[AnalyticsEvent] = []
-    if attributes.get(attrs.REQUEST_TYPE) == "http":
-        pageview = AnalyticsEvent.build(
-            type="pageview",
-            timestamp=_datetime(span.start_time),
-            event_id=_derived_id(trace_id, span_id, "pageview", 0),
-            duration_ms=_duration_ms(span),
-            **common,
+    start = span.start_time or 0
+    if request_type == "http" and _counts_as_pageview(attributes, request[0], config):
+        end = span.end_time
+        duration = round((end - start) / 1e6, 3) if end is not None and start else None
+        pageview = _make(
+            (
+                _derived_id(prefix + "pageview:0"),
+                "pageview",
+                start // 1000,
+                trace_id,
+                span_id,
+                None,
+                *request[:8],
+                duration,
+                *request[8:],
+                None,
+                None,
+                None,
+                None,
+            )
         )
-        if _wants_pageview(pageview, attributes, config):
+        if config.pageview_filter is None or _filter_allows(config, pageview):
             events.append(pageview)
     for index, event in enumerate(span.events):
-        event_attributes: Mapping[str, Any] = event.attributes or {}
-        if event.name == _EXCEPTION and attrs.EVENT_TYPE not in event_attributes:
+        event_attributes: Mapping[str, Any] = event.attributes or _NONE
+        kind = event_attributes.get(attrs.EVENT_TYPE)
+        if event.name == _EXCEPTION and kind is None:
+            error = (
+                _text(event_attributes.get("exception.type")),
+                _text(event_attributes.get("exception.message")),
+                _text(event_attributes.get("exception.stacktrace")),
+            )
             events.append(
-                AnalyticsEvent.build(
-                    type="error",
-                    timestamp=_datetime(event.timestamp),
-                    event_id=_derived_id(trace_id, span_id, "error", index),
-                    error_type=_text(event_attributes.get("exception.type")),
-                    error_message=_text(event_attributes.get("exception.message")),
-                    error_stacktrace=_text(event_attributes.get("exception.stacktrace")),
-                    **common,
+                _make(
+                    (
+                        _derived_id(f"{prefix}error:{index}"),
+                        "error",
+                        event.timestamp // 1000,
+                        trace_id,
+                        span_id,
+                        None,
+                        *request[:8],
+                        None,
+                        *request[8:],
+                        *error,
+                        None,
+                    )
                 )
             )
-        elif event_attributes.get(attrs.EVENT_TYPE) == "custom":
+        elif kind == "custom":
+            given = event_attributes.get(attrs.EVENT_ID)
+            event_id = given if isinstance(given, str) else _derived_id(f"{prefix}custom:{index}")
+            meta = encode_meta(_meta(event_attributes))
             events.append(
-                AnalyticsEvent.build(
-                    type="custom",
-                    name=event.name,
-                    timestamp=_datetime(event.timestamp),
-                    event_id=_text(event_attributes.get(attrs.EVENT_ID))
-                    or _derived_id(trace_id, span_id, "custom", index),
-                    meta=MappingProxyType(_meta(event_attributes)),
-                    **common,
+                _make(
+                    (
+                        event_id,
+                        "custom",
+                        event.timestamp // 1000,
+                        trace_id,
+                        span_id,
+                        event.name,
+                        *request[:8],
+                        None,
+                        *request[8:],
+                        None,
+                        None,
+                        None,
+                        meta,
+                    )
                 )
             )
     return events
 
 
-def _common_fields(span: ReadableSpan, attributes: Mapping[str, Any], config: Config) -> dict[str, Any]:
-    """The request's fields shared by all its events, with the privacy signal applied."""
-    context = span.context
-    path, query = _path_and_query(attributes)
-    status = _first(attributes, _STATUS)
-    fields: dict[str, Any] = {
-        "trace_id": format(context.trace_id, "032x") if context else "0" * 32,
-        "span_id": format(context.span_id, "016x") if context else "0" * 16,
-        "method": _text(_first(attributes, _METHOD)),
-        "scheme": _text(_first(attributes, _SCHEME)),
-        "host": _text(_first(attributes, _HOST)),
-        "path": path,
-        "query": query,
-        "route": _text(attributes.get(attrs.HTTP_ROUTE)),
-        "status_code": int(status) if isinstance(status, (int, str)) and str(status).isdigit() else None,
-        "referrer": _text(attributes.get(attrs.REFERRER)),
-        "locale": _text(attributes.get(attrs.LOCALE)),
-        "user_agent": _text(_first(attributes, _USER_AGENT)),
-        "session_id": _text(attributes.get(attrs.SESSION_ID)),
-    }
-    if query and "utm_" in query.lower():
-        for key, value in parse_qsl(query, keep_blank_values=False):
-            field = _UTM_KEYS.get(key.lower())
-            if field and field not in fields:
-                fields[field] = value[:256]
-    if not (attributes.get(attrs.PRIVACY_SIGNAL) and config.honor_privacy_signals):
-        fields["client_address"] = _text(attributes.get(attrs.CLIENT_ADDRESS))
-        fields["user_id"] = _text(attributes.get(attrs.USER_ID))
-        fields["user_name"] = _text(attributes.get(attrs.USER_NAME))
-        fields["user_email"] = _text(attributes.get(attrs.USER_EMAIL))
-        fields["visitor_id"] = _text(attributes.get(attrs.VISITOR_ID))
-    return fields
+_NONE: Mapping[str, Any] = {}
 
 
-def _wants_pageview(event: AnalyticsEvent, attributes: Mapping[str, Any], config: Config) -> bool:
+def _attribute_dict(span: ReadableSpan) -> Mapping[str, Any]:
+    """The span's attributes as a plain dict, without copying when the SDK's is at hand.
+
+    The public ``span.attributes`` is a read-only proxy over a ``BoundedAttributes`` whose
+    every lookup is a Python-level call; reading its inner dict saves most of the cost.
+    """
+    bounded = getattr(span, "_attributes", None)
+    inner = getattr(bounded, "_dict", None)
+    if isinstance(inner, dict):
+        return inner
+    return dict(span.attributes or _NONE)
+
+
+def _request_fields(attributes: Mapping[str, Any], config: Config) -> tuple[Any, ...]:
+    """The request's fields shared by all its events, in ``EventRecord`` order.
+
+    From ``method`` to ``status_code`` (8 fields), then from ``referrer`` to ``session_id``;
+    the privacy signal (``Sec-GPC``/``DNT``) removes the user fields and the visitor id.
+    """
+    get = attributes.get
+    path = get("url.path")
+    query = get("url.query")
+    if path is None:
+        path, query = _old_semconv_path_and_query(attributes)
+    route = get(attrs.HTTP_ROUTE)
+    status = get("http.response.status_code") or get("http.status_code")
+    utm = _utm(query) if query and ("tm_" in query or "TM_" in query) else (None, None, None)
+    private = config.honor_privacy_signals and get(attrs.PRIVACY_SIGNAL)
+    return (
+        _text(get("http.request.method") or get("http.method")),
+        _text(get("url.scheme") or get("http.scheme")),
+        _text(get(attrs.HOST) or get("server.address") or get("http.host") or get("net.host.name")),
+        _text(path),
+        _text(query) or None,
+        _text(route),
+        _text(route or path),
+        status if type(status) is int else _status(status),
+        _text(get(attrs.REFERRER)),
+        _text(get(attrs.LOCALE)),
+        *utm,
+        _text(get("user_agent.original") or get("http.user_agent")),
+        None if private else _text(get(attrs.CLIENT_ADDRESS)),
+        None if private else _text(get(attrs.USER_ID)),
+        None if private else _text(get(attrs.USER_NAME)),
+        None if private else _text(get(attrs.USER_EMAIL)),
+        None if private else _text(get(attrs.VISITOR_ID)),
+        _text(get(attrs.SESSION_ID)),
+    )
+
+
+def _old_semconv_path_and_query(attributes: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The old ASGI semconv puts only the path in ``http.target`` and the query in ``http.url``."""
+    path = query = None
+    target = attributes.get("http.target")
+    if isinstance(target, str):
+        path, _, target_query = target.partition("?")
+        query = target_query or None
+    if query is None:
+        full = attributes.get("url.full") or attributes.get("http.url")
+        if isinstance(full, str) and "?" in full:
+            query = full.split("?", 1)[1].split("#", 1)[0]
+    return path, query
+
+
+def _utm(query: str) -> tuple[Optional[str], ...]:
+    found: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=False):
+        field = key.lower()
+        if field in _UTM_FIELDS and field not in found:
+            found[field] = value[:_MAX_UTM]
+    return tuple(found.get(field) for field in _UTM_FIELDS)
+
+
+def _counts_as_pageview(attributes: Mapping[str, Any], method: Optional[str], config: Config) -> bool:
     if config.ignore_bots and attributes.get(attrs.BOT):
         return False
-    if event.method is not None and event.method.upper() not in config.pageview_methods:
-        return False
-    if config.pageview_filter is None:
-        return True
+    return method is None or method.upper() in config.pageview_methods
+
+
+def _filter_allows(config: Config, event: AnalyticsEvent) -> bool:
     try:
-        return bool(config.pageview_filter(event))
+        return bool(config.pageview_filter(event))  # type: ignore[misc]
     except Exception as exc:
         # A broken filter is the user's code: keep the pageview, count the failure.
         report_internal_error("pageview_filter", exc, user_code=True)
         return True
 
 
-def _path_and_query(attributes: Mapping[str, Any]) -> tuple[Optional[str], Optional[str]]:
-    """Path and (already scrubbed) query: stable ``url.path``/``url.query``, else the old names.
-
-    The old ASGI semconv puts only the path in ``http.target`` and the query in ``http.url``.
-    """
-    path = attributes.get("url.path")
-    query = attributes.get("url.query")
-    if path is None:
-        target = attributes.get("http.target")
-        if isinstance(target, str):
-            path, _, target_query = target.partition("?")
-            query = query or target_query or None
-    if query is None:
-        full = attributes.get("url.full") or attributes.get("http.url")
-        if isinstance(full, str) and "?" in full:
-            query = full.split("?", 1)[1].split("#", 1)[0]
-    return _text(path), _text(query) or None
-
-
-def _meta(event_attributes: Mapping[str, Any]) -> dict[str, MetaValue]:
+def _meta(event_attributes: Mapping[str, Any]) -> dict[str, Any]:
     prefix = attrs.EVENT_META_PREFIX
+    cut = len(prefix)
     return {
-        key[len(prefix) :]: value
+        key[cut:]: value
         for key, value in event_attributes.items()
         if key.startswith(prefix) and isinstance(value, (str, int, float, bool))
     }
 
 
-def _first(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
-    for key in keys:
-        value = attributes.get(key)
-        if value is not None:
-            return value
+def _text(value: Any) -> Optional[str]:
+    if value is None or type(value) is str:
+        return value
+    return str(value)
+
+
+def _status(value: Any) -> Optional[int]:
+    if isinstance(value, (int, str)) and str(value).isdigit():
+        return int(value)
     return None
 
 
-def _text(value: Any) -> Optional[str]:
-    if value is None:
-        return None
-    return value if isinstance(value, str) else str(value)
+def _derived_id(seed: str) -> str:
+    """A UUID (version 4 layout) that is the same every time the same span is converted.
+
+    The hex digest is laid out by hand; ``uuid.UUID(bytes=..., version=4)`` gives the same
+    string at several times the cost.
+    """
+    h = blake2b(seed.encode(), digest_size=16).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
-def _datetime(nanoseconds: Optional[int]) -> datetime:
-    if nanoseconds is None:
-        return datetime.now(timezone.utc)
-    return datetime.fromtimestamp(nanoseconds / 1e9, tz=timezone.utc)
-
-
-def _duration_ms(span: ReadableSpan) -> Optional[float]:
-    if span.start_time is None or span.end_time is None:
-        return None
-    return round((span.end_time - span.start_time) / 1e6, 3)
-
-
-def _derived_id(trace_id: str, span_id: str, kind: str, index: int) -> str:
-    """A UUID (version 4 layout) that is the same every time the same span is converted."""
-    digest = hashlib.blake2b(f"{trace_id}:{span_id}:{kind}:{index}".encode(), digest_size=16).digest()
-    return str(uuid.UUID(bytes=digest, version=4))
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}

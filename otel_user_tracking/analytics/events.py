@@ -7,12 +7,12 @@ built) and nothing else.
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
-from dataclasses import MISSING, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import Any, Literal, Mapping, Optional, Union
+from typing import Any, Literal, Mapping, NamedTuple, Optional, Union
 
 EventType = Literal["pageview", "error", "custom"]
 MetaValue = Union[str, int, float, bool]
@@ -66,19 +66,21 @@ def new_event_id() -> str:
     return str(uuid.uuid4())
 
 
-@dataclass(frozen=True)
-class AnalyticsEvent:
-    """One analytics event, already shaped by the TagPolicy.
+class EventRecord(NamedTuple):
+    """The event's fields in the store's column order: THE field list of the analytics path.
 
-    ``event_id`` is unique per event and stable across retries, so receivers that
-    deduplicate (PostHog ``uuid``, Segment ``messageId``) never double count.
+    The store's schema, its row (the record itself), the JSON form and the sinks' generic
+    mappings all derive from these fields, so a new field is added here and nowhere else
+    that holds a list of fields. ``ts_us`` is the time in integer microseconds since the
+    epoch (UTC); ``page`` is the route template when known, else the path, what analytics
+    groups by; ``meta_json`` is the custom event's meta as compact JSON, or None.
     """
 
+    event_id: str
     type: EventType
+    ts_us: int
     trace_id: str
     span_id: str
-    timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    event_id: str = field(default_factory=new_event_id)
     name: Optional[str] = None
     method: Optional[str] = None
     scheme: Optional[str] = None
@@ -86,6 +88,7 @@ class AnalyticsEvent:
     path: Optional[str] = None
     query: Optional[str] = None
     route: Optional[str] = None
+    page: Optional[str] = None
     status_code: Optional[int] = None
     duration_ms: Optional[float] = None
     referrer: Optional[str] = None
@@ -103,7 +106,66 @@ class AnalyticsEvent:
     error_type: Optional[str] = None
     error_message: Optional[str] = None
     error_stacktrace: Optional[str] = None
-    meta: Mapping[str, MetaValue] = field(default_factory=lambda: _EMPTY_META)
+    meta_json: Optional[str] = None
+
+
+FIELDS: tuple[str, ...] = EventRecord._fields
+_DEFAULTS: dict[str, Any] = dict(EventRecord._field_defaults)
+
+
+class AnalyticsEvent(EventRecord):
+    """One analytics event, already shaped by the TagPolicy: an immutable record.
+
+    ``event_id`` is unique per event and stable across retries, so receivers that
+    deduplicate (PostHog ``uuid``, Segment ``messageId``) never double count.
+
+    Usage: ``AnalyticsEvent(type="custom", trace_id=..., span_id=..., name="SIGNED_UP",
+    meta={"plan": "pro"})``; fields are read as attributes (``event.route``,
+    ``event.timestamp``, ``event.meta``). The conversion builds events as plain records
+    (``AnalyticsEvent._make(values)``), which is what makes it cheap: the record is the
+    store's row as it is.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        type: EventType,
+        trace_id: str,
+        span_id: str,
+        timestamp: Optional[datetime] = None,
+        event_id: Optional[str] = None,
+        *,
+        meta: Optional[Mapping[str, MetaValue]] = None,
+        **fields: Any,
+    ) -> AnalyticsEvent:
+        unknown = set(fields) - set(_DEFAULTS) - {"ts_us"}
+        if unknown:
+            raise TypeError(f"AnalyticsEvent has no field(s) {', '.join(sorted(unknown))}")
+        values = dict(_DEFAULTS)
+        values.update(fields)
+        when = timestamp or datetime.now(timezone.utc)
+        values["event_id"] = event_id or new_event_id()
+        values["type"], values["trace_id"], values["span_id"] = type, trace_id, span_id
+        if "ts_us" not in fields:
+            values["ts_us"] = to_us(when)
+        if "page" not in fields:
+            values["page"] = values["route"] or values["path"]
+        if meta:
+            values["meta_json"] = encode_meta(meta)
+        return tuple.__new__(cls, [values[name] for name in FIELDS])
+
+    @property
+    def timestamp(self) -> datetime:
+        """When it happened, as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.ts_us / 1_000_000, tz=timezone.utc)
+
+    @property
+    def meta(self) -> Mapping[str, MetaValue]:
+        """A custom event's properties (read-only); empty for other events."""
+        if not self.meta_json:
+            return _EMPTY_META
+        return MappingProxyType(json.loads(self.meta_json))
 
     @property
     def url(self) -> Optional[str]:
@@ -114,44 +176,31 @@ class AnalyticsEvent:
         return f"{self.scheme}://{self.host}{self.path}{query}"
 
     @property
-    def page(self) -> Optional[str]:
-        """The route template when known, else the path: what analytics groups by."""
-        return self.route or self.path
-
-    @property
     def distinct_id(self) -> Optional[str]:
         """The user id when known, else the cookieless visitor id."""
         return self.user_id or self.visitor_id
 
-    @classmethod
-    def build(cls, **values: Any) -> AnalyticsEvent:
-        """Make an event from trusted, already valid values, several times faster than ``__init__``.
-
-        The conversion makes one event per request on the pipeline's worker thread; a frozen
-        dataclass's ``__init__`` pays an ``object.__setattr__`` per field (35 of them), so
-        this fills the instance dict in one update instead. Fields left out get their
-        defaults; ``type``, ``trace_id`` and ``span_id`` are required.
-        """
-        event = object.__new__(cls)
-        state = dict(_DEFAULTS)
-        state.update(values)
-        if "timestamp" not in values:
-            state["timestamp"] = datetime.now(timezone.utc)
-        if "event_id" not in values:
-            state["event_id"] = new_event_id()
-        event.__dict__.update(state)
-        return event
-
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (ISO-8601 UTC timestamp, plain dict meta)."""
-        # Not dataclasses.asdict: it deep-copies, and the read-only meta cannot be copied.
-        data = {item.name: getattr(self, item.name) for item in fields(self)}
-        data["timestamp"] = self.timestamp.astimezone(timezone.utc).isoformat()
-        data["meta"] = dict(self.meta)
+        """A JSON-ready dict: every field but ``ts_us``/``meta_json``, with an ISO-8601 UTC
+        ``timestamp`` and a plain ``meta`` dict."""
+        data: dict[str, Any] = dict(zip(FIELDS, self))
+        del data["ts_us"], data["meta_json"]
+        data["timestamp"] = self.timestamp.isoformat()
+        data["meta"] = json.loads(self.meta_json) if self.meta_json else {}
         return data
 
 
-_DEFAULTS: dict[str, Any] = {
-    item.name: item.default for item in fields(AnalyticsEvent) if item.default is not MISSING
-}
-_DEFAULTS["meta"] = _EMPTY_META
+def to_us(when: datetime) -> int:
+    """Integer microseconds since the epoch of an aware (or UTC naive) datetime."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return (when - _EPOCH) // _MICROSECOND
+
+
+def encode_meta(meta: Mapping[str, MetaValue]) -> Optional[str]:
+    """Compact JSON of a custom event's meta (None when empty): its stored form."""
+    return json.dumps(dict(meta), separators=(",", ":"), ensure_ascii=False) if meta else None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)

@@ -1,4 +1,4 @@
-"""One delivery pipeline per sink: a bounded queue, a worker thread, batching and retries.
+"""One delivery pipeline per sink: a bounded event queue, a sender thread, batching and retries.
 
 Modelled on the SDK's ``BatchSpanProcessor`` and the posthog/segment consumers, with what
 they lack for analytics: per-sink isolation (a slow backend holds back only its own queue),
@@ -6,8 +6,10 @@ retries that honour ``Retry-After`` and retry only the undelivered part of a bat
 that are counted instead of silent, and flushes that keep their deadline even while a
 backend is failing.
 
-The request path only calls ``put``: a deque append under a lock and, at most once per
-batch, a notify. Everything else (converting spans, I/O, sleeping) happens in the worker.
+Every event handed to a pipeline ends in exactly one counter: ``sent``, ``dropped`` (the
+queue was full, or it was still queued when shutdown's deadline passed) or ``failed``
+(refused, retries exhausted, or still being sent when shutdown's deadline passed), or is
+still ``queued``: ``enqueued == sent + dropped + failed + queued``.
 """
 
 from __future__ import annotations
@@ -17,62 +19,32 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, Optional, TypeVar
+from typing import Optional
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from ..sinks import PermanentSinkError, RetryableSinkError, Sink
+from .._throttle import ThrottledLog
+from ..sinks import PermanentSinkError, RetryableSinkError, SendResult, Sink
 from .events import AnalyticsEvent
+from .settings import DeliverySettings
 
-_logger = logging.getLogger("otel_user_tracking.pipeline")
+_logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class PipelineOptions:
-    """Batching and retry settings shared by the pipelines of one processor.
-
-    Args:
-        flush_at: Send when this many events are queued (capped by the sink's batch size).
-        flush_interval: Send at least this often (seconds) while events are queued.
-        max_queue_size: Items held per sink; beyond it new items are dropped and counted.
-        max_retries: Retries of one batch after its first attempt.
-        max_backoff: Cap (seconds) of the exponential backoff and of ``Retry-After``.
-        initial_backoff: First backoff (seconds); doubles per retry, with full jitter.
-    """
-
-    flush_at: int = 100
-    flush_interval: float = 5.0
-    max_queue_size: int = 10_000
-    max_retries: int = 5
-    max_backoff: float = 30.0
-    initial_backoff: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.flush_at < 1:
-            raise ValueError("flush_at must be at least 1")
-        if self.flush_interval <= 0:
-            raise ValueError("flush_interval must be a positive number of seconds")
-        if self.max_queue_size < 1:
-            raise ValueError("max_queue_size must be at least 1")
-        if self.max_retries < 0:
-            raise ValueError("max_retries must be 0 or more")
-        if self.max_backoff <= 0 or self.initial_backoff <= 0:
-            raise ValueError("max_backoff and initial_backoff must be positive numbers of seconds")
+OUTCOMES = ("enqueued", "sent", "retried", "dropped", "failed")
 
 
 @dataclass(frozen=True)
 class DeliveryStats:
     """Event counts of one sink since the processor started.
 
-    ``enqueued``: events converted from accepted spans; ``sent``: delivered; ``retried``:
-    events re-sent after a retryable failure (each retry counts again); ``dropped``: refused
-    because the queue was full or the processor shut down, or still queued when shutdown ran
-    out of time; ``failed``: given up on (permanent answer, retries exhausted, or no time
-    left before the shutdown deadline). ``queued`` is the queue's length now.
+    ``enqueued``: events meant for the sink (including those dropped because its queue was
+    full); ``sent``: delivered; ``retried``: events re-sent after a retryable failure (each
+    retry counts again); ``dropped``: not sent because the queue was full, the processor
+    shut down, the sink could not carry them, or they were still queued when shutdown's
+    deadline passed; ``failed``: given up on (refused, retries exhausted, or still in flight
+    at shutdown's deadline). ``queued`` is the number waiting or in flight now.
     """
 
     enqueued: int = 0
@@ -83,83 +55,89 @@ class DeliveryStats:
     queued: int = 0
 
 
-class SinkPipeline(Generic[T]):
-    """Queue items of type ``T`` for one sink; a worker expands them to events and sends.
+class SinkPipeline:
+    """Queue events for one sink; a sender thread batches them out with retries.
 
     Args:
         sink: Where the events go.
-        expand: Turns one queued item into its events (runs in the worker thread).
-        options: Batching and retry settings.
-        count: How many events an item stands for, used only to count drops of a full queue.
+        settings: Batching, queue and retry settings.
     """
 
-    def __init__(
-        self,
-        sink: Sink,
-        expand: Callable[[T], Sequence[AnalyticsEvent]],
-        options: PipelineOptions,
-        count: Callable[[T], int] = lambda item: 1,
-    ) -> None:
+    def __init__(self, sink: Sink, settings: DeliverySettings) -> None:
         self.sink = sink
         self.name = sink.name
-        self._expand = expand
-        self._count = count
-        self._options = options
-        sink_limit = int(getattr(sink, "max_batch_size", options.flush_at))
-        self._batch_size = max(1, min(options.flush_at, sink_limit))
+        self._settings = settings
+        self._batch_size = max(1, min(settings.flush_at, int(sink.max_batch_size)))
+        self._log = ThrottledLog(_logger)
+        self._closed = False
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        """Fresh locks, queue, thread and counters (at start, and in a forked child)."""
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
-        self._queue: collections.deque[T] = collections.deque()
-        self._events: list[AnalyticsEvent] = []  # expanded, not yet sent (worker only)
-        self._busy = False
+        self._queue: collections.deque[AnalyticsEvent] = collections.deque()
+        self._in_flight = 0
+        self._abandoned = False  # shutdown counted the batch in flight; the sender must not
         self._flush_requested = 0
         self._flush_done = 0
         self._deadline: Optional[float] = None  # of the running flush or shutdown
         self._stopping = False
-        self._closed = False
         self._thread: Optional[threading.Thread] = None
-        self._logged: set[str] = set()
-        self._stats = {"enqueued": 0, "sent": 0, "retried": 0, "dropped": 0, "failed": 0}
+        self._counts = dict.fromkeys(OUTCOMES, 0)
 
-    # -- request path -------------------------------------------------------------------
+    # -- fed by the span intake ---------------------------------------------------------
 
-    def put(self, item: T) -> bool:
-        """Queue ``item`` without blocking; False (and counted) when the queue is full or closed."""
+    def offer(self, events: Sequence[AnalyticsEvent]) -> None:
+        """Queue ``events`` without blocking; what does not fit is dropped and counted."""
+        if not events:
+            return
         with self._lock:
-            if self._stopping or len(self._queue) >= self._options.max_queue_size:
-                refused = True
-            else:
-                refused = False
-                self._queue.append(item)
+            self._counts["enqueued"] += len(events)
+            room = 0 if self._stopping else self._settings.max_queue_size - len(self._queue)
+            accepted = events if room >= len(events) else events[: max(room, 0)]
+            refused = len(events) - len(accepted)
+            self._queue.extend(accepted)
+            self._counts["dropped"] += refused
+            if accepted:
                 if self._thread is None:
                     self._start()
                 if len(self._queue) >= self._batch_size:
                     self._wake.notify()
         if refused:
-            self._drop_refused(item)
-        return not refused
+            self._log.warning(
+                "queue",
+                "analytics sink %s: %d events dropped: queue full (%d events) or shut down",
+                self.name,
+                refused,
+                self._settings.max_queue_size,
+            )
 
-    def _drop_refused(self, item: T) -> None:
-        self._count_lost([item], f"refused: queue full ({self._options.max_queue_size} items) or shut down")
+    def count_lost(self, events: int, reason: str, outcome: str = "dropped") -> None:
+        """Count events that never reached the queue: their span was dropped or not converted."""
+        with self._lock:
+            self._counts["enqueued"] += events
+            self._counts[outcome] += events
+        self._log.warning(
+            f"intake:{outcome}", "analytics sink %s: %d events %s: %s", self.name, events, outcome, reason
+        )
 
     # -- control ------------------------------------------------------------------------
 
     def stats(self) -> DeliveryStats:
         with self._lock:
-            return DeliveryStats(**self._stats, queued=len(self._queue))
+            return DeliveryStats(**self._counts, queued=len(self._queue) + self._in_flight)
 
     def request_flush(self, deadline: float) -> int:
-        """Ask the worker to send everything queued now; returns a ticket for ``wait_flushed``."""
+        """Ask the sender to send everything queued now; returns a ticket for ``wait_flushed``."""
         with self._lock:
             self._flush_requested += 1
             ticket = self._flush_requested
             self._deadline = deadline if self._deadline is None else max(self._deadline, deadline)
             if self._thread is None:
-                if not self._queue and not self._events:
-                    self._flush_done = ticket
-                    return ticket
-                self._start()
+                self._flush_done = ticket
+                return ticket
             self._wake.notify()
             return ticket
 
@@ -174,7 +152,7 @@ class SinkPipeline(Generic[T]):
             return True
 
     def shutdown(self, deadline: float) -> bool:
-        """Deliver what is queued before ``deadline``, then drop the rest and close the sink."""
+        """Deliver what is queued before ``deadline``; count the rest; close the sink."""
         ticket = self.request_flush(deadline)
         with self._lock:
             self._stopping = True
@@ -184,26 +162,27 @@ class SinkPipeline(Generic[T]):
         if thread is not None:
             thread.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
-            leftover = list(self._queue)
+            leftover = len(self._queue)
             self._queue.clear()
-        if leftover:
-            self._count_lost(leftover, "still queued at shutdown")
-        self._close_sink()
-        return done and not leftover
+            in_flight, self._in_flight = self._in_flight, 0
+            self._abandoned = in_flight > 0
+            self._counts["dropped"] += leftover
+            self._counts["failed"] += in_flight
+        if leftover or in_flight:
+            _logger.warning(
+                "analytics sink %s: shutdown deadline reached: %d queued events dropped, %d in flight failed",
+                self.name,
+                leftover,
+                in_flight,
+            )
+        self._close_sink(wait=not in_flight)
+        return done and not leftover and not in_flight
 
-    def reinit_after_fork(self) -> None:
-        """In a forked child the worker thread is gone; start clean (the parent keeps its queue)."""
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._idle = threading.Condition(self._lock)
-        self._queue = collections.deque()
-        self._events = []
-        self._busy = False
-        self._thread = None
-        self._deadline = None
-        self._flush_requested = self._flush_done = 0
+    def after_fork(self) -> None:
+        """In a forked child the sender thread is gone and locks may be held: start clean."""
+        self._reset_state()
 
-    # -- worker -------------------------------------------------------------------------
+    # -- sender -------------------------------------------------------------------------
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"otel-user-tracking-{self.name}", daemon=True)
@@ -215,25 +194,27 @@ class SinkPipeline(Generic[T]):
             while True:
                 with self._lock:
                     self._wait_for_work()
-                    # At most one batch of items at a time: memory stays bounded by the queue.
-                    items = [self._queue.popleft() for _ in range(min(len(self._queue), self._batch_size))]
+                    count = min(len(self._queue), self._batch_size)
+                    batch = [self._queue.popleft() for _ in range(count)]
+                    self._in_flight = count
                     ticket = self._flush_requested
                     stopping = self._stopping
-                    self._busy = True
-                self._expand_items(items)
-                self._send_all()
+                if batch:
+                    self._deliver(batch)
                 with self._lock:
-                    self._busy = False
+                    self._in_flight = 0
                     if not self._queue:
                         self._flush_done = max(self._flush_done, ticket)
-                        self._deadline = None if self._flush_done >= self._flush_requested else self._deadline
+                        if self._flush_done >= self._flush_requested:
+                            self._deadline = None
                         self._idle.notify_all()
                     if stopping and not self._queue:
                         return
 
     def _wait_for_work(self) -> None:
         """Wait (lock held) until a batch is full, the interval passed, or a flush/stop is asked."""
-        interval_end = time.monotonic() + self._options.flush_interval
+        interval = self._settings.flush_interval
+        interval_end = time.monotonic() + interval
         while True:
             if self._stopping or self._flush_requested > self._flush_done:
                 return
@@ -243,88 +224,60 @@ class SinkPipeline(Generic[T]):
             if remaining <= 0:
                 if self._queue:
                     return
-                interval_end = time.monotonic() + self._options.flush_interval
-                remaining = self._options.flush_interval
+                interval_end = time.monotonic() + interval
+                remaining = interval
             self._wake.wait(remaining)
-
-    def _expand_items(self, items: list[T]) -> None:
-        before = len(self._events)
-        for item in items:
-            try:
-                self._events.extend(self._expand(item))
-            except Exception as exc:
-                self._log_once("expand", f"converting a span failed with {type(exc).__name__}; skipped")
-                self._add("failed", 1)
-        self._add("enqueued", len(self._events) - before)
-
-    def _send_all(self) -> None:
-        while self._events:
-            batch = self._events[: self._batch_size]
-            del self._events[: self._batch_size]
-            self._deliver(batch)
 
     def _deliver(self, batch: list[AnalyticsEvent]) -> None:
         """Send one batch with retries; count the outcome of every event in it."""
         pending: Sequence[AnalyticsEvent] = batch
         attempt = 0
         while True:
+            retry_after: Optional[float] = None
             try:
-                self.sink.send(pending)
+                result = self.sink.send(pending)
             except RetryableSinkError as exc:
-                remaining = list(exc.remaining) if exc.remaining is not None else list(pending)
-                self._delivered(len(pending) - len(remaining))
-                if attempt >= self._options.max_retries:
-                    self._give_up(remaining, f"{exc} (gave up after {attempt + 1} attempts)")
-                    return
-                delay = self._backoff(attempt, exc.retry_after)
-                if not self._sleep(delay):
-                    self._give_up(remaining, f"{exc} (no time left to retry before the shutdown deadline)")
-                    return
-                attempt += 1
-                self._add("retried", len(remaining))
-                pending = remaining
+                retry, reason, retry_after = list(pending), str(exc), exc.retry_after
             except PermanentSinkError as exc:
-                self._give_up(list(pending), str(exc))
+                self._count("failed", len(pending), str(exc))
                 return
             except Exception as exc:
                 # A sink bug: never retried (it would fail the same way), never raised.
-                self._give_up(list(pending), f"sink raised {type(exc).__name__}")
+                self._count("failed", len(pending), f"sink raised {type(exc).__name__}")
                 return
             else:
-                self._delivered(len(pending))
+                outcome = result or SendResult()
+                retry, reason, retry_after = list(outcome.retry), outcome.reason, outcome.retry_after
+                lost = outcome.dropped + outcome.failed
+                self._count("sent", len(pending) - len(retry) - lost)
+                self._count("dropped", outcome.dropped, reason)
+                self._count("failed", outcome.failed, reason)
+            if not retry:
                 return
-
-    def _delivered(self, count: int) -> None:
-        """Count delivered events; those the sink had to drop (``take_dropped()``) are dropped.
-
-        A sink drops what no request could carry (e.g. a Segment message over 32 KB), and a
-        per-event sink (Swetrix) gives up on events the backend refused, rather than fail the
-        whole batch; they report how many (``take_dropped()``, ``take_failed()``) so the
-        counters stay exact.
-        """
-        dropped, failed = self._taken("take_dropped"), self._taken("take_failed")
-        self._add("sent", count - dropped - failed)
-        self._add("dropped", dropped)
-        self._add("failed", failed)
-
-    def _taken(self, hook: str) -> int:
-        take = getattr(self.sink, hook, None)
-        return int(take()) if callable(take) else 0
+            if attempt >= self._settings.max_retries:
+                self._count("failed", len(retry), f"{reason} (gave up after {attempt + 1} attempts)")
+                return
+            if not self._sleep(self._backoff(attempt, retry_after)):
+                self._count("failed", len(retry), f"{reason} (no time left before the shutdown deadline)")
+                return
+            attempt += 1
+            self._count("retried", len(retry))
+            pending = retry
 
     def _backoff(self, attempt: int, retry_after: Optional[float]) -> float:
         """Full-jitter exponential backoff; ``Retry-After`` is a floor; both capped."""
-        options = self._options
-        ceiling = min(options.max_backoff, options.initial_backoff * (2**attempt))
+        settings = self._settings
+        ceiling = min(settings.max_backoff, settings.initial_backoff * (2**attempt))
         delay = random.uniform(ceiling / 2, ceiling)
         if retry_after is not None:
             delay = max(delay, retry_after)
-        return min(delay, options.max_backoff)
+        return min(delay, settings.max_backoff)
 
     def _sleep(self, delay: float) -> bool:
         """Wait ``delay`` seconds; False when shutdown's deadline comes first.
 
         A ``force_flush`` deadline does not cut retries short: its caller stops waiting, and
-        the worker keeps retrying as it would have.
+        the sender keeps retrying as it would have.
         """
         wake_at = time.monotonic() + delay
         with self._lock:
@@ -336,40 +289,33 @@ class SinkPipeline(Generic[T]):
                     return True
                 self._wake.wait(remaining)
 
-    def _give_up(self, events: Sequence[AnalyticsEvent], reason: str) -> None:
-        self._add("failed", len(events))
-        # One log line per kind of answer (the status and the sink's words), not per batch.
-        message = f"analytics sink {self.name}: {len(events)} events not delivered: {reason}"
-        self._log_once(reason[:120], message)
-
-    def _count_lost(self, items: list[T], reason: str) -> None:
-        events = 0
-        for item in items:
-            try:
-                events += self._count(item)
-            except Exception:
-                events += 1
-        self._add("dropped", events)
-        self._log_once(reason, f"analytics sink {self.name}: {events} events {reason}; dropped")
-
-    def _add(self, key: str, amount: int) -> None:
-        if amount:
-            with self._lock:
-                self._stats[key] += amount
-
-    def _log_once(self, key: str, message: str) -> None:
-        """Log a failure kind the first time it happens per sink; later ones are only counted."""
+    def _count(self, outcome: str, events: int, reason: str = "") -> None:
+        if not events:
+            return
         with self._lock:
-            if key in self._logged:
+            if self._abandoned:  # shutdown already counted this batch as failed
                 return
-            self._logged.add(key)
-        _logger.warning("%s", message)
+            if outcome != "retried":
+                self._in_flight = max(0, self._in_flight - events)
+            self._counts[outcome] += events
+        if outcome in ("failed", "dropped") and reason:
+            # One line per kind of answer and period, not per batch.
+            self._log.warning(
+                f"{outcome}:{reason[:40]}",
+                "analytics sink %s: %d events %s: %s",
+                self.name,
+                events,
+                "not delivered" if outcome == "failed" else "dropped",
+                reason,
+            )
 
-    def _close_sink(self) -> None:
+    def _close_sink(self, *, wait: bool) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        if not wait:
+            return  # the sender is still inside send(); closing under it could crash it
         try:
             self.sink.close()
         except Exception as exc:

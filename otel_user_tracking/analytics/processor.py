@@ -1,47 +1,36 @@
 """AnalyticsSpanProcessor: finished server spans in, analytics events out to the sinks.
 
 ``on_end`` runs on the request path (the span ends inside the ASGI middleware), so it only
-checks that the span is a request span and appends it to each sink's queue: no conversion,
-no I/O, no waiting. Each sink's worker converts spans to events (a pure function of the
-span and the configuration captured at ``on_end``) and delivers them in batches.
+checks that the span is a server span and queues it with its app's ``Config``: no
+conversion, no I/O, no waiting. The intake's converter thread turns spans into events once,
+and each sink's pipeline delivers them in batches.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
-from typing import Any, Optional
+from collections.abc import Iterable
+from typing import Optional
 
 from opentelemetry import metrics
-from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
-from ..config import Config, get_config, sinks_setting
+from ..config import get_config
+from ..env import sinks_setting
+from ..handoff import pinned_config
 from ..sinks import Sink, sinks_from_env
 from ..version import __version__
 from .conversion import convert_span, is_candidate
-from .events import AnalyticsEvent
-from .pipeline import DeliveryStats, PipelineOptions, SinkPipeline
+from .intake import SpanIntake
+from .pipeline import OUTCOMES, DeliveryStats, SinkPipeline
+from .settings import DeliverySettings
 
-_logger = logging.getLogger("otel_user_tracking.analytics.processor")
 _processors: weakref.WeakSet[AnalyticsSpanProcessor] = weakref.WeakSet()
 _processors_lock = threading.Lock()
-
-_Item = tuple[ReadableSpan, Config]
-
-
-def _expand(item: _Item) -> Sequence[AnalyticsEvent]:
-    return convert_span(*item)
-
-
-def _estimate(item: _Item) -> int:
-    """Events a span stands for, for counting drops without converting (the pageview + events)."""
-    return 1 + len(item[0].events)
 
 
 class AnalyticsSpanProcessor(SpanProcessor):
@@ -52,14 +41,11 @@ class AnalyticsSpanProcessor(SpanProcessor):
         provider.add_span_processor(AnalyticsSpanProcessor(sinks=[SQLiteSink("analytics.db")]))
 
     Args:
-        sinks: Where events go; each gets its own queue, worker and batching. None reads
-            ``OTEL_PYTHON_USER_TRACKING_SINKS`` (default: the SQLite store
+        sinks: Where events go; each gets its own queue, sender thread and batching. None
+            reads ``OTEL_PYTHON_USER_TRACKING_SINKS`` (default: the SQLite store
             ``./otel-user-tracking.db``).
-        flush_at: Send a batch when this many events are queued (default 100).
-        flush_interval: Send at least every this many seconds (default 5).
-        max_queue_size: Spans queued per sink; when full, new ones are dropped and counted.
-        max_retries: Retries per batch on network errors, 429 and 5xx (default 5).
-        max_backoff: Cap in seconds of the backoff and of ``Retry-After`` (default 30).
+        settings: Batching, queue, retry and shutdown settings (``DeliverySettings``); or
+            give any of its fields as keywords (``flush_at=200``).
         meter_provider: Where the delivery counters are reported; default the global one.
     """
 
@@ -67,27 +53,17 @@ class AnalyticsSpanProcessor(SpanProcessor):
         self,
         sinks: Optional[Iterable[Sink]] = None,
         *,
-        flush_at: int = 100,
-        flush_interval: float = 5.0,
-        max_queue_size: int = 10_000,
-        max_retries: int = 5,
-        max_backoff: float = 30.0,
-        initial_backoff: float = 0.5,
+        settings: Optional[DeliverySettings] = None,
         meter_provider: Optional[MeterProvider] = None,
+        **options: float,
     ) -> None:
-        options = PipelineOptions(
-            flush_at=flush_at,
-            flush_interval=flush_interval,
-            max_queue_size=max_queue_size,
-            max_retries=max_retries,
-            max_backoff=max_backoff,
-            initial_backoff=initial_backoff,
-        )
+        self.settings = settings or DeliverySettings(**options)  # type: ignore[arg-type]
         chosen = list(sinks_from_env(sinks_setting()) if sinks is None else sinks)
         for sink in chosen:
             if not isinstance(sink, Sink):
                 raise ValueError(f"{sink!r} is not a sink: it needs name, max_batch_size, send() and close()")
-        self._pipelines = [SinkPipeline(sink, _expand, options, _estimate) for sink in chosen]
+        self._pipelines = [SinkPipeline(sink, self.settings) for sink in chosen]
+        self._intake = SpanIntake(self._pipelines, self.settings, convert_span)
         self._shutdown = False
         self._register_metrics(meter_provider)
         with _processors_lock:
@@ -100,34 +76,33 @@ class AnalyticsSpanProcessor(SpanProcessor):
     def sinks(self) -> list[Sink]:
         return [pipeline.sink for pipeline in self._pipelines]
 
-    def on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
-        return None
-
     def on_end(self, span: ReadableSpan) -> None:
-        # Hot path: one attribute check and a deque append per sink.
+        # Hot path: one attribute check, one getattr and a deque append.
         if self._shutdown or not is_candidate(span):
             return
-        item = (span, get_config())
-        for pipeline in self._pipelines:
-            pipeline.put(item)
+        self._intake.put((span, pinned_config(span) or get_config()))
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Deliver everything queued now; False if the timeout passed first."""
         deadline = time.monotonic() + timeout_millis / 1000
+        converted = self._intake.flush(deadline)
         tickets = [(pipeline, pipeline.request_flush(deadline)) for pipeline in self._pipelines]
-        return all([pipeline.wait_flushed(ticket, deadline) for pipeline, ticket in tickets])
+        return all([pipeline.wait_flushed(ticket, deadline) for pipeline, ticket in tickets]) and converted
 
-    def shutdown(self, timeout_millis: int = 30_000) -> None:
-        """Deliver what is queued within the timeout, then close the sinks; later spans are ignored."""
+    def shutdown(self, timeout_millis: Optional[int] = None) -> None:
+        """Deliver what is queued within the timeout (default ``settings.shutdown_timeout``),
+        then close the sinks; what is undelivered then is counted. Later spans are ignored."""
         if self._shutdown:
             return
         self._shutdown = True
-        deadline = time.monotonic() + timeout_millis / 1000
+        budget = self.settings.shutdown_timeout if timeout_millis is None else timeout_millis / 1000
+        deadline = time.monotonic() + budget
+        self._intake.stop(deadline)
         threads = [
             threading.Thread(target=pipeline.shutdown, args=(deadline,), daemon=True)
             for pipeline in self._pipelines
         ]
-        # In parallel, so one hanging backend does not eat the others' share of the timeout.
+        # In parallel, so one hanging backend does not eat the others' share of the budget.
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -140,8 +115,9 @@ class AnalyticsSpanProcessor(SpanProcessor):
         return {pipeline.name: pipeline.stats() for pipeline in self._pipelines}
 
     def _after_fork(self) -> None:
+        self._intake.after_fork()
         for pipeline in self._pipelines:
-            pipeline.reinit_after_fork()
+            pipeline.after_fork()
 
     def _register_metrics(self, meter_provider: Optional[MeterProvider]) -> None:
         """Expose the counters as one observable counter; costs nothing until a reader collects."""
@@ -152,12 +128,11 @@ class AnalyticsSpanProcessor(SpanProcessor):
             processor = weak_self()
             if processor is None:
                 return []
-            observations = []
-            for name, stats in processor.stats().items():
-                for outcome in ("enqueued", "sent", "retried", "dropped", "failed"):
-                    value = getattr(stats, outcome)
-                    observations.append(Observation(value, {"sink": name, "outcome": outcome}))
-            return observations
+            return [
+                Observation(getattr(stats, outcome), {"sink": name, "outcome": outcome})
+                for name, stats in processor.stats().items()
+                for outcome in OUTCOMES
+            ]
 
         meter.create_observable_counter(
             "otel_user_tracking.analytics.events",
@@ -170,23 +145,7 @@ class AnalyticsSpanProcessor(SpanProcessor):
         return f"AnalyticsSpanProcessor(sinks={[p.name for p in self._pipelines]})"
 
 
-def flush_all_processors(timeout_s: float) -> bool:
-    """Flush every live processor within ``timeout_s`` (the ASGI lifespan shutdown hook uses it)."""
+def live_processors() -> list[AnalyticsSpanProcessor]:
+    """Every processor not yet shut down (the ASGI lifespan shutdown flushes them)."""
     with _processors_lock:
-        processors = list(_processors)
-    deadline = time.monotonic() + timeout_s
-    results = []
-    for processor in processors:
-        remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
-        results.append(processor.force_flush(remaining_ms))
-    return all(results)
-
-
-def all_stats() -> dict[str, Any]:
-    """Counters of every live processor, by sink name (for diagnostics)."""
-    with _processors_lock:
-        processors = list(_processors)
-    merged: dict[str, Any] = {}
-    for processor in processors:
-        merged.update(processor.stats())
-    return merged
+        return list(_processors)

@@ -17,9 +17,10 @@ from ..config import Config
 from ..types import Message, Scope
 from .bots import is_bot
 from .client_address import mentioned_addresses, resolve_client_address
+from .exceptions import flush_pending_exceptions, record_exception_once
 from .headers import read_facts
 from .scrubbing import QueryScrubber, clean_attributes, enforce_on_span
-from .state import RequestState, flush_pending_exceptions, record_exception_once
+from .state import RequestState
 from .user_tags import refresh_user
 from .visitor import VisitorIdentifier
 

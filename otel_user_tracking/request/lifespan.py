@@ -7,13 +7,15 @@ with them ``TracerProvider.shutdown``) never run; the ASGI lifespan shutdown doe
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Optional
 
 from opentelemetry import trace
 
 from .._errors import report_internal_error
 from ..types import Message, Send
 
-SHUTDOWN_FLUSH_SECONDS = 10.0
+DEFAULT_BUDGET_SECONDS = 4.0
 
 
 def flush_on_shutdown(send: Send) -> Send:
@@ -30,12 +32,25 @@ def flush_on_shutdown(send: Send) -> Send:
     return send_and_flush
 
 
-def flush_everything(timeout_s: float = SHUTDOWN_FLUSH_SECONDS) -> None:
-    """Force-flush the global tracer provider and every AnalyticsSpanProcessor."""
-    from ..analytics.processor import flush_all_processors
+def flush_everything(budget: Optional[float] = None) -> None:
+    """Flush every AnalyticsSpanProcessor, then the global tracer provider, in one budget.
 
-    flush_all_processors(timeout_s)
-    provider = trace.get_tracer_provider()
-    force_flush = getattr(provider, "force_flush", None)
+    The budget (default: the processors' ``shutdown_timeout``, 4 s) covers both, so a hung
+    backend cannot make a SIGTERM'd server outlive a container's grace period: the provider
+    flushes its own processors, ours among them, again, but only within what is left.
+    """
+    from ..analytics.processor import live_processors
+
+    processors = live_processors()
+    if budget is None:
+        budget = max((p.settings.shutdown_timeout for p in processors), default=DEFAULT_BUDGET_SECONDS)
+    deadline = time.monotonic() + budget
+    for processor in processors:
+        processor.force_flush(_remaining_ms(deadline))
+    force_flush = getattr(trace.get_tracer_provider(), "force_flush", None)
     if force_flush is not None:
-        force_flush(int(timeout_s * 1000))
+        force_flush(_remaining_ms(deadline))
+
+
+def _remaining_ms(deadline: float) -> int:
+    return max(0, int((deadline - time.monotonic()) * 1000))

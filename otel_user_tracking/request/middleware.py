@@ -22,10 +22,11 @@ from .._errors import report_internal_error
 from ..config import Config, _settings, get_config
 from ..types import ASGIApp, Message, Receive, Scope, Send
 from .enrichment import RequestView, adopt, finish, full_url, note_response_start, route_template
+from .exceptions import record_exception_once
 from .lifespan import flush_on_shutdown
 from .scrubbing import QueryScrubber
 from .server_span import ServerSpanMaker
-from .state import RequestState, _current, record_exception_once
+from .state import RequestState, _current
 from .visitor import VisitorIdentifier
 
 _logger = logging.getLogger(__name__)

@@ -23,8 +23,9 @@ from opentelemetry.trace import SpanKind
 
 from .._errors import report_internal_error
 from ..types import ASGIApp, Message, Receive, Scope, Send
+from .exceptions import record_exception_once
 from .middleware import UserTrackingMiddleware
-from .state import current_request, record_exception_once
+from .state import current_request
 
 _PLACED_ATTR = "_otel_user_tracking_stack"
 _STARLETTE_FLAG = "starlette.opentelemetry"

@@ -1,15 +1,14 @@
-"""Putting the user on the spans, shaped by the TagPolicy; ``set_user()``."""
+"""Putting the user on the spans, shaped by the TagPolicy."""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from opentelemetry import trace
 
 from .. import attributes as attrs
-from .._errors import report_internal_error
 from .identity import UserInfo, resolve_user
-from .state import RequestState, current_request
+from .state import RequestState
 
 
 def user_attributes(user: UserInfo, state: RequestState) -> dict[str, Any]:
@@ -48,25 +47,3 @@ def refresh_user(state: RequestState) -> None:
     if state.explicit_user is not None:
         return
     apply_user(state, resolve_user(state.scope, state.config.user_resolver))
-
-
-def set_user(
-    id: Any = None,
-    name: Optional[str] = None,
-    email: Optional[str] = None,
-    roles: Optional[Sequence[str]] = None,
-    **extra: Any,
-) -> None:
-    """Tag the current request's server span with the user, like ``sentry_sdk.set_user``.
-
-    Call it after login, in a handler or a dependency; it wins over every other way of
-    finding the user. The TagPolicy decides what is exported. Outside a request it does nothing.
-    """
-    state = current_request()
-    if state is None:
-        return
-    try:
-        state.explicit_user = UserInfo.from_values(id, name, email, roles)
-        apply_user(state, state.explicit_user)
-    except Exception as exc:  # never raise into the handler
-        report_internal_error("set_user", exc)

@@ -1,26 +1,65 @@
-"""Analytics sinks: one module per backend, and the ``OTEL_PYTHON_USER_TRACKING_SINKS`` URL parser."""
+"""Analytics sinks: one module per backend, and the ``OTEL_PYTHON_USER_TRACKING_SINKS`` URL parser.
+
+The backends that bring heavier imports (HTTP clients, the OTLP exporter) load on first use,
+so ``import otel_user_tracking`` stays light: ``out.sinks.PostHogSink`` imports
+``sinks/posthog.py`` the first time it is read.
+"""
 
 from __future__ import annotations
 
-from ._base import PermanentSinkError, RetryableSinkError, Sink, SinkError
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._base import DELIVERED, PermanentSinkError, RetryableSinkError, SendResult, Sink, SinkError
 from ._url import SinkURL, mask_url, parse_sink_url, sink_from_url, sinks_from_env
 from .console import ConsoleSink
 from .jsonl import JSONLinesSink
 from .memory import InMemorySink
 from .sqlite import SQLiteSink
 
+if TYPE_CHECKING:
+    from .otlp import OTLPLogsSink
+    from .posthog import PostHogSink
+    from .segment import SegmentSink
+    from .swetrix import SwetrixSink
+    from .webhook import WebhookSink
+
+_LAZY = {
+    "OTLPLogsSink": "otlp",
+    "PostHogSink": "posthog",
+    "SegmentSink": "segment",
+    "SwetrixSink": "swetrix",
+    "WebhookSink": "webhook",
+}
+
 __all__ = [
+    "DELIVERED",
     "ConsoleSink",
     "InMemorySink",
     "JSONLinesSink",
+    "OTLPLogsSink",
     "PermanentSinkError",
+    "PostHogSink",
     "RetryableSinkError",
     "SQLiteSink",
+    "SegmentSink",
+    "SendResult",
     "Sink",
     "SinkError",
     "SinkURL",
+    "SwetrixSink",
+    "WebhookSink",
     "mask_url",
     "parse_sink_url",
     "sink_from_url",
     "sinks_from_env",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -1,12 +1,19 @@
-"""The sink contract: map a batch of events to one backend and classify its answer.
+"""The sink contract: map a batch of events to one backend and say what became of it.
 
-The pipeline owns batching, retries, backoff and shutdown; a sink only sends and says
-whether a failure is worth retrying.
+The pipeline owns batching, retries, backoff, counting and shutdown; a sink only sends and
+reports the outcome, in one of three ways:
+
+* return ``None`` (or ``DELIVERED``): every event was delivered;
+* return a ``SendResult``: some were delivered and the rest are named: to ``retry``, or
+  counted as ``dropped`` (no request could carry them) or ``failed`` (refused for good);
+* raise ``RetryableSinkError`` / ``PermanentSinkError``: the whole batch failed.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional, Protocol, runtime_checkable
 
 from ..analytics.events import AnalyticsEvent
 
@@ -21,24 +28,39 @@ class RetryableSinkError(SinkError):
     Args:
         message: What went wrong, safe to log.
         retry_after: Seconds the backend asked us to wait (``Retry-After``), if any.
-        remaining: The events still undelivered when a sink delivered part of the batch;
-            None means the whole batch.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: Optional[float] = None,
-        remaining: Optional[Sequence[AnalyticsEvent]] = None,
-    ) -> None:
+    def __init__(self, message: str, *, retry_after: Optional[float] = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-        self.remaining = remaining
 
 
 class PermanentSinkError(SinkError):
     """Not worth retrying: the backend refused the data (4xx other than 408/429)."""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What became of a batch that was not simply delivered whole.
+
+    Events neither in ``retry`` nor counted in ``dropped``/``failed`` were delivered.
+
+    Args:
+        retry: Events that failed with a retryable answer; the pipeline sends them again.
+        retry_after: Seconds the backend asked us to wait before that, if it said.
+        dropped: Events no request could carry (e.g. over the backend's size limit).
+        failed: Events the backend refused for good.
+        reason: Why some were not delivered, safe to log (no payload, no credential).
+    """
+
+    retry: Sequence[AnalyticsEvent] = ()
+    retry_after: Optional[float] = None
+    dropped: int = 0
+    failed: int = 0
+    reason: str = ""
+
+
+DELIVERED = SendResult()
 
 
 @runtime_checkable
@@ -53,8 +75,8 @@ class Sink(Protocol):
     name: str
     max_batch_size: int
 
-    def send(self, batch: Sequence[AnalyticsEvent]) -> None:
-        """Deliver the batch or raise ``RetryableSinkError`` / ``PermanentSinkError``."""
+    def send(self, batch: Sequence[AnalyticsEvent]) -> Optional[SendResult]:
+        """Deliver the batch; see the module docstring for the three ways to answer."""
 
     def close(self) -> None:
         """Release connections and files; called once, after the last ``send``."""

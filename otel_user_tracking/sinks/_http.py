@@ -11,14 +11,15 @@ import email.utils
 import gzip
 import json
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
+from typing import Any, Mapping, Optional, Sequence, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from ..analytics.events import AnalyticsEvent
 from ..version import __version__
-from ._base import PermanentSinkError, RetryableSinkError
+from ._base import PermanentSinkError, RetryableSinkError, SendResult, SinkError
+from ._url import mask_url
 
 T = TypeVar("T")
 
@@ -148,21 +149,75 @@ def split_by_size(
     return batches, oversized
 
 
-def post_batches(
-    batches: Sequence[Sequence[tuple[AnalyticsEvent, bytes]]],
-    post: Callable[[Sequence[tuple[AnalyticsEvent, bytes]]], None],
-) -> None:
-    """Post batches in order; on a retryable failure report only the events not yet delivered."""
-    for index, batch in enumerate(batches):
-        try:
-            post(batch)
-        except RetryableSinkError as exc:
-            if index == 0:
-                raise
-            remaining = [event for rest in batches[index:] for event, _ in rest]
-            raise RetryableSinkError(str(exc), retry_after=exc.retry_after, remaining=remaining) from None
-
-
 def join_json_array(encoded: Sequence[bytes]) -> bytes:
     """``[a,b,c]`` from already encoded JSON values, so each event is encoded once."""
     return b"[" + b",".join(encoded) + b"]"
+
+
+class HTTPBatchSink:
+    """The sinks that POST JSON batches (PostHog, Segment, the webhook): one send, one envelope.
+
+    A subclass says how one event is encoded (``encode``), what else the body carries
+    (``envelope``), where it goes (``endpoint``) and the backend's limits; this class splits
+    the batch by bytes, splices the already encoded events into the envelope (each event is
+    encoded once), posts the parts in order and reports what became of each event.
+    """
+
+    max_batch_size = 500
+    max_event_bytes = 32 * 1024
+    max_body_bytes = 500 * 1000
+    gzip_body = False
+
+    def __init__(self, url: str, *, name: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{name}: the URL must start with http:// or https://, got {mask_url(url)!r}")
+        self.url = url.rstrip("/")
+        self.name = name
+        self._transport = HTTPTransport(name, timeout=timeout)
+
+    @property
+    def endpoint(self) -> str:
+        return self.url
+
+    def encode(self, event: AnalyticsEvent) -> Any:
+        """The JSON value of one event (encoded by ``send``)."""
+        raise NotImplementedError
+
+    def envelope(self) -> dict[str, Any]:
+        """The body's fields besides ``batch``, made per request (a ``sentAt``, a key)."""
+        return {}
+
+    def request_options(self) -> dict[str, Any]:
+        """Extra keyword arguments of ``HTTPTransport.post_bytes`` (headers, auth)."""
+        return {}
+
+    def send(self, batch: Sequence[AnalyticsEvent]) -> Optional[SendResult]:
+        encoded = [(event, encode_json(self.encode(event))) for event in batch]
+        parts, oversized = split_by_size(encoded, self.max_event_bytes, self.max_body_bytes - 1024)
+        too_large = f"{len(oversized)} events over {self.max_event_bytes // 1024} KiB" if oversized else ""
+        for index, part in enumerate(parts):
+            try:
+                self._post(part)
+            except SinkError as exc:
+                if index == 0 and not oversized:
+                    raise  # the whole batch failed
+                rest = [event for later in parts[index:] for event, _ in later]
+                reason = f"{exc}; {too_large}" if too_large else str(exc)
+                if isinstance(exc, RetryableSinkError):
+                    return SendResult(
+                        retry=rest, retry_after=exc.retry_after, dropped=len(oversized), reason=reason
+                    )
+                return SendResult(failed=len(rest), dropped=len(oversized), reason=reason)
+        return SendResult(dropped=len(oversized), reason=too_large) if oversized else None
+
+    def _post(self, part: Sequence[tuple[AnalyticsEvent, bytes]]) -> None:
+        head = encode_json(self.envelope())
+        separator = b"," if len(head) > 2 else b""
+        body = head[:-1] + separator + b'"batch":' + join_json_array([data for _, data in part]) + b"}"
+        self._transport.post_bytes(self.endpoint, body, gzip_body=self.gzip_body, **self.request_options())
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={mask_url(self.url)!r})"

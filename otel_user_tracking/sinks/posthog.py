@@ -12,18 +12,14 @@ profiles. ``uuid`` is the event's ``event_id``: PostHog deduplicates a retried b
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from ..analytics.events import AnalyticsEvent
 from ..version import __version__
-from ._http import HTTPTransport, encode_json, join_json_array, post_batches, split_by_size
+from ._http import HTTPBatchSink
 from ._stack import parse_traceback
 from ._url import SinkURL
-
-_logger = logging.getLogger("otel_user_tracking.sinks.posthog")
 
 MAX_EVENT_BYTES = 900 * 1024  # the posthog SDK's MAX_MSG_SIZE
 MAX_BATCH_BYTES = 5 * 1024 * 1024  # its BATCH_SIZE_LIMIT
@@ -129,57 +125,41 @@ def to_posthog(event: AnalyticsEvent) -> dict[str, Any]:
     }
 
 
-class PostHogSink:
+class PostHogSink(HTTPBatchSink):
     """Send events to PostHog's capture API.
+
+    Usage: ``PostHogSink("phc_...", url="https://eu.i.posthog.com")``.
 
     Args:
         api_key: The project API key (``phc_...``); sent in the body, never logged.
-        host: ``https://us.i.posthog.com``, ``https://eu.i.posthog.com`` or a self-hosted URL.
+        url: ``https://us.i.posthog.com``, ``https://eu.i.posthog.com`` or a self-hosted URL.
         timeout: Seconds per request before it is retried.
     """
 
     max_batch_size = 1000
+    max_event_bytes = MAX_EVENT_BYTES
+    max_body_bytes = MAX_BATCH_BYTES
+    gzip_body = True
 
-    def __init__(
-        self, api_key: str, host: str = "https://us.i.posthog.com", *, timeout: float = 10.0
-    ) -> None:
+    def __init__(self, api_key: str, url: str = "https://us.i.posthog.com", *, timeout: float = 10.0) -> None:
         if not api_key or not api_key.strip():
             raise ValueError("PostHogSink needs the project API key (Project settings > Project API key)")
         self._api_key = api_key.strip()
-        self.host = host.rstrip("/")
-        self.name = f"posthog({self.host.split('://', 1)[-1]})"
-        self._transport = HTTPTransport(self.name, timeout=timeout)
-        self._dropped = 0
+        super().__init__(url, name=f"posthog({url.rstrip('/').split('://', 1)[-1]})", timeout=timeout)
 
-    def send(self, batch: Sequence[AnalyticsEvent]) -> None:
-        encoded = [(event, encode_json(to_posthog(event))) for event in batch]
-        batches, oversized = split_by_size(encoded, MAX_EVENT_BYTES, MAX_BATCH_BYTES - 1024)
-        if oversized:
-            self._dropped += len(oversized)
-            _logger.warning(
-                "%s: %d events over %d KiB dropped", self.name, len(oversized), MAX_EVENT_BYTES // 1024
-            )
-        post_batches(batches, self._post)
+    @property
+    def endpoint(self) -> str:
+        return f"{self.url}/batch/"
 
-    def _post(self, batch: Sequence[tuple[AnalyticsEvent, bytes]]) -> None:
-        envelope = {
+    def encode(self, event: AnalyticsEvent) -> dict[str, Any]:
+        return to_posthog(event)
+
+    def envelope(self) -> dict[str, Any]:
+        return {
             "historical_migration": False,
             "sent_at": _timestamp(datetime.now(timezone.utc)),
             "api_key": self._api_key,
         }
-        head = encode_json(envelope)
-        body = head[:-1] + b',"batch":' + join_json_array([data for _, data in batch]) + b"}"
-        self._transport.post_bytes(f"{self.host}/batch/", body, gzip_body=True)
-
-    def take_dropped(self) -> int:
-        dropped, self._dropped = self._dropped, 0
-        return dropped
-
-    def close(self) -> None:
-        self._transport.close()
-
-    def __repr__(self) -> str:
-        return f"PostHogSink(api_key='***', host={self.host!r})"
 
 
 def from_url(parsed: SinkURL) -> PostHogSink:
@@ -188,4 +168,4 @@ def from_url(parsed: SinkURL) -> PostHogSink:
         raise parsed.error("the project API key goes in the user part of the URL")
     if not parsed.host:
         raise parsed.error("no host")
-    return PostHogSink(parsed.credential, parsed.base_url)
+    return PostHogSink(parsed.credential, url=parsed.base_url)

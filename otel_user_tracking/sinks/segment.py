@@ -12,21 +12,16 @@ request (batches are split).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, Optional
 
 from ..analytics.events import AnalyticsEvent
 from ..version import __version__
-from ._http import HTTPTransport, encode_json, join_json_array, post_batches, split_by_size
+from ._http import HTTPBatchSink
 from ._url import SinkURL
-
-_logger = logging.getLogger("otel_user_tracking.sinks.segment")
 
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1000  # analytics-python stays under 475 000 to leave room for the envelope
-ENVELOPE_BYTES = 1000
 LIBRARY = {"name": "otel-user-tracking", "version": __version__}
 
 
@@ -103,22 +98,26 @@ def to_segment(event: AnalyticsEvent, error_event_name: str = "Exception Occurre
     return message
 
 
-class SegmentSink:
+class SegmentSink(HTTPBatchSink):
     """Send events to Segment (or a Segment-compatible endpoint such as RudderStack).
+
+    Usage: ``SegmentSink("WRITE_KEY", url="https://events.eu1.segmentapis.com")``.
 
     Args:
         write_key: The source's write key; sent as the basic-auth user, never logged.
-        host: ``https://api.segment.io`` (``https://events.eu1.segmentapis.com`` in the EU).
+        url: ``https://api.segment.io`` (``https://events.eu1.segmentapis.com`` in the EU).
         error_event_name: The ``track`` event name for errors.
         timeout: Seconds per request before it is retried.
     """
 
     max_batch_size = 500
+    max_event_bytes = MAX_MESSAGE_BYTES
+    max_body_bytes = MAX_BATCH_BYTES
 
     def __init__(
         self,
         write_key: str,
-        host: str = "https://api.segment.io",
+        url: str = "https://api.segment.io",
         *,
         error_event_name: str = "Exception Occurred",
         timeout: float = 10.0,
@@ -126,42 +125,22 @@ class SegmentSink:
         if not write_key or not write_key.strip():
             raise ValueError("SegmentSink needs the source's write key (Source > Settings > API Keys)")
         self._write_key = write_key.strip()
-        self.host = host.rstrip("/")
         self.error_event_name = error_event_name
-        self.name = f"segment({self.host.split('://', 1)[-1]})"
-        self._transport = HTTPTransport(self.name, timeout=timeout)
-        self._dropped = 0
-        self._warned = False
+        super().__init__(url, name=f"segment({url.rstrip('/').split('://', 1)[-1]})", timeout=timeout)
 
-    def send(self, batch: Sequence[AnalyticsEvent]) -> None:
-        encoded = [(event, encode_json(to_segment(event, self.error_event_name))) for event in batch]
-        batches, oversized = split_by_size(encoded, MAX_MESSAGE_BYTES, MAX_BATCH_BYTES - ENVELOPE_BYTES)
-        if oversized:
-            self._dropped += len(oversized)
-            if not self._warned:
-                self._warned = True
-                _logger.warning(
-                    "%s: %d messages over Segment's 32 KB limit dropped (further ones are only counted)",
-                    self.name,
-                    len(oversized),
-                )
-        post_batches(batches, self._post)
+    @property
+    def endpoint(self) -> str:
+        return f"{self.url}/v1/batch"
 
-    def _post(self, batch: Sequence[tuple[AnalyticsEvent, bytes]]) -> None:
+    def encode(self, event: AnalyticsEvent) -> dict[str, Any]:
+        return to_segment(event, self.error_event_name)
+
+    def envelope(self) -> dict[str, Any]:
         # As analytics-python: the key both as basic-auth user and in the body.
-        head = encode_json({"sentAt": datetime.now(timezone.utc).isoformat(), "writeKey": self._write_key})
-        body = head[:-1] + b',"batch":' + join_json_array([data for _, data in batch]) + b"}"
-        self._transport.post_bytes(f"{self.host}/v1/batch", body, auth=(self._write_key, ""))
+        return {"sentAt": datetime.now(timezone.utc).isoformat(), "writeKey": self._write_key}
 
-    def take_dropped(self) -> int:
-        dropped, self._dropped = self._dropped, 0
-        return dropped
-
-    def close(self) -> None:
-        self._transport.close()
-
-    def __repr__(self) -> str:
-        return f"SegmentSink(write_key='***', host={self.host!r})"
+    def request_options(self) -> dict[str, Any]:
+        return {"auth": (self._write_key, "")}
 
 
 def from_url(parsed: SinkURL, error_event_name: Optional[str] = None) -> SegmentSink:
@@ -171,5 +150,5 @@ def from_url(parsed: SinkURL, error_event_name: Optional[str] = None) -> Segment
     if not parsed.host:
         raise parsed.error("no host")
     return SegmentSink(
-        parsed.credential, parsed.base_url, error_event_name=error_event_name or "Exception Occurred"
+        parsed.credential, url=parsed.base_url, error_event_name=error_event_name or "Exception Occurred"
     )

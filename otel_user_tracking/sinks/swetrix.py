@@ -10,24 +10,20 @@ an address, ``X-Client-IP-Address``: Swetrix derives unique visitors from the tw
 Swetrix takes one event per request, so a batch is sent concurrently over the pooled
 connections (at most ``concurrency`` at once) and only the events that failed with a
 retryable answer go back to the pipeline; events Swetrix refuses (400, 402, 403) are logged
-once per status with what the status means and counted as failed.
+with what the status means (logged once per kind by the pipeline) and counted as failed.
 """
 
 from __future__ import annotations
 
-import logging
 import re
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 from ..analytics.events import AnalyticsEvent
-from ._base import PermanentSinkError, RetryableSinkError
+from ._base import PermanentSinkError, RetryableSinkError, SendResult, SinkError
 from ._http import HTTPTransport
-from ._url import SinkURL
-
-_logger = logging.getLogger("otel_user_tracking.sinks.swetrix")
+from ._url import SinkURL, mask_url
 
 PROJECT_ID = re.compile(r"^[A-Za-z0-9-]{12}$")
 MAX_EVENT_NAME = 256
@@ -91,7 +87,7 @@ class SwetrixSink:
 
     Args:
         project_id: The 12-character project id from the Swetrix dashboard.
-        api_url: ``https://api.swetrix.com/log``, or your self-hosted ``.../log`` URL.
+        url: ``https://api.swetrix.com/log``, or your self-hosted ``.../log`` URL.
         concurrency: Requests in flight at once (and pooled connections).
         timeout: Seconds per request before that event is retried.
     """
@@ -101,7 +97,7 @@ class SwetrixSink:
     def __init__(
         self,
         project_id: str,
-        api_url: str = "https://api.swetrix.com/log",
+        url: str = "https://api.swetrix.com/log",
         *,
         concurrency: int = 8,
         timeout: float = 10.0,
@@ -113,63 +109,49 @@ class SwetrixSink:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.project_id = project_id
-        self.api_url = api_url.rstrip("/")
-        self.name = f"swetrix({self.api_url.split('://', 1)[-1].split('/', 1)[0]})"
+        self.url = url.rstrip("/")
+        self.name = f"swetrix({self.url.split('://', 1)[-1].split('/', 1)[0].rsplit('@', 1)[-1]})"
         self._transport = HTTPTransport(self.name, timeout=timeout, pool_size=concurrency)
         self._pool = ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix="otel-user-tracking-swetrix"
         )
-        self._lock = threading.Lock()
-        self._failed = 0
-        self._logged: set[int] = set()
 
-    def send(self, batch: Sequence[AnalyticsEvent]) -> None:
+    def send(self, batch: Sequence[AnalyticsEvent]) -> Optional[SendResult]:
         outcomes = list(self._pool.map(self._send_one, batch))
-        retry = [
-            (event, error) for event, error in zip(batch, outcomes) if isinstance(error, RetryableSinkError)
-        ]
-        if retry and len(retry) == len(batch):
-            raise retry[0][1]
-        if retry:
-            waits = [error.retry_after for _, error in retry if error.retry_after is not None]
-            raise RetryableSinkError(
-                f"{self.name}: {len(retry)} of {len(batch)} events failed: {retry[0][1]}",
-                retry_after=max(waits) if waits else None,
-                remaining=[event for event, _ in retry],
-            )
+        retry = [event for event, error in zip(batch, outcomes) if isinstance(error, RetryableSinkError)]
+        refused = [error for error in outcomes if isinstance(error, PermanentSinkError)]
+        if not retry and not refused:
+            return None
+        first = refused[0] if refused else next(error for error in outcomes if error is not None)
+        waits = [error.retry_after for error in outcomes if isinstance(error, RetryableSinkError)]
+        return SendResult(
+            retry=retry,
+            retry_after=max((wait for wait in waits if wait is not None), default=None),
+            failed=len(refused),
+            reason=f"{len(retry) + len(refused)} of {len(batch)} events failed: {self._explain(first)}",
+        )
 
-    def _send_one(self, event: AnalyticsEvent) -> Optional[Exception]:
+    def _send_one(self, event: AnalyticsEvent) -> Optional[SinkError]:
         suffix, payload, headers = to_swetrix(event, self.project_id)
         try:
-            self._transport.post_json(self.api_url + suffix, payload, headers=headers)
-        except RetryableSinkError as exc:
+            self._transport.post_json(self.url + suffix, payload, headers=headers)
+        except SinkError as exc:
             return exc
-        except PermanentSinkError as exc:
-            self._refused(exc)
         return None
 
-    def _refused(self, exc: PermanentSinkError) -> None:
-        match = re.search(r"HTTP (\d{3})", str(exc))
-        status = int(match.group(1)) if match else 0
-        with self._lock:
-            self._failed += 1
-            first = status not in self._logged
-            self._logged.add(status)
-        if first:
-            meaning = _MEANING.get(status, "Swetrix refused the event")
-            _logger.warning("%s; not retried (further ones only counted): %s", meaning, exc)
-
-    def take_failed(self) -> int:
-        with self._lock:
-            failed, self._failed = self._failed, 0
-        return failed
+    @staticmethod
+    def _explain(error: SinkError) -> str:
+        """The refusal with what its status means for a Swetrix project."""
+        match = re.search(r"HTTP (\d{3})", str(error))
+        meaning = _MEANING.get(int(match.group(1))) if match else None
+        return f"{meaning}: {error}" if meaning and isinstance(error, PermanentSinkError) else str(error)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._transport.close()
 
     def __repr__(self) -> str:
-        return f"SwetrixSink(project_id='***', api_url={self.api_url!r})"
+        return f"SwetrixSink(project_id='***', url={mask_url(self.url)!r})"
 
 
 def from_url(parsed: SinkURL) -> SwetrixSink:
@@ -180,4 +162,4 @@ def from_url(parsed: SinkURL) -> SwetrixSink:
         raise parsed.error("the project id must be 12 letters, digits or dashes")
     if not parsed.host:
         raise parsed.error("no host")
-    return SwetrixSink(parsed.credential, parsed.base_url)
+    return SwetrixSink(parsed.credential, url=parsed.base_url)

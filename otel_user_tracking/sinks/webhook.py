@@ -7,20 +7,19 @@ after a timeout may arrive twice.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Optional
+from typing import Any, Optional
 
 from ..analytics.events import AnalyticsEvent
-from ._http import HTTPTransport
+from ..env import WEBHOOK_AUTHORIZATION_ENV, webhook_authorization
+from ._http import HTTPBatchSink
 from ._url import SinkURL
 
-AUTHORIZATION_ENV = "OTEL_PYTHON_USER_TRACKING_WEBHOOK_AUTHORIZATION"
 
-
-class WebhookSink:
+class WebhookSink(HTTPBatchSink):
     """POST batches of events as JSON to ``url``.
+
+    Usage: ``WebhookSink("https://hooks.example/analytics", authorization="Bearer ...")``.
 
     Args:
         url: ``https://host/path`` (no credential in the URL; use ``authorization``).
@@ -30,36 +29,33 @@ class WebhookSink:
     """
 
     max_batch_size = 500
+    max_event_bytes = 1024 * 1024
+    max_body_bytes = 5 * 1024 * 1024
 
     def __init__(
         self, url: str, *, authorization: Optional[str] = None, timeout: float = 10.0, gzip: bool = False
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"webhook URL must start with http:// or https://, got {url!r}")
-        self.url = url
-        self.name = f"webhook({url.split('://', 1)[1].split('/', 1)[0]})"
+        if authorization is not None and any(char in authorization for char in "\r\n\0"):
+            raise ValueError("WebhookSink: the authorization value must not contain CR, LF or NUL")
+        host = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+        super().__init__(url, name=f"webhook({host})", timeout=timeout)
         self._headers = {"Authorization": authorization} if authorization else {}
-        self._gzip = gzip
-        self._transport = HTTPTransport(self.name, timeout=timeout)
+        self.gzip_body = gzip
 
-    def send(self, batch: Sequence[AnalyticsEvent]) -> None:
-        payload = {
-            "batch": [event.to_dict() for event in batch],
-            "sentAt": datetime.now(timezone.utc).isoformat(),
-        }
-        self._transport.post_json(self.url, payload, headers=self._headers, gzip_body=self._gzip)
+    def encode(self, event: AnalyticsEvent) -> dict[str, Any]:
+        return event.to_dict()
 
-    def close(self) -> None:
-        self._transport.close()
+    def envelope(self) -> dict[str, Any]:
+        return {"sentAt": datetime.now(timezone.utc).isoformat()}
 
-    def __repr__(self) -> str:
-        return f"WebhookSink({self.url!r})"
+    def request_options(self) -> dict[str, Any]:
+        return {"headers": self._headers}
 
 
 def from_url(parsed: SinkURL) -> WebhookSink:
     """``webhook+https://host/path``; the ``Authorization`` header comes from the environment."""
     if parsed.credential:
-        raise parsed.error(f"put the credential in {AUTHORIZATION_ENV}, not in the URL")
+        raise parsed.error(f"put the credential in {WEBHOOK_AUTHORIZATION_ENV}, not in the URL")
     if not parsed.host:
         raise parsed.error("no host")
-    return WebhookSink(parsed.base_url, authorization=os.environ.get(AUTHORIZATION_ENV) or None)
+    return WebhookSink(parsed.base_url, authorization=webhook_authorization())

@@ -1,0 +1,139 @@
+"""The app ``bench_socket.py`` serves, one variant per process (``BENCH_VARIANT``).
+
+A trivial Starlette page behind a middleware that logs a user in (``scope["user"]``, as
+Starlette's ``AuthenticationMiddleware`` would), an SDK ``TracerProvider`` with a
+``BatchSpanProcessor`` to an exporter that only counts, and per variant:
+
+* ``otel-defaults``: the contrib ``OpenTelemetryMiddleware`` as it comes (3 spans a request);
+* ``otel-1span``: the same with ``exclude_spans=["receive", "send"]`` (1 span);
+* ``ours-no-analytics``: ``UserTrackingMiddleware``, no analytics processor;
+* ``ours-default``: ``UserTrackingMiddleware`` and ``AnalyticsSpanProcessor`` to the SQLite store
+  at ``BENCH_DB`` (what ``opentelemetry-instrument`` sets up by default);
+* ``peer``: the 1-span middleware, three user attributes set by hand, and the official
+  ``posthog`` client's ``capture()`` per request to ``BENCH_POSTHOG`` (a loopback server).
+
+At lifespan shutdown everything is flushed and the counts are written to ``BENCH_STATS`` so
+the benchmark can check that each variant did its work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+import otel_user_tracking as out
+
+VARIANT = os.environ["BENCH_VARIANT"]
+
+
+class CountingExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+class User:
+    identity = "user-42"
+    display_name = "Jane"
+    email = "jane@example.com"
+    is_authenticated = True
+
+
+class LoggedIn:
+    """Puts the user in the scope, as Starlette's AuthenticationMiddleware does."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope["user"] = User()
+        await self.app(scope, receive, send)
+
+
+exporter = CountingExporter()
+provider = TracerProvider()
+provider.add_span_processor(BatchSpanProcessor(exporter))
+analytics = None
+posthog_client: Any = None
+
+if VARIANT == "ours-default":
+    analytics = out.AnalyticsSpanProcessor(sinks=[out.sinks.SQLiteSink(os.environ["BENCH_DB"])])
+    provider.add_span_processor(analytics)
+if VARIANT == "peer":
+    from posthog import Posthog
+
+    posthog_client = Posthog("phc_bench", host=os.environ["BENCH_POSTHOG"], sync_mode=False)
+
+
+async def page(request: Request) -> PlainTextResponse:
+    if VARIANT == "peer":
+        user = request.scope["user"]
+        span = trace.get_current_span()
+        span.set_attributes(
+            {"user.id": user.identity, "user.name": user.display_name, "user.email": user.email}
+        )
+        posthog_client.capture(
+            "$pageview", distinct_id=user.identity, properties={"$current_url": str(request.url)}
+        )
+    return PlainTextResponse("ok")
+
+
+async def shutdown() -> None:
+    stats: dict[str, Any] = {}
+    if analytics is not None:
+        analytics.force_flush(30_000)
+        stats["analytics"] = analytics.stats()[analytics.sinks[0].name].__dict__
+    if posthog_client is not None:
+        posthog_client.flush()
+        posthog_client.shutdown()
+    provider.force_flush(30_000)
+    stats["spans"] = exporter.count
+    with open(os.environ["BENCH_STATS"], "w", encoding="utf-8") as file:
+        json.dump(stats, file)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    yield
+    await shutdown()
+
+
+inner = Starlette(routes=[Route("/users/{id}", page)], lifespan=lifespan)
+if VARIANT == "otel-defaults":
+    traced: Any = OpenTelemetryMiddleware(inner, tracer_provider=provider)
+elif VARIANT in ("otel-1span", "peer"):
+    traced = OpenTelemetryMiddleware(inner, tracer_provider=provider, exclude_spans=["receive", "send"])
+else:
+    traced = out.UserTrackingMiddleware(inner, tracer_provider=provider)
+
+
+class Lifespan:
+    """Lifespan events reach the Starlette app whatever wraps it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await inner(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+app = Lifespan(LoggedIn(traced))

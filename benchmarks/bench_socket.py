@@ -1,0 +1,354 @@
+"""Requests per second and latency over a real socket: ours against OpenTelemetry and a peer stack.
+
+Each variant of ``_socket_app.py`` runs in its own uvicorn (httptools) on 127.0.0.1, pinned to
+core 0; the load generator is pinned to core 1 (``wrk`` when installed, else a bounded Python
+client). Rounds interleave the variants so the machine's drift hits all of them alike; the
+figures are medians over rounds, and the ratios are against the OTel 1-span middleware of
+the same run. After each run the server is stopped with SIGTERM and the benchmark checks that
+the variant did its work: spans exported, rows in the store equal to completed requests,
+captures received by the loopback PostHog server.
+
+Then a tail-latency probe: one request at a time on one connection, client and server each
+on their own core, for ours with and without analytics.
+
+Run: ``python benchmarks/bench_socket.py [--duration 8] [--rounds 3] [--connections 16]``
+(``pip install httptools`` first; ``apt-get install wrk`` for the load generator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+VARIANTS = ("otel-defaults", "otel-1span", "ours-no-analytics", "ours-default", "peer")
+BASELINE = "otel-1span"
+PATH = "/users/7"
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 40.0
+
+
+@dataclass
+class Run:
+    variant: str
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    check: str
+
+
+class CaptureServer:
+    """A loopback PostHog: answers 200 to every batch and counts the events in it."""
+
+    def __init__(self) -> None:
+        owner = self
+        self.events = 0
+        self._lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                batch = json.loads(body).get("batch", [])
+                with owner._lock:
+                    owner.events += len(batch)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _pin(core: int) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", str(core)]
+    return []
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(variant: str, workdir: Path, posthog_url: str) -> Iterator[tuple[int, Path, Path]]:
+    """Run one variant's uvicorn; yield (port, store path, stats path); SIGTERM it at the end."""
+    port = _free_port()
+    database = workdir / f"{variant}.db"
+    stats = workdir / f"{variant}.json"
+    for path in (database, stats, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        path.unlink(missing_ok=True)
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith("OTEL_")},
+        "BENCH_VARIANT": variant,
+        "BENCH_DB": str(database),
+        "BENCH_STATS": str(stats),
+        "BENCH_POSTHOG": posthog_url,
+        "OTEL_PYTHON_USER_TRACKING_SINKS": "none",
+    }
+    command = [
+        *_pin(0),
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "_socket_app:app",
+        "--app-dir",
+        str(HERE),
+        "--http",
+        "httptools",
+        "--loop",
+        "asyncio",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_until_listening(port, process)
+        yield port, database, stats
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def _wait_until_listening(port: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {process.stderr.read() if process.stderr else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server not listening on {port} within {START_TIMEOUT}s")
+
+
+def sequential(port: int, count: int, time_limit: float) -> list[float]:
+    """Latencies (seconds) of ``count`` requests, one at a time on one keep-alive connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    latencies = []
+    deadline = time.monotonic() + time_limit
+    try:
+        for _ in range(count):
+            if time.monotonic() > deadline:
+                break
+            start = time.perf_counter()
+            connection.request("GET", PATH)
+            response = connection.getresponse()
+            response.read()
+            latencies.append(time.perf_counter() - start)
+            if response.status != 200:
+                raise RuntimeError(f"status {response.status}")
+    finally:
+        connection.close()
+    return latencies
+
+
+def load(port: int, duration: float, connections: int) -> tuple[int, float, float, float]:
+    """(requests, req/s, p50 ms, p99 ms) of a closed-loop load: wrk when present."""
+    if shutil.which("wrk"):
+        return _wrk(port, duration, connections)
+    return _python_load(port, duration, connections)
+
+
+def _wrk(port: int, duration: float, connections: int) -> tuple[int, float, float, float]:
+    command = [
+        *_pin(1),
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{int(duration)}s",
+        "--latency",
+        f"http://127.0.0.1:{port}{PATH}",
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 30, check=True).stdout
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise RuntimeError(f"wrk saw failures:\n{output}")
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    return requests, rps, _wrk_ms(output, "50%"), _wrk_ms(output, "99%")
+
+
+def _wrk_ms(output: str, percentile: str) -> float:
+    value, unit = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def _python_load(port: int, duration: float, connections: int) -> tuple[int, float, float, float]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        mine = sequential(port, 10_000_000, duration)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(duration + 30)
+    elapsed = time.perf_counter() - start
+    ordered = sorted(latencies)
+    return len(ordered), len(ordered) / elapsed, _pct(ordered, 0.5) * 1000, _pct(ordered, 0.99) * 1000
+
+
+def _pct(ordered: list[float], fraction: float) -> float:
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+def check(
+    variant: str,
+    served: int,
+    connections: int,
+    database: Path,
+    stats_path: Path,
+    capture: CaptureServer,
+    before: int,
+) -> str:
+    """That the variant did its work, in a few words; raises when it did not.
+
+    The server also answers the requests still in flight when the load stops (at most one
+    per connection), so its own count of requests is the span count: the store must hold
+    exactly one pageview per server span, and the loopback PostHog one capture per span.
+    """
+    stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    handled = stats["spans"] // (3 if variant == "otel-defaults" else 1)
+    if not served <= handled <= served + connections:
+        raise RuntimeError(f"{variant}: {stats['spans']} spans exported for {served} requests")
+    if variant == "ours-default":
+        with sqlite3.connect(database) as db:
+            rows = db.execute("SELECT COUNT(*) FROM events WHERE type = 'pageview'").fetchone()[0]
+        if rows != handled:
+            raise RuntimeError(f"{variant}: {rows} rows in the store for {handled} server spans")
+        return f"{rows} rows = spans"
+    if variant == "peer":
+        captured = capture.events - before
+        if captured != handled:
+            raise RuntimeError(f"{variant}: {captured} captures for {handled} server spans")
+        return f"{captured} captures = spans"
+    return f"{stats['spans']} spans"
+
+
+def run_variant(
+    variant: str, workdir: Path, capture: CaptureServer, duration: float, connections: int
+) -> Run:
+    before = capture.events
+    with serve(variant, workdir, capture.url) as (port, database, stats):
+        warm = len(sequential(port, 300, 10))
+        requests, rps, p50, p99 = load(port, duration, connections)
+    return Run(
+        variant,
+        requests,
+        rps,
+        p50,
+        p99,
+        check(variant, requests + warm, connections, database, stats, capture, before),
+    )
+
+
+def probe(variant: str, workdir: Path, capture: CaptureServer, count: int) -> tuple[float, float]:
+    """(p50 ms, p99 ms) of one request at a time."""
+    with serve(variant, workdir, capture.url) as (port, _, _):
+        sequential(port, 300, 10)
+        ordered = sorted(sequential(port, count, 60))
+    return _pct(ordered, 0.5) * 1000, _pct(ordered, 0.99) * 1000
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--probe-requests", type=int, default=5000)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    args = parser.parse_args(argv)
+    variants = [name for name in args.variants.split(",") if name]
+    capture = CaptureServer()
+    runs: dict[str, list[Run]] = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory() as directory:
+        workdir = Path(directory)
+        for round_number in range(args.rounds):
+            for variant in variants:
+                run = run_variant(variant, workdir, capture, args.duration, args.connections)
+                runs[variant].append(run)
+                print(
+                    f"round {round_number + 1} {variant:18} {run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms"
+                    f"  p99 {run.p99_ms:6.2f} ms  ({run.check})",
+                    flush=True,
+                )
+        medians = {
+            name: (
+                statistics.median(r.rps for r in rs),
+                statistics.median(r.p50_ms for r in rs),
+                statistics.median(r.p99_ms for r in rs),
+            )
+            for name, rs in runs.items()
+        }
+        base = medians.get(BASELINE)
+        print(
+            f"\nmedians of {args.rounds} rounds, {args.connections} connections, {args.duration:.0f} s each"
+        )
+        print(f"{'variant':18} {'req/s':>8} {'vs 1-span':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99 vs':>7}")
+        for name, (rps, p50, p99) in medians.items():
+            ratio = f"{rps / base[0]:.2f}" if base else "-"
+            tail = f"{p99 / base[2]:.2f}" if base else "-"
+            print(f"{name:18} {rps:8.0f} {ratio:>9} {p50:7.2f} {p99:7.2f} {tail:>7}")
+        if args.probe_requests:
+            print(f"\none request at a time ({args.probe_requests} requests), per-request latency")
+            probes = {
+                name: probe(name, workdir, capture, args.probe_requests)
+                for name in ("ours-no-analytics", "ours-default")
+            }
+            for name, (p50, p99) in probes.items():
+                print(f"{name:18} p50 {p50:6.3f} ms  p99 {p99:6.3f} ms")
+            ratio = probes["ours-default"][1] / probes["ours-no-analytics"][1]
+            print(f"  p99 default stack / without analytics: {ratio:.2f}")
+    capture.close()
+
+
+if __name__ == "__main__":
+    main()

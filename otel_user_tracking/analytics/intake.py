@@ -1,0 +1,176 @@
+"""The request path's hand-off to analytics: a bounded span queue and the thread that converts.
+
+``put`` runs in ``on_end``, on the request path: a deque append under a lock and, at most
+once per batch, a notify. One converter thread per processor turns the queued spans into
+events once (not once per sink) and offers them to every sink's pipeline, so spans are
+held only briefly: what waits for a slow or dead backend is the compact events, and a
+backend that hangs never stops the conversion for the others.
+
+The converter works in slices and yields the GIL between them: CPython hands the GIL to a
+waiting thread only every ``sys.getswitchinterval()`` (5 ms) unless the holder lets go, and
+the event loop serving requests is that waiting thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Callable, Optional
+
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk.trace import ReadableSpan
+
+from .._errors import report_internal_error
+from ..config import Config
+from .events import AnalyticsEvent
+from .pipeline import SinkPipeline
+from .settings import DeliverySettings
+
+_logger = logging.getLogger(__name__)
+
+Item = tuple[ReadableSpan, Config]
+Convert = Callable[[ReadableSpan, Config], Sequence[AnalyticsEvent]]
+
+SLICE = 32  # spans converted between two yields of the GIL (~0.1 ms)
+MAX_WAIT = 0.5  # seconds a queued span waits at most before conversion
+
+
+class SpanIntake:
+    """Queue finished spans; a converter thread turns them into events for the pipelines.
+
+    Args:
+        pipelines: The sinks' pipelines every event is offered to.
+        settings: ``max_queue_size`` bounds the span queue; ``flush_at`` wakes the converter.
+        convert: Span and its app's Config to events (``conversion.convert_span``).
+    """
+
+    def __init__(
+        self, pipelines: Sequence[SinkPipeline], settings: DeliverySettings, convert: Convert
+    ) -> None:
+        self._pipelines = list(pipelines)
+        self._convert = convert
+        self._max_items = settings.max_queue_size
+        self._wake_at = max(1, min(settings.flush_at, 512))
+        self._interval = min(settings.flush_interval, MAX_WAIT)
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._idle = threading.Condition(self._lock)
+        self._items: collections.deque[Item] = collections.deque()
+        self._converting = 0
+        self._flush_requested = 0
+        self._flush_done = 0
+        self._stopping = False
+        self._thread: Optional[threading.Thread] = None
+
+    # -- request path -------------------------------------------------------------------
+
+    def put(self, item: Item) -> None:
+        """Queue a finished span; when the queue is full it is dropped and counted."""
+        with self._lock:
+            if self._stopping or len(self._items) >= self._max_items:
+                refused = True
+            else:
+                refused = False
+                self._items.append(item)
+                if self._thread is None:
+                    self._start()
+                if len(self._items) == self._wake_at:
+                    self._wake.notify()
+        if refused:
+            events = 1 + len(item[0].events)  # the pageview and its span events, unconverted
+            for pipeline in self._pipelines:
+                pipeline.count_lost(events, f"span queue full ({self._max_items} spans) or shut down")
+
+    # -- control ------------------------------------------------------------------------
+
+    def flush(self, deadline: float) -> bool:
+        """Convert everything queued now and hand it to the pipelines; False past ``deadline``."""
+        with self._lock:
+            if self._thread is None or (not self._items and not self._converting):
+                return True
+            self._flush_requested += 1
+            ticket = self._flush_requested
+            self._wake.notify()
+            while self._flush_done < ticket:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+            return True
+
+    def stop(self, deadline: float) -> bool:
+        """Convert what is queued, then refuse new spans; False past ``deadline``."""
+        done = self.flush(deadline)
+        with self._lock:
+            self._stopping = True
+            leftover = list(self._items)
+            self._items.clear()
+            self._wake.notify()
+        for span, _ in leftover:
+            for pipeline in self._pipelines:
+                pipeline.count_lost(1 + len(span.events), "still unconverted at shutdown")
+        return done and not leftover
+
+    def after_fork(self) -> None:
+        """In a forked child the converter thread is gone and locks may be held: start clean."""
+        self._reset_state()
+
+    # -- converter ----------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="otel-user-tracking-convert", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with suppress_instrumentation():
+            while True:
+                with self._lock:
+                    self._wait_for_work()
+                    if self._stopping and not self._items:
+                        return
+                    items = list(self._items)
+                    self._items.clear()
+                    self._converting = len(items)
+                    ticket = self._flush_requested
+                self._convert_all(items)
+                with self._lock:
+                    self._converting = 0
+                    self._flush_done = max(self._flush_done, ticket)
+                    self._idle.notify_all()
+
+    def _wait_for_work(self) -> None:
+        deadline = time.monotonic() + self._interval
+        while not self._stopping and self._flush_requested == self._flush_done:
+            if len(self._items) >= self._wake_at:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if self._items:
+                    return
+                deadline = time.monotonic() + self._interval
+                remaining = self._interval
+            self._wake.wait(remaining)
+
+    def _convert_all(self, items: list[Item]) -> None:
+        convert = self._convert
+        for start in range(0, len(items), SLICE):
+            events: list[AnalyticsEvent] = []
+            for span, config in items[start : start + SLICE]:
+                try:
+                    events.extend(convert(span, config))
+                except Exception as exc:
+                    # Never raised here: it would kill the converter and stop all analytics.
+                    report_internal_error("convert_span", exc, user_code=True)
+                    for pipeline in self._pipelines:
+                        pipeline.count_lost(
+                            1, f"converting a span failed with {type(exc).__name__}", "failed"
+                        )
+            for pipeline in self._pipelines:
+                pipeline.offer(events)
+            time.sleep(0)  # let the event loop have the GIL now, not at the next switch interval

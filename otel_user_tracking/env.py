@@ -1,0 +1,175 @@
+"""Every ``OTEL_PYTHON_USER_TRACKING_*`` variable, parsed here and nowhere else.
+
+Each parser raises ``ValueError`` naming the exact variable, its value and what is allowed,
+so a typo stops the start with a fix instead of running with a default nobody chose.
+Explicit code beats the environment, which beats defaults: these only return what the
+environment sets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Any, Optional
+
+from .analytics.settings import DeliverySettings, describe_range
+from .policy import FIELD_MODES, HASH_KEY_ENV, IP_MODES, TagPolicy
+
+ENV_PREFIX = "OTEL_PYTHON_USER_TRACKING_"
+ENV_SINKS = ENV_PREFIX + "SINKS"
+ENV_EXCLUDED_URLS = ENV_PREFIX + "EXCLUDED_URLS"
+OTEL_EXCLUDED_URLS = "OTEL_PYTHON_EXCLUDED_URLS"
+WEBHOOK_AUTHORIZATION_ENV = ENV_PREFIX + "WEBHOOK_AUTHORIZATION"
+RAISE_INTERNAL_ERRORS_ENV = ENV_PREFIX + "RAISE_INTERNAL_ERRORS"
+DEFAULT_SINKS = "sqlite:///./otel-user-tracking.db"
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def as_tuple(value: str | Sequence[str]) -> tuple[str, ...]:
+    """Items of a comma-separated string or a sequence, stripped, empty ones left out."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(item.strip() for item in items if item and item.strip())
+
+
+def _environ(env: Optional[Mapping[str, str]]) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def _env_choice(env: Mapping[str, str], name: str, choices: Sequence[str]) -> Optional[str]:
+    raw = env.get(ENV_PREFIX + name)
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ValueError(f"{ENV_PREFIX}{name}={raw!r} is not allowed; use one of: {', '.join(choices)}")
+    return value
+
+
+def _env_bool(env: Mapping[str, str], name: str) -> Optional[bool]:
+    raw = env.get(ENV_PREFIX + name)
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{ENV_PREFIX}{name}={raw!r} is not allowed; use true or false")
+
+
+def delivery_from_env(env: Optional[Mapping[str, str]] = None) -> DeliverySettings:
+    """Analytics delivery settings from ``OTEL_PYTHON_USER_TRACKING_FLUSH_AT`` and friends.
+
+    Every option of ``DeliverySettings`` has a variable named after it in upper case
+    (``FLUSH_INTERVAL``, ``MAX_QUEUE_SIZE``, ``SHUTDOWN_TIMEOUT``...); unset ones keep
+    their defaults.
+    """
+    source = _environ(env)
+    values: dict[str, Any] = {}
+    for item in fields(DeliverySettings):
+        name = ENV_PREFIX + item.name.upper()
+        raw = source.get(name)
+        if raw is None or not raw.strip():
+            continue
+        whole = item.type in (int, "int")
+        try:
+            values[item.name] = int(raw.strip()) if whole else float(raw.strip())
+        except ValueError:
+            kind = "a whole number" if whole else "a number"
+            raise ValueError(
+                f"{name}={raw!r} is not allowed; use {kind} from {describe_range(item.name)}"
+            ) from None
+        try:
+            DeliverySettings(**{item.name: values[item.name]})
+        except ValueError:
+            raise ValueError(f"{name}={raw!r} is not allowed; use {describe_range(item.name)}") from None
+    return DeliverySettings(**values)
+
+
+def policy_from_env(env: Mapping[str, str]) -> TagPolicy:
+    """The TagPolicy the ``OTEL_PYTHON_USER_TRACKING_*`` variables describe."""
+    params: dict[str, Any] = {}
+    for attr in ("id", "name", "email"):
+        mode = _env_choice(env, attr.upper(), FIELD_MODES)
+        if mode is not None:
+            params[attr] = mode
+    ip = _env_choice(env, "IP", IP_MODES)
+    if ip is not None:
+        params["ip"] = ip
+    roles = _env_bool(env, "ROLES")
+    if roles is not None:
+        params["roles"] = roles
+    key = env.get(HASH_KEY_ENV)
+    if key:
+        params["hash_key"] = key
+    proxies = env.get(ENV_PREFIX + "TRUSTED_PROXIES")
+    if proxies:
+        params["trusted_proxies"] = as_tuple(proxies)
+    try:
+        return TagPolicy(**params)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (from {_policy_variables(env)})") from None
+
+
+def config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """The Config fields the environment sets (only those it sets)."""
+    values: dict[str, Any] = {"tag_policy": policy_from_env(env)}
+    excluded = env.get(ENV_EXCLUDED_URLS) or env.get(OTEL_EXCLUDED_URLS)
+    if excluded:
+        values["excluded_urls"] = as_tuple(excluded)
+    for name, attr in (
+        ("CHILD_SPANS", "child_spans"),
+        ("INTERNAL_SPANS", "internal_spans"),
+        ("HONOR_PRIVACY_SIGNALS", "honor_privacy_signals"),
+        ("IGNORE_BOTS", "ignore_bots"),
+        ("ANALYTICS_SAMPLER", "analytics_sampler"),
+    ):
+        flag = _env_bool(env, name)
+        if flag is not None:
+            values[attr] = flag
+    status = env.get(ENV_PREFIX + "MIN_STATUS_TO_CAPTURE")
+    if status:
+        if not status.strip().isdigit():
+            raise ValueError(
+                f"{ENV_PREFIX}MIN_STATUS_TO_CAPTURE={status!r} is not allowed; use a status such as 500"
+            )
+        values["min_status_to_capture"] = int(status)
+    for name, attr in (("SESSION_HEADER", "session_header"), ("SITE", "site")):
+        text = env.get(ENV_PREFIX + name)
+        if text:
+            values[attr] = text.strip()
+    scrub = env.get(ENV_PREFIX + "SCRUB_QUERY_KEYS")
+    if scrub:
+        values["scrub_query_keys"] = frozenset(as_tuple(scrub))
+    return values
+
+
+def _policy_variables(env: Mapping[str, str]) -> str:
+    names = [
+        ENV_PREFIX + name for name in ("ID", "NAME", "EMAIL", "IP", "ROLES", "HASH_KEY", "TRUSTED_PROXIES")
+    ]
+    present = [name for name in names if env.get(name)]
+    return ", ".join(present) or "the policy defaults"
+
+
+def sinks_setting(env: Optional[Mapping[str, str]] = None) -> str:
+    """The raw ``OTEL_PYTHON_USER_TRACKING_SINKS`` value, or the SQLite default."""
+    return _environ(env).get(ENV_SINKS, "").strip() or DEFAULT_SINKS
+
+
+def webhook_authorization(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """The ``Authorization`` header value for webhook sinks built from URLs."""
+    return _environ(env).get(WEBHOOK_AUTHORIZATION_ENV) or None
+
+
+def hash_key(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """The key for the policy's "hash" mode."""
+    return _environ(env).get(HASH_KEY_ENV) or None
+
+
+def raise_internal_errors(env: Optional[Mapping[str, str]] = None) -> bool:
+    """True when internal errors re-raise instead of being swallowed (our own test suite)."""
+    return _environ(env).get(RAISE_INTERNAL_ERRORS_ENV) == "1"

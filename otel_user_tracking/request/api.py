@@ -1,0 +1,82 @@
+"""The calls a handler makes during a request: ``set_user``, ``track``, ``capture_exception``.
+
+Each finds the request through the contextvar the middleware set, so it reaches the
+request's server span even under a child span, and does nothing outside a request. None of
+them raises into the handler, except ``track`` for an invalid name or meta (a bug in the
+calling code, caught at the call rather than lost).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Optional, Sequence
+
+from .. import attributes as attrs
+from .._errors import report_internal_error
+from ..analytics.events import new_event_id, validate_event_name, validate_meta
+from .exceptions import record_exception_once
+from .identity import UserInfo
+from .state import _current, current_request
+from .user_tags import apply_user
+
+_logger = logging.getLogger(__name__)
+
+
+def set_user(
+    id: Any = None,
+    name: Optional[str] = None,
+    email: Optional[str] = None,
+    roles: Optional[Sequence[str]] = None,
+    **extra: Any,
+) -> None:
+    """Tag the current request's server span with the user, like ``sentry_sdk.set_user``.
+
+    Call it after login, in a handler or a dependency; it wins over every other way of
+    finding the user. The TagPolicy decides what is exported. Outside a request it does nothing.
+    """
+    state = current_request()
+    if state is None:
+        return
+    try:
+        state.explicit_user = UserInfo.from_values(id, name, email, roles)
+        apply_user(state, state.explicit_user)
+    except Exception as exc:  # never raise into the handler
+        report_internal_error("set_user", exc)
+
+
+def capture_exception(exc: BaseException) -> None:
+    """Record a handled exception as one ``exception`` event on the request's server span."""
+    state = _current.get()
+    if state is None:
+        return
+    try:
+        record_exception_once(state, exc, escaped=False)
+    except Exception as error:
+        report_internal_error("capture_exception", error)
+
+
+def track(name: str, meta: Optional[Mapping[str, Any]] = None) -> None:
+    """Record a custom analytics event on the request's server span.
+
+    Usage: ``track("CHECKOUT_COMPLETED", meta={"plan": "pro"})``. The event shows in the
+    trace as a span event, and the AnalyticsSpanProcessor turns it into a custom event.
+    Raises ``ValueError`` at the call for a bad name or meta (1-256 characters, no control
+    characters; meta values str/int/float/bool, at most 100 keys). Outside a request the
+    event has nowhere to go: it is logged at debug level and dropped.
+    """
+    validate_event_name(name)
+    clean = validate_meta(meta)
+    state = _current.get()
+    if state is None:
+        _logger.debug("track() called outside a request; event dropped")
+        return
+    try:
+        event_attributes: dict[str, Any] = {
+            attrs.EVENT_TYPE: "custom",
+            attrs.EVENT_ID: new_event_id(),
+        }
+        for key, value in clean.items():
+            event_attributes[attrs.EVENT_META_PREFIX + key] = value
+        state.span.add_event(name, event_attributes)
+    except Exception as exc:
+        report_internal_error("track", exc)
