@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind
 
 from .. import attributes as attrs
 from .._errors import report_internal_error
+from .._spans import span_attributes
 from ..config import Config
 from .events import AnalyticsEvent, encode_meta
 
@@ -46,7 +47,7 @@ def convert_span(span: ReadableSpan, config: Config) -> list[AnalyticsEvent]:
     method, bot and filter rules), then one error event per ``exception`` span event and one
     custom event per ``track()`` call.
     """
-    attributes = _attribute_dict(span)
+    attributes = span_attributes(span)
     request_type = attributes.get(attrs.REQUEST_TYPE)
     if request_type is None or attributes.get(attrs.EXCLUDED):
         return []
@@ -132,19 +133,6 @@ def convert_span(span: ReadableSpan, config: Config) -> list[AnalyticsEvent]:
 
 
 _NONE: Mapping[str, Any] = {}
-
-
-def _attribute_dict(span: ReadableSpan) -> Mapping[str, Any]:
-    """The span's attributes as a plain dict, without copying when the SDK's is at hand.
-
-    The public ``span.attributes`` is a read-only proxy over a ``BoundedAttributes`` whose
-    every lookup is a Python-level call; reading its inner dict saves most of the cost.
-    """
-    bounded = getattr(span, "_attributes", None)
-    inner = getattr(bounded, "_dict", None)
-    if isinstance(inner, dict):
-        return inner
-    return dict(span.attributes or _NONE)
 
 
 def _request_fields(attributes: Mapping[str, Any], config: Config) -> tuple[Any, ...]:

@@ -13,6 +13,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from .. import attributes as attrs
+from .._spans import span_attributes
 from ..config import Config
 from ..types import Message, Scope
 from .bots import is_bot
@@ -116,8 +117,7 @@ def finish(state: RequestState) -> None:
     route = route_template(scope)
     if route is None:
         return
-    existing = getattr(span, "attributes", None) or {}
-    if attrs.HTTP_ROUTE not in existing:
+    if state.created or attrs.HTTP_ROUTE not in span_attributes(span):
         span.set_attribute(attrs.HTTP_ROUTE, route)
     if state.created:
         method = "WS" if scope["type"] == "websocket" else str(scope.get("method", "HTTP"))

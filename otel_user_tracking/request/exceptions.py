@@ -8,11 +8,10 @@ events for one error. Every report goes through ``record_exception_once``.
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from opentelemetry.trace import Span
-
-from .state import RequestState
+if TYPE_CHECKING:
+    from .state import RequestState
 
 
 def record_exception_once(state: RequestState, exc: BaseException, *, escaped: bool) -> None:
@@ -38,12 +37,14 @@ def record_exception_once(state: RequestState, exc: BaseException, *, escaped: b
         return
     state.recorded.append(exc)
     if state.span.is_recording():
-        _record(state.span, exc, escaped=escaped)
+        _record(state, exc, escaped=escaped)
 
 
-def _record(span: Span, exc: BaseException, *, escaped: bool, timestamp: Optional[int] = None) -> None:
-    original = getattr(span, "_otel_user_tracking_record_exception", None)
-    (original or span.record_exception)(exc, timestamp=timestamp, escaped=escaped)
+def _record(
+    state: RequestState, exc: BaseException, *, escaped: bool, timestamp: Optional[int] = None
+) -> None:
+    record = state.original_record_exception or state.span.record_exception
+    record(exc, timestamp=timestamp, escaped=escaped)
 
 
 def flush_pending_exceptions(state: RequestState) -> None:
@@ -55,29 +56,38 @@ def flush_pending_exceptions(state: RequestState) -> None:
             continue
         state.recorded.append(exc)
         if state.span.is_recording():
-            _record(state.span, exc, escaped=escaped, timestamp=timestamp)
+            _record(state, exc, escaped=escaped, timestamp=timestamp)
 
 
-def deduplicate_exception_events(state: RequestState) -> None:
+def route_exceptions_through(state: RequestState) -> None:
     """Route every layer's ``span.record_exception`` through ``record_exception_once``.
 
     The ASGI middleware, FastAPI's exception middleware and Starlette's OpenTelemetry
     middleware each record the exception they see; on one span that would be several
-    events for one error.
+    events for one error. The span's own method is kept on the state for the one real
+    recording.
     """
     span = state.span
-    original = span.record_exception
+    try:
+        state.original_record_exception = span.record_exception
+        span.record_exception = _Hook(state)  # type: ignore[method-assign]
+    except (AttributeError, TypeError):
+        state.original_record_exception = None
 
-    def record_exception(
+
+class _Hook:
+    """``span.record_exception`` while the request runs: records each exception once."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: RequestState) -> None:
+        self.state = state
+
+    def __call__(
+        self,
         exception: BaseException,
         attributes: Any = None,
         timestamp: Optional[int] = None,
         escaped: bool = False,
     ) -> None:
-        record_exception_once(state, exception, escaped=escaped)
-
-    try:
-        span._otel_user_tracking_record_exception = original  # type: ignore[attr-defined]
-        span.record_exception = record_exception  # type: ignore[method-assign]
-    except (AttributeError, TypeError):
-        return
+        record_exception_once(self.state, exception, escaped=escaped)

@@ -6,7 +6,8 @@ is an int, a UUID or None, a mapping instead of an object. Nothing here raises.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, MutableMapping, NamedTuple, Optional
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, NamedTuple, Optional
 
 from .._errors import report_internal_error
 
@@ -64,11 +65,11 @@ def _roles(value: Any) -> tuple[str, ...]:
     return tuple(roles)
 
 
-def _read(user: Any, names: tuple[str, ...]) -> Any:
+def _read(user: Any, names: tuple[str, ...], is_mapping: bool) -> Any:
     """The first present, non-None field among ``names`` on an object or a mapping."""
     for name in names:
         try:
-            value = user.get(name) if isinstance(user, Mapping) else getattr(user, name, None)
+            value = user.get(name) if is_mapping else getattr(user, name, None)
         except Exception as exc:  # a property of the app's user object raised
             report_internal_error(f"user.{name}", exc, user_code=True)
             continue
@@ -87,14 +88,14 @@ def user_from_object(user: Any) -> Optional[UserInfo]:
         return user
     if isinstance(user, (str, int)) and not isinstance(user, bool):
         return UserInfo(id=_text(user))
-    authenticated = _read(user, ("is_authenticated",))
-    if authenticated is False:
+    is_mapping = isinstance(user, Mapping)
+    if _read(user, ("is_authenticated",), is_mapping) is False:
         return None
     info = UserInfo.from_values(
-        _read(user, _ID_FIELDS),
-        _read(user, _NAME_FIELDS),
-        _read(user, _EMAIL_FIELDS),
-        _read(user, _ROLE_FIELDS),
+        _read(user, _ID_FIELDS, is_mapping),
+        _read(user, _NAME_FIELDS, is_mapping),
+        _read(user, _EMAIL_FIELDS, is_mapping),
+        _read(user, _ROLE_FIELDS, is_mapping),
     )
     return None if info.is_empty else info
 

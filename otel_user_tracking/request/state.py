@@ -8,44 +8,73 @@ even when called under a child span.
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from opentelemetry.trace import Span
 
 from ..handoff import pin_config
+from .exceptions import route_exceptions_through
 from .identity import UserInfo
 
 if TYPE_CHECKING:
     from ..config import Config
 
 
-@dataclass
 class RequestState:
-    """What the middleware knows about the request in flight."""
+    """What the middleware knows about the request in flight.
 
-    span: Span
-    scope: Any
-    config: Config
-    explicit_user: Optional[UserInfo] = None
-    applied_user: Optional[UserInfo] = None
-    user_id: Optional[str] = None  # policy-processed, copied onto child spans
-    status_code: Optional[int] = None
-    active: bool = True  # False once the response has ended
-    finished: bool = False
-    created: bool = False  # the span is ours to name and to give its status
-    status_setter: Optional[Any] = None  # sets the HTTP status on a span we made
-    recorded: list[BaseException] = field(default_factory=list)
-    # exceptions an exception handler answered: never "escaped", whoever reports them later
-    handled: list[BaseException] = field(default_factory=list)
-    # exceptions seen while active, recorded when the response ends: (exc, timestamp, escaped)
-    pending: list[tuple[BaseException, int, bool]] = field(default_factory=list)
+    A plain slotted class: one is made per request, and a dataclass with list factories
+    costs several times more to create.
+    """
 
-    def __post_init__(self) -> None:
-        from .exceptions import deduplicate_exception_events
+    __slots__ = (
+        "active",
+        "applied_user",
+        "config",
+        "created",
+        "explicit_user",
+        "finished",
+        "handled",
+        "original_record_exception",
+        "pending",
+        "recorded",
+        "scope",
+        "span",
+        "status_code",
+        "status_setter",
+        "user_id",
+        "user_source",
+    )
 
-        deduplicate_exception_events(self)
-        pin_config(self.span, self.config)
+    def __init__(
+        self,
+        span: Span,
+        scope: Any,
+        config: Config,
+        *,
+        created: bool = False,
+        status_setter: Optional[Callable[[Span, int], None]] = None,
+    ) -> None:
+        self.span = span
+        self.scope = scope
+        self.config = config
+        self.created = created  # the span is ours to name and to give its status
+        self.status_setter = status_setter  # sets the HTTP status on a span we made
+        self.explicit_user: Optional[UserInfo] = None  # from set_user(): wins over the rest
+        self.applied_user: Optional[UserInfo] = None
+        self.user_source: Any = None  # the scope's user object that gave applied_user
+        self.user_id: Optional[str] = None  # policy-processed, copied onto child spans
+        self.status_code: Optional[int] = None
+        self.active = True  # False once the response has ended
+        self.finished = False
+        self.recorded: list[BaseException] = []
+        # exceptions an exception handler answered: never "escaped", whoever reports them later
+        self.handled: list[BaseException] = []
+        # exceptions seen while active, recorded when the response ends: (exc, timestamp, escaped)
+        self.pending: list[tuple[BaseException, int, bool]] = []
+        self.original_record_exception: Optional[Callable[..., None]] = None
+        route_exceptions_through(self)
+        pin_config(span, config)
 
 
 _current: contextvars.ContextVar[Optional[RequestState]] = contextvars.ContextVar(

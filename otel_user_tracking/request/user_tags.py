@@ -43,7 +43,18 @@ def apply_user(state: RequestState, user: Optional[UserInfo]) -> None:
 
 
 def refresh_user(state: RequestState) -> None:
-    """Resolve the user again (unless ``set_user()`` named one) and tag the span if it changed."""
+    """Resolve the user again (unless ``set_user()`` named one) and tag the span if it changed.
+
+    Runs at response start and at the end, so a login inside the handler is seen; when
+    ``scope["user"]`` is still the very object already read (the common case: Starlette's
+    ``AuthenticationMiddleware`` sets it once), reading it again is skipped.
+    """
     if state.explicit_user is not None:
         return
-    apply_user(state, resolve_user(state.scope, state.config.user_resolver))
+    source = state.scope.get("user")
+    if state.config.user_resolver is None and source is not None and source is state.user_source:
+        return
+    user = resolve_user(state.scope, state.config.user_resolver)
+    if user is not None:
+        state.user_source = source
+    apply_user(state, user)
