@@ -72,8 +72,24 @@ provider.add_span_processor(BatchSpanProcessor(exporter))
 analytics = None
 posthog_client: Any = None
 
+class NullSink:
+    """For profiling only (``BENCH_SINK=null``): the analytics path without the store."""
+
+    name = "null"
+    max_batch_size = 1000
+
+    def send(self, batch: Sequence[Any]) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
 if VARIANT == "ours-default":
-    analytics = out.AnalyticsSpanProcessor(sinks=[out.sinks.SQLiteSink(os.environ["BENCH_DB"])])
+    null = os.environ.get("BENCH_SINK") == "null"
+    sink: Any = NullSink() if null else out.sinks.SQLiteSink(os.environ["BENCH_DB"])
+    chosen = [] if os.environ.get("BENCH_SINK") == "none" else [sink]
+    analytics = out.AnalyticsSpanProcessor(sinks=chosen)
     provider.add_span_processor(analytics)
 if VARIANT == "peer":
     from posthog import Posthog
@@ -98,7 +114,7 @@ async def shutdown() -> None:
     stats: dict[str, Any] = {}
     if analytics is not None:
         analytics.force_flush(30_000)
-        stats["analytics"] = analytics.stats()[analytics.sinks[0].name].__dict__
+        stats["analytics"] = {name: s.__dict__ for name, s in analytics.stats().items()}
     if posthog_client is not None:
         posthog_client.flush()
         posthog_client.shutdown()
@@ -137,3 +153,32 @@ class Lifespan:
 
 
 app = Lifespan(LoggedIn(traced))
+
+if os.environ.get("BENCH_GC_LOG"):  # profiling aid: how long the collector pauses the server
+    import gc
+    import sys
+    import time as _time
+
+    _gc_started: list[float] = []
+    _gc_pauses: list[tuple[int, float]] = []
+
+    def _gc_timer(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            _gc_started.append(_time.perf_counter())
+        elif _gc_started:
+            _gc_pauses.append((info["generation"], _time.perf_counter() - _gc_started.pop()))
+
+    gc.callbacks.append(_gc_timer)
+
+    import atexit
+
+    @atexit.register
+    def _report_gc() -> None:
+        for generation in (0, 1, 2):
+            pauses = sorted(p for g, p in _gc_pauses if g == generation)
+            if pauses:
+                print(
+                    f"gc gen{generation}: {len(pauses)} pauses, max {pauses[-1] * 1000:.2f} ms, "
+                    f"total {sum(pauses) * 1000:.1f} ms",
+                    file=sys.stderr,
+                )

@@ -25,6 +25,7 @@ from typing import Optional
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
+from .._cooperate import background_priority
 from .._throttle import ThrottledLog
 from ..sinks import PermanentSinkError, RetryableSinkError, SendResult, Sink
 from .events import AnalyticsEvent
@@ -189,6 +190,7 @@ class SinkPipeline:
         self._thread.start()
 
     def _run(self) -> None:
+        background_priority()
         # Our own HTTP calls must not become spans (nor analytics of analytics).
         with suppress_instrumentation():
             while True:

@@ -57,7 +57,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"CREATE INDEX IF NOT EXISTS {TABLE}_type_name_ts ON {TABLE} (type, name, ts_us)",
     ),
 )
-INSERT = f"INSERT OR IGNORE INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_VALUES = f"({', '.join('?' * len(COLUMNS))})"
+INSERT = f"INSERT OR IGNORE INTO {TABLE} ({', '.join(COLUMNS)}) VALUES {_VALUES}"
+CHUNK = 8  # rows per multi-row INSERT: one statement step instead of sixteen
+INSERT_CHUNK = f"INSERT OR IGNORE INTO {TABLE} ({', '.join(COLUMNS)}) VALUES {', '.join([_VALUES] * CHUNK)}"
 
 
 class SchemaError(Exception):

@@ -14,7 +14,6 @@ from typing import Any, Mapping, Optional, Sequence
 from .. import attributes as attrs
 from .._errors import report_internal_error
 from ..analytics.events import new_event_id, validate_event_name, validate_meta
-from .exceptions import record_exception_once
 from .identity import UserInfo
 from .state import _current, current_request
 from .user_tags import apply_user
@@ -50,7 +49,7 @@ def capture_exception(exc: BaseException) -> None:
     if state is None:
         return
     try:
-        record_exception_once(state, exc, escaped=False)
+        state.exceptions.record_once(exc, escaped=False)
     except Exception as error:
         report_internal_error("capture_exception", error)
 

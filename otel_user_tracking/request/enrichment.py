@@ -18,7 +18,6 @@ from ..config import Config
 from ..types import Message, Scope
 from .bots import is_bot
 from .client_address import mentioned_addresses, resolve_client_address
-from .exceptions import flush_pending_exceptions, record_exception_once
 from .headers import read_facts
 from .scrubbing import QueryScrubber, clean_attributes, enforce_on_span
 from .state import RequestState
@@ -101,7 +100,7 @@ def note_response_start(state: RequestState, message: Message) -> None:
         if isinstance(handled, Exception):
             # Sent while handling an exception, outside every layer of the app: Starlette's
             # ServerErrorMiddleware, which re-raises it after this 500.
-            record_exception_once(state, handled, escaped=status >= 500)
+            state.exceptions.record_once(handled, escaped=status >= 500)
     refresh_user(state)
 
 
@@ -112,7 +111,7 @@ def finish(state: RequestState) -> None:
         return
     state.finished = True
     refresh_user(state)
-    flush_pending_exceptions(state)
+    state.exceptions.flush()
     scope = state.scope
     route = route_template(scope)
     if route is None:

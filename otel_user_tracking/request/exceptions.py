@@ -2,86 +2,51 @@
 
 The ASGI middleware, FastAPI's exception middleware, Starlette's OpenTelemetry middleware
 and our own middleware each see an escaping exception; on one span that would be several
-events for one error. Every report goes through ``record_exception_once``.
+events for one error. Each request's span gets an ``ExceptionLedger`` as its
+``record_exception``, so every report, ours or another layer's, goes through it.
+
+The ledger refers to its span weakly: the span holds the ledger, and a strong reference
+back would make every request's span a reference cycle that only the garbage collector
+frees, which costs the server long collector pauses under load.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Optional
-
-if TYPE_CHECKING:
-    from .state import RequestState
+import weakref
+from typing import Any, Callable, Optional
 
 
-def record_exception_once(state: RequestState, exc: BaseException, *, escaped: bool) -> None:
-    """Add one ``exception`` event for ``exc``, however many layers report it.
+class ExceptionLedger:
+    """The exceptions of one request: recorded once each, escaped or handled.
 
-    While the middleware is still inside the request, handled exceptions are held back and
-    recorded when it leaves, so that one that escapes is recorded once, with escaped=true.
+    While the request is ``active``, handled exceptions are held back and recorded when it
+    ends, so that one that escapes is recorded once, with ``exception.escaped=true``.
     """
-    if any(seen is exc for seen in state.recorded):
-        return
-    if escaped and any(seen is exc for seen in state.handled):
-        escaped = False
-    if state.active:
-        for index, (seen, timestamp, was_escaped) in enumerate(state.pending):
-            if seen is exc:
-                state.pending[index] = (seen, timestamp, was_escaped or escaped)
-                break
-        else:
-            state.pending.append((exc, time.time_ns(), escaped))
-        if not escaped:
+
+    __slots__ = ("_function", "_replaced", "_span", "active", "handled", "pending", "recorded")
+
+    def __init__(self, span: Any) -> None:
+        self._span = weakref.ref(span)
+        self.active = True
+        self.recorded: list[BaseException] = []
+        # exceptions an exception handler answered: never "escaped", whoever reports them later
+        self.handled: list[BaseException] = []
+        # exceptions seen while active, recorded when the response ends: (exc, timestamp, escaped)
+        self.pending: list[tuple[BaseException, int, bool]] = []
+        method = span.record_exception
+        # The class's function, called with the span: a bound method would hold the span.
+        self._function: Optional[Callable[..., None]] = getattr(method, "__func__", None)
+        # Unless someone already replaced it on the instance: then keep theirs as it is.
+        self._replaced: Optional[Callable[..., None]] = None if self._function else method
+
+    def install(self) -> None:
+        """Become the span's ``record_exception`` (spans that refuse new attributes keep theirs)."""
+        span = self._span()
+        try:
+            span.record_exception = self  # type: ignore[union-attr]
+        except (AttributeError, TypeError):
             return
-        flush_pending_exceptions(state)
-        return
-    state.recorded.append(exc)
-    if state.span.is_recording():
-        _record(state, exc, escaped=escaped)
-
-
-def _record(
-    state: RequestState, exc: BaseException, *, escaped: bool, timestamp: Optional[int] = None
-) -> None:
-    record = state.original_record_exception or state.span.record_exception
-    record(exc, timestamp=timestamp, escaped=escaped)
-
-
-def flush_pending_exceptions(state: RequestState) -> None:
-    """Record the held-back exceptions, in the order they were seen, and stop holding back."""
-    state.active = False
-    pending, state.pending = state.pending, []
-    for exc, timestamp, escaped in pending:
-        if any(seen is exc for seen in state.recorded):
-            continue
-        state.recorded.append(exc)
-        if state.span.is_recording():
-            _record(state, exc, escaped=escaped, timestamp=timestamp)
-
-
-def route_exceptions_through(state: RequestState) -> None:
-    """Route every layer's ``span.record_exception`` through ``record_exception_once``.
-
-    The ASGI middleware, FastAPI's exception middleware and Starlette's OpenTelemetry
-    middleware each record the exception they see; on one span that would be several
-    events for one error. The span's own method is kept on the state for the one real
-    recording.
-    """
-    span = state.span
-    try:
-        state.original_record_exception = span.record_exception
-        span.record_exception = _Hook(state)  # type: ignore[method-assign]
-    except (AttributeError, TypeError):
-        state.original_record_exception = None
-
-
-class _Hook:
-    """``span.record_exception`` while the request runs: records each exception once."""
-
-    __slots__ = ("state",)
-
-    def __init__(self, state: RequestState) -> None:
-        self.state = state
 
     def __call__(
         self,
@@ -90,4 +55,42 @@ class _Hook:
         timestamp: Optional[int] = None,
         escaped: bool = False,
     ) -> None:
-        record_exception_once(self.state, exception, escaped=escaped)
+        self.record_once(exception, escaped=escaped)
+
+    def record_once(self, exc: BaseException, *, escaped: bool) -> None:
+        """Add one ``exception`` event for ``exc``, however many layers report it."""
+        if any(seen is exc for seen in self.recorded):
+            return
+        if escaped and any(seen is exc for seen in self.handled):
+            escaped = False
+        if self.active:
+            for index, (seen, timestamp, was_escaped) in enumerate(self.pending):
+                if seen is exc:
+                    self.pending[index] = (seen, timestamp, was_escaped or escaped)
+                    break
+            else:
+                self.pending.append((exc, time.time_ns(), escaped))
+            if escaped:
+                self.flush()
+            return
+        self.recorded.append(exc)
+        self._write(exc, escaped, None)
+
+    def flush(self) -> None:
+        """Record the held-back exceptions, in the order they were seen, and stop holding back."""
+        self.active = False
+        pending, self.pending = self.pending, []
+        for exc, timestamp, escaped in pending:
+            if any(seen is exc for seen in self.recorded):
+                continue
+            self.recorded.append(exc)
+            self._write(exc, escaped, timestamp)
+
+    def _write(self, exc: BaseException, escaped: bool, timestamp: Optional[int]) -> None:
+        span = self._span()
+        if span is None or not span.is_recording():
+            return
+        if self._function is not None:
+            self._function(span, exc, timestamp=timestamp, escaped=escaped)
+        elif self._replaced is not None:
+            self._replaced(exc, timestamp=timestamp, escaped=escaped)

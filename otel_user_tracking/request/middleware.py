@@ -22,7 +22,6 @@ from .._errors import report_internal_error
 from ..config import Config, _settings, get_config
 from ..types import ASGIApp, Message, Receive, Scope, Send
 from .enrichment import RequestView, adopt, finish, full_url, note_response_start, route_template
-from .exceptions import record_exception_once
 from .lifespan import flush_on_shutdown
 from .scrubbing import QueryScrubber
 from .server_span import ServerSpanMaker
@@ -216,7 +215,7 @@ class UserTrackingMiddleware:
             await self.app(scope, receive, send_with_tracking)
         except Exception as exc:
             try:
-                record_exception_once(state, exc, escaped=True)
+                state.exceptions.record_once(exc, escaped=True)
                 if state.span.is_recording():
                     state.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             except Exception as error:

@@ -23,7 +23,6 @@ from opentelemetry.trace import SpanKind
 
 from .._errors import report_internal_error
 from ..types import ASGIApp, Message, Receive, Scope, Send
-from .exceptions import record_exception_once
 from .middleware import UserTrackingMiddleware
 from .state import current_request
 
@@ -63,9 +62,9 @@ class HandledExceptionObserver:
                     handled = sys.exc_info()[1]
                     status = int(message.get("status", 0))
                     if isinstance(handled, Exception):
-                        state.handled.append(handled)
+                        state.exceptions.handled.append(handled)
                         if status >= state.config.min_status_to_capture:
-                            record_exception_once(state, handled, escaped=False)
+                            state.exceptions.record_once(handled, escaped=False)
                 except Exception as exc:
                     report_internal_error("handled_exception", exc)
             await send(message)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from opentelemetry.trace import Span
 
 from ..handoff import pin_config
-from .exceptions import route_exceptions_through
+from .exceptions import ExceptionLedger
 from .identity import UserInfo
 
 if TYPE_CHECKING:
@@ -28,16 +28,12 @@ class RequestState:
     """
 
     __slots__ = (
-        "active",
         "applied_user",
         "config",
         "created",
+        "exceptions",
         "explicit_user",
         "finished",
-        "handled",
-        "original_record_exception",
-        "pending",
-        "recorded",
         "scope",
         "span",
         "status_code",
@@ -65,15 +61,9 @@ class RequestState:
         self.user_source: Any = None  # the scope's user object that gave applied_user
         self.user_id: Optional[str] = None  # policy-processed, copied onto child spans
         self.status_code: Optional[int] = None
-        self.active = True  # False once the response has ended
         self.finished = False
-        self.recorded: list[BaseException] = []
-        # exceptions an exception handler answered: never "escaped", whoever reports them later
-        self.handled: list[BaseException] = []
-        # exceptions seen while active, recorded when the response ends: (exc, timestamp, escaped)
-        self.pending: list[tuple[BaseException, int, bool]] = []
-        self.original_record_exception: Optional[Callable[..., None]] = None
-        route_exceptions_through(self)
+        self.exceptions = ExceptionLedger(span)
+        self.exceptions.install()
         pin_config(span, config)
 
 

@@ -9,11 +9,13 @@ import os
 import sqlite3
 import threading
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Optional, Union
 
+from .._cooperate import step_aside
 from ..analytics.events import AnalyticsEvent
-from ..analytics.store import INSERT, SchemaError, connect
+from ..analytics.store import CHUNK, INSERT, INSERT_CHUNK, SchemaError, connect
 from ._base import PermanentSinkError, RetryableSinkError
 from ._url import SinkURL
 
@@ -52,8 +54,7 @@ class SQLiteSink:
                 connection = self._connect()
                 connection.execute("BEGIN IMMEDIATE")
                 try:
-                    # An event is its row: the store's columns are the event's fields in order.
-                    connection.executemany(INSERT, batch)
+                    _insert(connection, batch)
                     connection.execute("COMMIT")
                 except BaseException:
                     connection.execute("ROLLBACK")
@@ -75,6 +76,23 @@ class SQLiteSink:
 
     def __repr__(self) -> str:
         return f"SQLiteSink({str(self.path)!r})"
+
+
+def _insert(connection: sqlite3.Connection, batch: Sequence[AnalyticsEvent]) -> None:
+    """Insert in chunks of ``CHUNK`` rows, one multi-row statement each, stepping aside between.
+
+    An event is its row (the store's columns are the event's fields in order), so rows are
+    bound as they are; a multi-row statement saves a step per row, and the pauses keep the
+    event loop from waiting out a GIL switch interval behind a long insert.
+    """
+    for start in range(0, len(batch), CHUNK):
+        rows = batch[start : start + CHUNK]
+        if len(rows) == CHUNK:
+            connection.execute(INSERT_CHUNK, tuple(chain.from_iterable(rows)))
+        else:
+            connection.executemany(INSERT, rows)
+        if start + CHUNK < len(batch):
+            step_aside()
 
 
 def from_url(parsed: SinkURL) -> SQLiteSink:
