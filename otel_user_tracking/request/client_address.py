@@ -2,7 +2,8 @@
 
 ``X-Forwarded-For`` and ``Forwarded`` are believed only when the direct peer is a trusted
 proxy, and are walked right to left, skipping trusted hops: the first untrusted hop is the
-client. Otherwise any client could claim any address.
+client. Otherwise any client could claim any address. Only the rightmost ``MAX_HOPS`` hops
+count: the client writes the left end of a chain, so a cap must never cut the right end.
 """
 
 from __future__ import annotations
@@ -13,12 +14,19 @@ from typing import Optional, Sequence
 
 from ..policy import IPNetwork
 
-_MAX_HOPS = 32
+MAX_HOPS = 32
+MAX_HOP_CHARS = 100  # the longest spelling of an address ("[v6%zone]:port", quoted) is far shorter
+
+
+def parse_ip(text: str) -> Optional[str]:
+    """Normalise ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``"[::1]"`` to an address, else None."""
+    if len(text) > MAX_HOP_CHARS:
+        return None
+    return _parse_ip(text)
 
 
 @functools.lru_cache(maxsize=4096)
-def parse_ip(text: str) -> Optional[str]:
-    """Normalise ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``"[::1]"`` to an address, else None."""
+def _parse_ip(text: str) -> Optional[str]:
     value = text.strip().strip('"').strip()
     if value.startswith("["):
         value = value[1:].split("]", 1)[0]
@@ -30,15 +38,26 @@ def parse_ip(text: str) -> Optional[str]:
         return None
 
 
+def rightmost_hops(chain: str) -> list[str]:
+    """The last ``MAX_HOPS`` comma-separated elements of ``chain``, left to right, unparsed."""
+    return chain.rsplit(",", MAX_HOPS)[-MAX_HOPS:]
+
+
 def forwarded_for(forwarded: str) -> list[str]:
-    """The ``for=`` values of a ``Forwarded`` header (RFC 7239), left to right, unparsed."""
+    """The ``for=`` values of a ``Forwarded`` header (RFC 7239), left to right, unparsed.
+
+    An element without ``for=`` yields an empty hop, so the walk stops there rather than
+    skipping over it to a hop further left.
+    """
     hops = []
-    for element in forwarded.split(","):
+    for element in rightmost_hops(forwarded):
+        found = ""
         for pair in element.split(";"):
             key, _, value = pair.partition("=")
             if key.strip().lower() == "for":
-                hops.append(value)
-    return hops[-_MAX_HOPS:]
+                found = value
+        hops.append(found)
+    return hops
 
 
 def _trusted(address: str, networks: Sequence[IPNetwork]) -> bool:
@@ -67,7 +86,7 @@ def resolve_client_address(
     if forwarded:
         hops = forwarded_for(forwarded)
     elif x_forwarded_for:
-        hops = x_forwarded_for.split(",")[-_MAX_HOPS:]
+        hops = rightmost_hops(x_forwarded_for)
     else:
         return client
     for raw in reversed(hops):
@@ -94,7 +113,7 @@ def mentioned_addresses(
             found.add(parsed)
     hops: list[str] = []
     if x_forwarded_for:
-        hops.extend(x_forwarded_for.split(",")[-_MAX_HOPS:])
+        hops.extend(rightmost_hops(x_forwarded_for))
     if forwarded:
         hops.extend(forwarded_for(forwarded))
     for raw in hops:

@@ -1,7 +1,8 @@
 """Reading the request facts the policy and the analytics need, once, from the ASGI scope.
 
 Header bytes are decoded as latin-1 (never fails, whatever the client sent) and every value
-kept is length-capped, so odd or huge headers cost little and break nothing.
+kept is length-capped, so odd or huge headers cost little and break nothing. Forwarding
+chains are capped from the right (the end the trusted proxies write), hop by hop.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, MutableMapping, Optional
 
+from .client_address import MAX_HOP_CHARS, MAX_HOPS
+
 _MAX_HEADER_CHARS = 2048
 _MAX_SHORT = 256
+_MAX_FORWARDED_ELEMENT = 512  # for=...;by=...;host=...;proto=...
 _LOCALE = re.compile(r"^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*$")
 
 
@@ -43,10 +47,11 @@ def read_facts(scope: MutableMapping[str, Any], session_header: str) -> RequestF
     raw_headers = scope.get("headers") or ()
     headers: dict[bytes, bytes] = dict(raw_headers)
     forwarded_chains = {}
-    for name in (b"x-forwarded-for", b"forwarded"):
+    for name, element_limit in ((b"x-forwarded-for", MAX_HOP_CHARS), (b"forwarded", _MAX_FORWARDED_ELEMENT)):
         if name in headers:
             # Several headers of one name form one comma-separated list, in order.
-            forwarded_chains[name] = ",".join(_decode(value) for key, value in raw_headers if key == name)
+            values = [value for key, value in raw_headers if key == name]
+            forwarded_chains[name] = _rightmost_chain(values, element_limit)
     client = scope.get("client")
     peer = None
     if client:
@@ -69,8 +74,15 @@ def read_facts(scope: MutableMapping[str, Any], session_header: str) -> RequestF
     )
 
 
-def _decode(value: bytes) -> str:
-    return value[:_MAX_HEADER_CHARS].decode("latin-1")
+def _rightmost_chain(values: list[bytes], element_limit: int) -> str:
+    """The last ``MAX_HOPS`` elements of the joined values; an oversized element becomes empty.
+
+    An empty element parses as no address, so the right-to-left walk stops there instead of
+    reading a hop the client wrote as if a proxy had.
+    """
+    joined = values[0] if len(values) == 1 else b",".join(values)
+    elements = joined.rsplit(b",", MAX_HOPS)[-MAX_HOPS:]
+    return ",".join("" if len(element) > element_limit else element.decode("latin-1") for element in elements)
 
 
 def _short(raw: Optional[bytes], limit: int) -> Optional[str]:
