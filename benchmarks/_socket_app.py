@@ -34,6 +34,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import otel_user_tracking as out
+from otel_user_tracking.env import delivery_from_env
 
 VARIANT = os.environ["BENCH_VARIANT"]
 
@@ -72,6 +73,7 @@ provider.add_span_processor(BatchSpanProcessor(exporter))
 analytics = None
 posthog_client: Any = None
 
+
 class NullSink:
     """For profiling only (``BENCH_SINK=null``): the analytics path without the store."""
 
@@ -89,7 +91,7 @@ if VARIANT == "ours-default":
     null = os.environ.get("BENCH_SINK") == "null"
     sink: Any = NullSink() if null else out.sinks.SQLiteSink(os.environ["BENCH_DB"])
     chosen = [] if os.environ.get("BENCH_SINK") == "none" else [sink]
-    analytics = out.AnalyticsSpanProcessor(sinks=chosen)
+    analytics = out.AnalyticsSpanProcessor(sinks=chosen, settings=delivery_from_env())
     provider.add_span_processor(analytics)
 if VARIANT == "peer":
     from posthog import Posthog

@@ -1,8 +1,14 @@
-"""Reading a finished or live SDK span's attributes without the public proxy's per-lookup cost."""
+"""Reading an SDK span's attributes and events without the public API's copies and locks.
+
+Both run once per request (the middleware checks an attribute, the conversion reads them
+all), so the public accessors' costs add up: ``span.attributes`` is a proxy whose every
+lookup is a Python-level call, ``span.events`` copies the events under a lock. Each reader
+falls back to the public API for spans that are not the SDK's.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 _NONE: Mapping[str, Any] = {}
@@ -21,3 +27,11 @@ def span_attributes(span: Any) -> Mapping[str, Any]:
     if isinstance(inner, dict):
         return inner
     return getattr(span, "attributes", None) or _NONE
+
+
+def span_events(span: Any) -> Sequence[Any]:
+    """The events of a finished span, without the copy (nothing adds events once it ended)."""
+    inner = getattr(getattr(span, "_events", None), "_dq", None)
+    if inner is not None:
+        return inner  # type: ignore[no-any-return]
+    return getattr(span, "events", None) or ()

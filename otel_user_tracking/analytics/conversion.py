@@ -16,19 +16,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from hashlib import blake2b
 from typing import Any, Optional
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from .. import attributes as attrs
 from .._errors import report_internal_error
-from .._spans import span_attributes
+from .._spans import span_attributes, span_events
 from ..config import Config
 from .events import AnalyticsEvent, encode_meta
 
 _EXCEPTION = "exception"
-_UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
+_UTM_INDEX = {"utm_source": 0, "utm_medium": 1, "utm_campaign": 2}
+_NO_UTM = (None, None, None)
 _MAX_UTM = 256
 _make = AnalyticsEvent._make
 
@@ -80,7 +81,7 @@ def convert_span(span: ReadableSpan, config: Config) -> list[AnalyticsEvent]:
         )
         if config.pageview_filter is None or _filter_allows(config, pageview):
             events.append(pageview)
-    for index, event in enumerate(span.events):
+    for index, event in enumerate(span_events(span)):
         event_attributes: Mapping[str, Any] = event.attributes or _NONE
         kind = event_attributes.get(attrs.EVENT_TYPE)
         if event.name == _EXCEPTION and kind is None:
@@ -148,27 +149,29 @@ def _request_fields(attributes: Mapping[str, Any], config: Config) -> tuple[Any,
         path, query = _old_semconv_path_and_query(attributes)
     route = get(attrs.HTTP_ROUTE)
     status = get("http.response.status_code") or get("http.status_code")
-    utm = _utm(query) if query and ("tm_" in query or "TM_" in query) else (None, None, None)
+    utm = _utm(query) if query and ("tm_" in query or "TM_" in query) else _NO_UTM
     private = config.honor_privacy_signals and get(attrs.PRIVACY_SIGNAL)
+    # Semantic-convention and our own attributes are strings; user fields set by other code
+    # may not be, and the policy's outputs are.
     return (
-        _text(get("http.request.method") or get("http.method")),
-        _text(get("url.scheme") or get("http.scheme")),
-        _text(get(attrs.HOST) or get("server.address") or get("http.host") or get("net.host.name")),
-        _text(path),
-        _text(query) or None,
-        _text(route),
-        _text(route or path),
+        get("http.request.method") or get("http.method"),
+        get("url.scheme") or get("http.scheme"),
+        get(attrs.HOST) or get("server.address") or get("http.host") or get("net.host.name"),
+        path,
+        query or None,
+        route,
+        route or path,
         status if type(status) is int else _status(status),
-        _text(get(attrs.REFERRER)),
-        _text(get(attrs.LOCALE)),
+        get(attrs.REFERRER),
+        get(attrs.LOCALE),
         *utm,
-        _text(get("user_agent.original") or get("http.user_agent")),
-        None if private else _text(get(attrs.CLIENT_ADDRESS)),
+        get("user_agent.original") or get("http.user_agent"),
+        None if private else get(attrs.CLIENT_ADDRESS),
         None if private else _text(get(attrs.USER_ID)),
         None if private else _text(get(attrs.USER_NAME)),
         None if private else _text(get(attrs.USER_EMAIL)),
-        None if private else _text(get(attrs.VISITOR_ID)),
-        _text(get(attrs.SESSION_ID)),
+        None if private else get(attrs.VISITOR_ID),
+        get(attrs.SESSION_ID),
     )
 
 
@@ -187,12 +190,17 @@ def _old_semconv_path_and_query(attributes: Mapping[str, Any]) -> tuple[Any, Any
 
 
 def _utm(query: str) -> tuple[Optional[str], ...]:
-    found: dict[str, str] = {}
-    for key, value in parse_qsl(query, keep_blank_values=False):
-        field = key.lower()
-        if field in _UTM_FIELDS and field not in found:
-            found[field] = value[:_MAX_UTM]
-    return tuple(found.get(field) for field in _UTM_FIELDS)
+    """``utm_source``, ``utm_medium``, ``utm_campaign``: the first non-empty value of each."""
+    found: list[Optional[str]] = [None, None, None]
+    for part in query.split("&"):
+        if part[:4].lower() != "utm_":
+            continue
+        key, _, value = part.partition("=")
+        index = _UTM_INDEX.get(key.lower())
+        if index is None or not value or found[index] is not None:
+            continue
+        found[index] = (unquote_plus(value) if "%" in value or "+" in value else value)[:_MAX_UTM]
+    return tuple(found)
 
 
 def _counts_as_pageview(attributes: Mapping[str, Any], method: Optional[str], config: Config) -> bool:

@@ -22,7 +22,7 @@ from typing import Callable, Optional
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 
-from .._cooperate import background_priority, step_aside
+from .._cooperate import TimeSlicer, background_priority
 from .._errors import report_internal_error
 from ..config import Config
 from .events import AnalyticsEvent
@@ -34,8 +34,8 @@ _logger = logging.getLogger(__name__)
 Item = tuple[ReadableSpan, Config]
 Convert = Callable[[ReadableSpan, Config], Sequence[AnalyticsEvent]]
 
-SLICE = 8  # spans converted between two pauses (~50 µs of work)
 MAX_WAIT = 0.5  # seconds a queued span waits at most before conversion
+OFFER_EVERY = 64  # spans converted before their events are handed to the pipelines
 
 
 class SpanIntake:
@@ -160,9 +160,11 @@ class SpanIntake:
 
     def _convert_all(self, items: list[Item]) -> None:
         convert = self._convert
-        for start in range(0, len(items), SLICE):
+        slicer = TimeSlicer()
+        for start in range(0, len(items), OFFER_EVERY):
             events: list[AnalyticsEvent] = []
-            for span, config in items[start : start + SLICE]:
+            for span, config in items[start : start + OFFER_EVERY]:
+                slicer.tick()
                 try:
                     events.extend(convert(span, config))
                 except Exception as exc:
@@ -174,4 +176,3 @@ class SpanIntake:
                         )
             for pipeline in self._pipelines:
                 pipeline.offer(events)
-            step_aside()

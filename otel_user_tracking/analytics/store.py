@@ -59,7 +59,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 _VALUES = f"({', '.join('?' * len(COLUMNS))})"
 INSERT = f"INSERT OR IGNORE INTO {TABLE} ({', '.join(COLUMNS)}) VALUES {_VALUES}"
-CHUNK = 8  # rows per multi-row INSERT: one statement step instead of sixteen
+CHUNK = 16  # rows per multi-row INSERT: one statement step instead of sixteen
 INSERT_CHUNK = f"INSERT OR IGNORE INTO {TABLE} ({', '.join(COLUMNS)}) VALUES {', '.join([_VALUES] * CHUNK)}"
 
 

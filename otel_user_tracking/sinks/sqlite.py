@@ -13,7 +13,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Optional, Union
 
-from .._cooperate import step_aside
+from .._cooperate import TimeSlicer
 from ..analytics.events import AnalyticsEvent
 from ..analytics.store import CHUNK, INSERT, INSERT_CHUNK, SchemaError, connect
 from ._base import PermanentSinkError, RetryableSinkError
@@ -85,14 +85,14 @@ def _insert(connection: sqlite3.Connection, batch: Sequence[AnalyticsEvent]) -> 
     bound as they are; a multi-row statement saves a step per row, and the pauses keep the
     event loop from waiting out a GIL switch interval behind a long insert.
     """
+    slicer = TimeSlicer()
     for start in range(0, len(batch), CHUNK):
         rows = batch[start : start + CHUNK]
         if len(rows) == CHUNK:
             connection.execute(INSERT_CHUNK, tuple(chain.from_iterable(rows)))
         else:
             connection.executemany(INSERT, rows)
-        if start + CHUNK < len(batch):
-            step_aside()
+        slicer.tick()
 
 
 def from_url(parsed: SinkURL) -> SQLiteSink:
