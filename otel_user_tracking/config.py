@@ -50,6 +50,10 @@ DEFAULT_SCRUB_QUERY_KEYS = frozenset(
         "credentials",
         "otp",
         "ssn",
+        "passcode",
+        "passphrase",
+        "jwt",
+        "cookie",
     }
 )
 DEFAULT_PAGEVIEW_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
@@ -68,8 +72,12 @@ class Config:
         min_status_to_capture: Handled exceptions whose response has at least this status
             are recorded as ``exception`` events.
         session_header: Request header that carries the analytics session id.
-        scrub_query_keys: Query parameters whose values are replaced by ``REDACTED``
-            (matched case-insensitively, also as a substring: ``reset_token`` matches ``token``).
+        scrub_query_keys: Words naming parameters whose values are replaced by ``REDACTED``
+            in query strings and URL fragments (``&`` or ``;`` separated) and in captured
+            headers. A key matches case-insensitively on its parts, split at separators,
+            camelCase and digits (``passwordConfirm``, ``apiKeyId``, ``password1``,
+            ``reset_token``); words of five or more letters also match inside a part
+            (``resettoken``).
         honor_privacy_signals: ``Sec-GPC: 1`` / ``DNT: 1`` requests carry no user fields and
             no visitor id into analytics.
         ignore_bots: Known bots and crawlers produce no pageviews.

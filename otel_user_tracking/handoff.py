@@ -2,29 +2,46 @@
 
 The analytics processor is one per tracer provider, but options are per app:
 ``UserTrackingMiddleware(app, ignore_bots=False)`` must change that app's pageviews only.
-The middleware that owns a request pins its ``Config`` to the request's SDK span object
-(never to the exported attributes), and the processor converts the span under that
-``Config``; spans no middleware owned are converted under the global one.
+The middleware that owns a request pins its app's ``Config`` to the request's span id when
+it differs from the global one, and the processor takes it back when the span ends. The
+SDK hands ``on_end`` a read-only copy of the span, so the pin cannot live on the span
+object; it never goes into the exported attributes either.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
     from .config import Config
 
-_SLOT = "_otel_user_tracking_config"
+# span id -> the Config of the app that served it; bounded, because a span may end where
+# no analytics processor takes its pin back (a provider without one).
+_MAX_PINNED = 4096
+_pinned: dict[int, Config] = {}
+_lock = threading.Lock()
 
 
 def pin_config(span: Any, config: Config) -> None:
-    """Remember the ``Config`` of the app that served the request on its span object."""
-    try:
-        setattr(span, _SLOT, config)
-    except (AttributeError, TypeError):  # a span type without an instance dict
+    """Remember the ``Config`` of the app that served the request, unless it is the global one."""
+    from .config import get_config
+
+    if config is get_config():
         return
+    span_id = span.get_span_context().span_id
+    with _lock:
+        if len(_pinned) >= _MAX_PINNED:
+            del _pinned[next(iter(_pinned))]
+        _pinned[span_id] = config
 
 
-def pinned_config(span: Any) -> Optional[Config]:
-    """The ``Config`` pinned by ``pin_config``, or None."""
-    return getattr(span, _SLOT, None)
+def take_pinned_config(span: Any) -> Optional[Config]:
+    """The ``Config`` pinned for this span (forgetting it), or None for the global one."""
+    if not _pinned:
+        return None
+    context = span.context
+    if context is None:
+        return None
+    with _lock:
+        return _pinned.pop(context.span_id, None)

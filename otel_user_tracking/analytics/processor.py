@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from ..config import get_config
 from ..env import sinks_setting
-from ..handoff import pinned_config
+from ..handoff import take_pinned_config
 from ..sinks import Sink, sinks_from_env
 from ..version import __version__
 from .conversion import convert_span, is_candidate
@@ -80,7 +80,7 @@ class AnalyticsSpanProcessor(SpanProcessor):
         # Hot path: one attribute check, one getattr and a deque append.
         if self._shutdown or not is_candidate(span):
             return
-        self._intake.put((span, pinned_config(span) or get_config()))
+        self._intake.put((span, take_pinned_config(span) or get_config()))
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Deliver everything queued now; False if the timeout passed first."""

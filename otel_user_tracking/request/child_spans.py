@@ -7,7 +7,7 @@ import weakref
 from typing import Any, Optional
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from .. import attributes as attrs
 from .state import current_request
@@ -29,15 +29,6 @@ class UserIdSpanProcessor(SpanProcessor):
             and span is not state.span
         ):
             span.set_attribute(attrs.USER_ID, state.user_id)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        return None
-
-    def shutdown(self) -> None:
-        return None
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
 
 
 _registered: weakref.WeakSet[Any] = weakref.WeakSet()

@@ -7,35 +7,23 @@ middleware, or made by an outer layer), so all three tag spans the same way.
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from .. import attributes as attrs
 from .._spans import span_attributes
-from ..config import Config
 from ..types import Message, Scope
 from .bots import is_bot
 from .client_address import mentioned_addresses, resolve_client_address
 from .headers import read_facts
-from .scrubbing import QueryScrubber, clean_attributes, enforce_on_span
+from .scrubbing import clean_attributes, enforce_on_span
 from .state import RequestState
 from .user_tags import refresh_user
-from .visitor import VisitorIdentifier
 
-
-class Prepared(Protocol):
-    """What the middleware precomputes per configuration."""
-
-    @property
-    def config(self) -> Config: ...
-
-    @property
-    def visitors(self) -> VisitorIdentifier: ...
-
-    @property
-    def scrubber(self) -> QueryScrubber: ...
+if TYPE_CHECKING:
+    from .prepared import Prepared
 
 
 class RequestView:
@@ -104,7 +92,7 @@ def note_response_start(state: RequestState, message: Message) -> None:
     refresh_user(state)
 
 
-def finish(state: RequestState) -> None:
+def finish_request(state: RequestState) -> None:
     """Last user refresh, held-back exceptions, route: at the last body, or at the end."""
     span = state.span
     if state.finished or not span.is_recording():

@@ -9,9 +9,8 @@ Either way the request gets exactly one SERVER span, and nothing here raises int
 
 from __future__ import annotations
 
-import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Optional
 
 from opentelemetry import trace
@@ -19,30 +18,18 @@ from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._errors import report_internal_error
-from ..config import Config, _settings, get_config
+from ..config import _settings, get_config
 from ..types import ASGIApp, Message, Receive, Scope, Send
-from .enrichment import RequestView, adopt, finish, full_url, note_response_start, route_template
+from .enrichment import RequestView, adopt, finish_request, full_url, note_response_start, route_template
 from .lifespan import flush_on_shutdown
+from .prepared import Prepared
 from .scrubbing import QueryScrubber
 from .server_span import ServerSpanMaker
 from .state import RequestState, _current
 from .visitor import VisitorIdentifier
 
-_logger = logging.getLogger(__name__)
-
 SCOPE_KEY = "otel_user_tracking.request"
 _PHASE_KEY = "otel_user_tracking.phase"  # where the span-making layer is: "app", then "done"
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """Everything derived from one Config, computed once per configuration change."""
-
-    config: Config
-    maker: ServerSpanMaker
-    asgi_middleware: Any  # the full ASGI middleware, for internal_spans=True
-    visitors: VisitorIdentifier
-    scrubber: QueryScrubber
 
 
 class UserTrackingMiddleware:
@@ -74,10 +61,10 @@ class UserTrackingMiddleware:
         self._options = options
         if options:
             replace(get_config(), **options)  # validate now: bad options fail at construction
-        self._prepared: Optional[_Prepared] = None
+        self._prepared: Optional[Prepared] = None
         self._generation = -1
 
-    def _prepare(self) -> _Prepared:
+    def _prepare(self) -> Prepared:
         generation = _settings.generation
         prepared = self._prepared
         if prepared is not None and self._generation == generation:
@@ -86,7 +73,7 @@ class UserTrackingMiddleware:
         if self._options:
             config = replace(config, **self._options)
         if prepared is None or prepared.config != config:
-            prepared = _Prepared(
+            prepared = Prepared(
                 config=config,
                 maker=ServerSpanMaker(self._tracer_provider, self._meter_provider),
                 asgi_middleware=OpenTelemetryMiddleware(
@@ -127,7 +114,7 @@ class UserTrackingMiddleware:
         else:
             await self._with_new_span(scope, receive, send, prepared)
 
-    async def _with_new_span(self, scope: Scope, receive: Receive, send: Send, prepared: _Prepared) -> None:
+    async def _with_new_span(self, scope: Scope, receive: Receive, send: Send, prepared: Prepared) -> None:
         """Make the server span ourselves, policy-clean from the start, and run the app in it."""
         try:
             request = RequestView(scope, prepared)
@@ -149,18 +136,16 @@ class UserTrackingMiddleware:
             with trace.use_span(
                 span, end_on_exit=False, record_exception=False, set_status_on_exception=False
             ):
-                await self.run(state, receive, send)
+                await self._run(state, receive, send)
         finally:
             try:
                 route = route_template(scope)
-                prepared.maker.finish(
-                    span, token, scope, metric_attributes, started, state.status_code, route
-                )
+                prepared.maker.end(span, token, scope, metric_attributes, started, state.status_code, route)
             except Exception as exc:
                 report_internal_error("span_end", exc)
 
     async def _enrich_span_of_another_layer(
-        self, span: trace.Span, scope: Scope, receive: Receive, send: Send, prepared: _Prepared
+        self, span: trace.Span, scope: Scope, receive: Receive, send: Send, prepared: Prepared
     ) -> None:
         try:
             state = adopt(span, scope, prepared, created=False)
@@ -168,10 +153,10 @@ class UserTrackingMiddleware:
             report_internal_error("request_start", exc)
             await self.app(scope, receive, send)
             return
-        await self.run(state, receive, send)
+        await self._run(state, receive, send)
 
     async def _with_asgi_middleware(
-        self, scope: Scope, receive: Receive, send: Send, prepared: _Prepared
+        self, scope: Scope, receive: Receive, send: Send, prepared: Prepared
     ) -> None:
         """Run under the full ASGI middleware (internal send/receive spans); its failures stay ours.
 
@@ -190,7 +175,7 @@ class UserTrackingMiddleware:
         else:
             scope.pop(_PHASE_KEY, None)
 
-    async def run(self, state: RequestState, receive: Receive, send: Send) -> None:
+    async def _run(self, state: RequestState, receive: Receive, send: Send) -> None:
         """Run the app with the request state set; track the response and what escapes."""
         scope = state.scope
         token = _current.set(state)
@@ -206,7 +191,7 @@ class UserTrackingMiddleware:
             elif kind == "http.response.body" and not message.get("more_body", False):
                 # An outer layer (FastAPI's native tracing) may end the span once this is sent.
                 try:
-                    finish(state)
+                    finish_request(state)
                 except Exception as exc:
                     report_internal_error("response_end", exc)
             await send(message)
@@ -223,7 +208,7 @@ class UserTrackingMiddleware:
             raise
         finally:
             try:
-                finish(state)
+                finish_request(state)
             except Exception as exc:
                 report_internal_error("request_end", exc)
             scope.pop(SCOPE_KEY, None)
@@ -252,7 +237,7 @@ class _SpanEnricher:
         if state is None:
             await self.app(scope, receive, send)
         else:
-            await self.owner.run(state, receive, send)
+            await self.owner._run(state, receive, send)
         scope[_PHASE_KEY] = "done"
 
 

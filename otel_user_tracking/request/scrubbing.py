@@ -9,7 +9,7 @@ form) and sensitive query values become ``REDACTED``.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Collection, Iterable, MutableMapping, Optional
+from typing import Any, Collection, Iterable, MutableMapping, Optional
 from urllib.parse import unquote_plus
 
 from opentelemetry.trace import Span
@@ -17,73 +17,117 @@ from opentelemetry.trace import Span
 from .. import attributes as attrs
 
 REDACTED = "REDACTED"
-_TOKEN_SPLIT = re.compile(r"[^a-z0-9]+")
+# Words (camelCase humps included), runs of capitals, runs of digits: apiKeyId -> api Key Id.
+_KEY_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+_PAIR = re.compile(r"(?:^|(?<=[&;]))([^&;=]*)=([^&;]*)")
+_MIN_INNER_WORD = 5  # words this long also match inside a part: resettoken, mysecretkey
 
 
-class QueryScrubber:
-    """``scrub_query``/``scrub_url`` for one set of words, remembering recent answers.
+class KeyMatcher:
+    """Decides whether a parameter name is sensitive, for one set of scrub words.
 
-    The same query strings and URLs come back request after request, so a small bounded
-    cache turns the per-request cost into one dict lookup.
+    A key matches when, lower-cased and split into parts at separators, camelCase humps and
+    digits (``apiKeyId`` -> api, key, id), a part or a run of adjacent parts spells a scrub
+    word (``api_key``), or a scrub word of five or more letters occurs inside the key
+    (``resettoken``). Answers for short keys are remembered in a small bounded table; long
+    keys (which only an attacker sends) are decided afresh and never kept.
     """
 
-    MAX_CACHED = 4096
+    MAX_CACHED_KEYS = 1024
+    MAX_CACHED_KEY_CHARS = 64
 
     def __init__(self, words: Collection[str]) -> None:
-        self.words = frozenset(words)
-        self._queries: dict[str, str] = {}
-        self._urls: dict[str, str] = {}
+        self.words = frozenset(_NOT_ALNUM.sub("", word.lower()) for word in words) - {""}
+        self._inner = tuple(word for word in self.words if len(word) >= _MIN_INNER_WORD)
+        self._longest = max((len(word) for word in self.words), default=0)
+        self._known: dict[str, bool] = {}
 
-    def query(self, query: str) -> str:
-        return self._cached(self._queries, query, scrub_query)
-
-    def url(self, url: str) -> str:
-        return self._cached(self._urls, url, scrub_url)
-
-    def _cached(self, cache: dict[str, str], text: str, scrub: Callable[[str, Collection[str]], str]) -> str:
-        found = cache.get(text)
+    def __call__(self, key: str) -> bool:
+        if len(key) > self.MAX_CACHED_KEY_CHARS:
+            return self._decide(key)
+        found = self._known.get(key)
         if found is None:
-            found = scrub(text, self.words)
-            if len(cache) >= self.MAX_CACHED:
-                cache.clear()
-            cache[text] = found
+            found = self._decide(key)
+            if len(self._known) >= self.MAX_CACHED_KEYS:
+                self._known.clear()
+            self._known[key] = found
         return found
+
+    def _decide(self, key: str) -> bool:
+        if not self.words:
+            return False
+        parts = [part.lower() for part in _KEY_PART.findall(key)]
+        words = self.words
+        for start in range(len(parts)):
+            run = ""
+            for part in parts[start:]:
+                run += part
+                if run in words:
+                    return True
+                if len(run) >= self._longest:
+                    break
+        joined = "".join(parts)
+        return any(word in joined for word in self._inner)
 
 
 def is_sensitive_key(key: str, words: Collection[str]) -> bool:
-    """``key`` is a scrub word, holds one as a ``_``/``-``/``.`` separated token, or ends with one."""
-    lowered = key.lower()
-    if lowered in words:
-        return True
-    if any(token in words for token in _TOKEN_SPLIT.split(lowered) if token):
-        return True
-    return any(len(word) >= 5 and lowered.endswith(word) for word in words)
+    """``key`` names a sensitive parameter for ``words``; see ``KeyMatcher`` for the rules."""
+    return KeyMatcher(words)(key)
+
+
+def _scrub_pairs(text: str, sensitive: KeyMatcher) -> str:
+    """Replace the values of sensitive ``key=value`` pairs (``&`` or ``;`` separated)."""
+    if "=" not in text:
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if sensitive(unquote_plus(key) if "%" in key or "+" in key else key):
+            return f"{key}={REDACTED}"
+        return match.group(0)
+
+    return _PAIR.sub(replace, text)
+
+
+class QueryScrubber:
+    """``query``/``url`` scrubbing for one set of words, precomputed once per configuration.
+
+    Nothing is cached per query or URL: those are chosen by the client and may be huge and
+    unique on every request. Only the bounded ``KeyMatcher`` table remembers anything.
+    """
+
+    def __init__(self, words: Collection[str]) -> None:
+        self.sensitive = KeyMatcher(words)
+        self.words = self.sensitive.words
+
+    def query(self, query: str) -> str:
+        """A query string (``a=1&token=x``) with sensitive values replaced, the rest byte for byte."""
+        if not query or not self.words:
+            return query
+        return _scrub_pairs(query, self.sensitive)
+
+    def url(self, url: str) -> str:
+        """A URL or request target with its query and fragment parameters scrubbed."""
+        if not self.words or "=" not in url:
+            return url
+        head, hash_sign, fragment = url.partition("#")
+        path, question_mark, query = head.partition("?")
+        if question_mark:
+            head = f"{path}?{_scrub_pairs(query, self.sensitive)}"
+        if hash_sign:
+            return f"{head}#{_scrub_pairs(fragment, self.sensitive)}"
+        return head
 
 
 def scrub_query(query: str, words: Collection[str]) -> str:
     """Replace the values of sensitive parameters with ``REDACTED``, keeping everything else byte for byte."""
-    if not query or not words:
-        return query
-    parts = query.split("&")
-    changed = False
-    for index, part in enumerate(parts):
-        key, sep, _value = part.partition("=")
-        if sep and is_sensitive_key(unquote_plus(key), words):
-            parts[index] = f"{key}={REDACTED}"
-            changed = True
-    return "&".join(parts) if changed else query
+    return QueryScrubber(words).query(query)
 
 
 def scrub_url(url: str, words: Collection[str]) -> str:
-    """Scrub the query part of a URL or a request target (``/path?query``)."""
-    path, sep, query = url.partition("?")
-    if not sep:
-        return url
-    fragment = ""
-    if "#" in query:
-        query, _, rest = query.partition("#")
-        fragment = "#" + rest
-    return f"{path}?{scrub_query(query, words)}{fragment}"
+    """Scrub the query and fragment parameters of a URL or a request target (``/path?query``)."""
+    return QueryScrubber(words).url(url)
 
 
 def _attribute_map(span: Span) -> Optional[MutableMapping[str, Any]]:

@@ -90,7 +90,7 @@ class ServerSpanMaker:
     def set_status(self, span: trace.Span, status: int) -> None:
         set_status_code(span, status, None, self.mode)
 
-    def finish(
+    def end(
         self,
         span: trace.Span,
         token: Optional[object],
