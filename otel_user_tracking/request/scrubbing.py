@@ -9,7 +9,7 @@ form) and sensitive query values become ``REDACTED``.
 from __future__ import annotations
 
 import re
-from typing import Any, Collection, Iterable, MutableMapping, Optional
+from typing import Any, Callable, Collection, Iterable, MutableMapping, Optional
 from urllib.parse import unquote_plus
 
 from opentelemetry.trace import Span
@@ -93,24 +93,48 @@ def _scrub_pairs(text: str, sensitive: KeyMatcher) -> str:
 class QueryScrubber:
     """``query``/``url`` scrubbing for one set of words, precomputed once per configuration.
 
-    Nothing is cached per query or URL: those are chosen by the client and may be huge and
-    unique on every request. Only the bounded ``KeyMatcher`` table remembers anything.
+    The same short query strings come back request after request, so answers for texts of
+    at most ``MAX_CACHED_CHARS`` are remembered in two tables of at most ``MAX_CACHED``
+    entries (a few hundred KB at worst). Longer texts, which a client can make huge and
+    unique, are scrubbed afresh each time and never kept.
     """
+
+    MAX_CACHED = 256
+    MAX_CACHED_CHARS = 256
 
     def __init__(self, words: Collection[str]) -> None:
         self.sensitive = KeyMatcher(words)
         self.words = self.sensitive.words
+        self._queries: dict[str, str] = {}
+        self._urls: dict[str, str] = {}
 
     def query(self, query: str) -> str:
         """A query string (``a=1&token=x``) with sensitive values replaced, the rest byte for byte."""
         if not query or not self.words:
             return query
-        return _scrub_pairs(query, self.sensitive)
+        return self._remembered(self._queries, query, self._scrub_query)
 
     def url(self, url: str) -> str:
         """A URL or request target with its query and fragment parameters scrubbed."""
         if not self.words or "=" not in url:
             return url
+        return self._remembered(self._urls, url, self._scrub_url)
+
+    def _remembered(self, table: dict[str, str], text: str, scrub: Callable[[str], str]) -> str:
+        if len(text) > self.MAX_CACHED_CHARS:
+            return scrub(text)
+        found = table.get(text)
+        if found is None:
+            found = scrub(text)
+            if len(table) >= self.MAX_CACHED:
+                table.clear()
+            table[text] = found
+        return found
+
+    def _scrub_query(self, query: str) -> str:
+        return _scrub_pairs(query, self.sensitive)
+
+    def _scrub_url(self, url: str) -> str:
         head, hash_sign, fragment = url.partition("#")
         path, question_mark, query = head.partition("?")
         if question_mark:
