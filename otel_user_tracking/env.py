@@ -14,7 +14,7 @@ from dataclasses import fields
 from typing import Any, Optional
 
 from .analytics.settings import DeliverySettings, describe_range
-from .policy import FIELD_MODES, HASH_KEY_ENV, IP_MODES, TagPolicy
+from .policy import FIELD_MODES, HASH_KEY_ENV, IP_MODES, USER_FIELDS, TagPolicy, parse_networks
 
 ENV_PREFIX = "OTEL_PYTHON_USER_TRACKING_"
 ENV_SINKS = ENV_PREFIX + "SINKS"
@@ -92,7 +92,7 @@ def delivery_from_env(env: Optional[Mapping[str, str]] = None) -> DeliverySettin
 def policy_from_env(env: Mapping[str, str]) -> TagPolicy:
     """The TagPolicy the ``OTEL_PYTHON_USER_TRACKING_*`` variables describe."""
     params: dict[str, Any] = {}
-    for attr in ("id", "name", "email"):
+    for attr in USER_FIELDS:
         mode = _env_choice(env, attr.upper(), FIELD_MODES)
         if mode is not None:
             params[attr] = mode
@@ -108,10 +108,12 @@ def policy_from_env(env: Mapping[str, str]) -> TagPolicy:
     proxies = env.get(ENV_PREFIX + "TRUSTED_PROXIES")
     if proxies:
         params["trusted_proxies"] = as_tuple(proxies)
+        parse_networks(params["trusted_proxies"], source=f"{ENV_PREFIX}TRUSTED_PROXIES={proxies!r}")
     try:
         return TagPolicy(**params)
     except ValueError as exc:
-        raise ValueError(f"{exc} (from {_policy_variables(env)})") from None
+        hashed = [f"{ENV_PREFIX}{attr.upper()}=hash" for attr in USER_FIELDS if params.get(attr) == "hash"]
+        raise ValueError(f"{exc} (set by {', '.join(hashed) or 'the environment'})") from None
 
 
 def config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -145,14 +147,6 @@ def config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     if scrub:
         values["scrub_query_keys"] = frozenset(as_tuple(scrub))
     return values
-
-
-def _policy_variables(env: Mapping[str, str]) -> str:
-    names = [
-        ENV_PREFIX + name for name in ("ID", "NAME", "EMAIL", "IP", "ROLES", "HASH_KEY", "TRUSTED_PROXIES")
-    ]
-    present = [name for name in names if env.get(name)]
-    return ", ".join(present) or "the policy defaults"
 
 
 def sinks_setting(env: Optional[Mapping[str, str]] = None) -> str:

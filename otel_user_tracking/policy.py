@@ -19,6 +19,8 @@ IPMode = Literal["keep", "anonymize", "drop"]
 FIELD_MODES: tuple[str, ...] = ("keep", "hash", "mask", "drop")
 IP_MODES: tuple[str, ...] = ("keep", "anonymize", "drop")
 HASH_KEY_ENV = "OTEL_PYTHON_USER_TRACKING_HASH_KEY"
+# The user fields a mode applies to: a TagPolicy field, an env variable and a span attribute each.
+USER_FIELDS: tuple[str, ...] = ("id", "name", "email")
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -78,7 +80,7 @@ class TagPolicy:
     _key: Optional[bytes] = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for attr in ("id", "name", "email"):
+        for attr in USER_FIELDS:
             value = getattr(self, attr)
             if value not in FIELD_MODES:
                 raise ValueError(
@@ -87,7 +89,7 @@ class TagPolicy:
         if self.ip not in IP_MODES:
             raise ValueError(f"TagPolicy.ip={self.ip!r} is not a mode; use one of {', '.join(IP_MODES)}")
         key = _key_bytes(self.hash_key)
-        hashed = [attr for attr in ("id", "name", "email") if getattr(self, attr) == "hash"]
+        hashed = [attr for attr in USER_FIELDS if getattr(self, attr) == "hash"]
         if hashed and not key:
             raise ValueError(
                 f"TagPolicy hashes {', '.join(hashed)} but has no hash_key; pass hash_key=... "

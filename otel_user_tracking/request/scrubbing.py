@@ -3,11 +3,16 @@
 The ASGI, FastAPI and Starlette instrumentations set the client address and the raw query
 string at span start. The middleware runs right after, while the span is still open, and
 rewrites those attributes here: client addresses are removed (or replaced by the policy's
-form) and sensitive query values become ``REDACTED``.
+form) and sensitive query values become ``REDACTED``. Captured headers
+(``http.request.header.*``, ``http.response.header.*``) get the same treatment: a header
+whose name is sensitive loses its value, URL parameters are scrubbed, and IP addresses in
+any captured value become ``REDACTED`` (the client address leaves only as
+``client.address``, in the policy's form).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Callable, Collection, Iterable, MutableMapping, Optional
 from urllib.parse import unquote_plus
@@ -21,6 +26,11 @@ REDACTED = "REDACTED"
 _KEY_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 _PAIR = re.compile(r"(?:^|(?<=[&;]))([^&;=]*)=([^&;]*)")
+_HEADER_PREFIXES = ("http.request.header.", "http.response.header.")
+_IP_LITERAL = re.compile(
+    r"(?<![0-9A-Za-z.:])(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})"
+    r"(?:%[0-9A-Za-z]+)?(?![0-9A-Za-z.:])"
+)
 _MIN_INNER_WORD = 5  # words this long also match inside a part: resettoken, mysecretkey
 
 
@@ -154,6 +164,38 @@ def scrub_url(url: str, words: Collection[str]) -> str:
     return QueryScrubber(words).url(url)
 
 
+def _without_addresses(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        try:
+            ipaddress.ip_address(match.group(0).split("%", 1)[0])
+        except ValueError:
+            return match.group(0)
+        return REDACTED
+
+    return _IP_LITERAL.sub(replace, text) if ("." in text or ":" in text) else text
+
+
+def scrub_header_value(name: str, value: str, scrubber: QueryScrubber) -> str:
+    """One captured header value under the policy: credentials, URL parameters and addresses go."""
+    if scrubber.sensitive(name):
+        return REDACTED
+    if "=" in value:
+        value = scrubber.url(value) if ("?" in value or "#" in value) else scrubber.query(value)
+    return _without_addresses(value)
+
+
+def _scrub_captured_header(key: str, value: Any, scrubber: QueryScrubber) -> Any:
+    """The policy-clean value of a captured header attribute (a string or a sequence of them)."""
+    name = key.split(".header.", 1)[1]
+    if isinstance(value, str):
+        return scrub_header_value(name, value, scrubber)
+    if isinstance(value, (tuple, list)):
+        return tuple(
+            scrub_header_value(name, item, scrubber) if isinstance(item, str) else item for item in value
+        )
+    return value
+
+
 def _attribute_map(span: Span) -> Optional[MutableMapping[str, Any]]:
     """The SDK span's attribute mapping, which (unlike the API) allows removing a key."""
     mapping = getattr(span, "_attributes", None)
@@ -162,13 +204,17 @@ def _attribute_map(span: Span) -> Optional[MutableMapping[str, Any]]:
 
 def policy_rewrites(
     items: Iterable[tuple[str, Any]], addresses: Collection[str], scrubber: QueryScrubber
-) -> tuple[list[str], dict[str, str]]:
-    """Which attributes must go (client addresses) and which need a scrubbed value (URLs)."""
+) -> tuple[list[str], dict[str, Any]]:
+    """Which attributes must go (client addresses) and which need a scrubbed value (URLs, headers)."""
     removals = []
-    rewrites: dict[str, str] = {}
+    rewrites: dict[str, Any] = {}
     for key, value in items:
         if key in attrs.CLIENT_ADDRESS_KEYS or key in attrs.CLIENT_ADDRESS_HEADER_KEYS:
             removals.append(key)
+        elif key.startswith(_HEADER_PREFIXES):
+            scrubbed = _scrub_captured_header(key, value, scrubber)
+            if scrubbed != value:
+                rewrites[key] = scrubbed
         elif isinstance(value, str):
             if value in addresses:
                 removals.append(key)
@@ -196,7 +242,7 @@ def clean_attributes(
     return attributes
 
 
-def enforce_on_span(span: Span, addresses: Collection[str], scrubber: QueryScrubber) -> dict[str, str]:
+def enforce_on_span(span: Span, addresses: Collection[str], scrubber: QueryScrubber) -> dict[str, Any]:
     """Apply the policy to a span another layer made; return the rewrites for the caller to set.
 
     Client-address attributes are removed at once; scrubbed URL values are returned so the

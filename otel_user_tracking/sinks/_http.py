@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import gzip
 import json
+import re
 import time
 from typing import Any, Mapping, Optional, Sequence, TypeVar
 
@@ -24,7 +25,14 @@ from ._url import mask_url
 T = TypeVar("T")
 
 RETRYABLE_STATUSES = frozenset({408, 429})
-MAX_ANSWER_CHARS = 300
+MAX_ANSWER_CHARS = 80
+# Anything in a backend's answer that looks like it carries a credential (an echoed header or
+# body field) is cut out before the answer reaches a log line.
+_CREDENTIAL = re.compile(
+    r"(?i)(authorization|proxy-authorization|api[_-]?key|write[_-]?key|token|secret|password|basic|bearer)"
+    r"[\"':=\s]+(?:(?:bearer|basic)\s+)?[^\s,;\"'}]+"
+)
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
 DEFAULT_TIMEOUT = 10.0
 
 
@@ -47,12 +55,27 @@ def parse_retry_after(value: Optional[str], *, now: Optional[float] = None) -> O
     return max(0.0, when.timestamp() - current)
 
 
-def classify_response(response: requests.Response, sink_name: str) -> None:
-    """Return on 2xx; raise ``RetryableSinkError`` on 408/429/5xx, ``PermanentSinkError`` otherwise."""
+def summarize_answer(text: str, secrets: Sequence[str] = ()) -> str:
+    """A short, printable, credential-free excerpt of a backend's answer, for logs."""
+    excerpt = text[: MAX_ANSWER_CHARS * 4]
+    for secret in secrets:
+        if secret:
+            excerpt = excerpt.replace(secret, "***")
+    excerpt = _CREDENTIAL.sub(lambda match: f"{match.group(1)}=***", excerpt)
+    excerpt = _UNPRINTABLE.sub(" ", excerpt).strip()
+    return excerpt[:MAX_ANSWER_CHARS] + ("…" if len(excerpt) > MAX_ANSWER_CHARS else "")
+
+
+def classify_response(response: requests.Response, sink_name: str, secrets: Sequence[str] = ()) -> None:
+    """Return on 2xx; raise ``RetryableSinkError`` on 408/429/5xx, ``PermanentSinkError`` otherwise.
+
+    The error's message holds the status and a short sanitised excerpt of the answer, never
+    the sink's credentials, even when the backend echoes the request.
+    """
     status = response.status_code
     if 200 <= status < 300:
         return
-    answer = (response.text or "")[:MAX_ANSWER_CHARS].replace("\n", " ")
+    answer = summarize_answer(response.text or "", secrets)
     message = f"{sink_name}: HTTP {status}: {answer}" if answer else f"{sink_name}: HTTP {status}"
     if status in RETRYABLE_STATUSES or status >= 500:
         raise RetryableSinkError(message, retry_after=parse_retry_after(response.headers.get("Retry-After")))
@@ -68,8 +91,16 @@ class HTTPTransport:
         pool_size: Connections kept per host (the concurrency bound of per-event sinks).
     """
 
-    def __init__(self, sink_name: str, *, timeout: float = DEFAULT_TIMEOUT, pool_size: int = 4) -> None:
+    def __init__(
+        self,
+        sink_name: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        pool_size: int = 4,
+        secrets: Sequence[str] = (),
+    ) -> None:
         self.sink_name = sink_name
+        self.secrets = tuple(secret for secret in secrets if secret)
         self.timeout = timeout
         self.session = requests.Session()
         self.session.trust_env = False
@@ -110,7 +141,7 @@ class HTTPTransport:
             response = self.session.post(url, data=body, headers=all_headers, auth=auth, timeout=self.timeout)
         except requests.RequestException as exc:
             raise RetryableSinkError(f"{self.sink_name}: {type(exc).__name__}") from None
-        classify_response(response, self.sink_name)
+        classify_response(response, self.sink_name, self.secrets)
         return response
 
     def close(self) -> None:
@@ -168,12 +199,14 @@ class HTTPBatchSink:
     max_body_bytes = 500 * 1000
     gzip_body = False
 
-    def __init__(self, url: str, *, name: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, url: str, *, name: str, timeout: float = DEFAULT_TIMEOUT, secrets: Sequence[str] = ()
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"{name}: the URL must start with http:// or https://, got {mask_url(url)!r}")
         self.url = url.rstrip("/")
         self.name = name
-        self._transport = HTTPTransport(name, timeout=timeout)
+        self._transport = HTTPTransport(name, timeout=timeout, secrets=secrets)
 
     @property
     def endpoint(self) -> str:

@@ -37,6 +37,7 @@ class SinkURL:
     path: str
     credential: Optional[str] = field(default=None, repr=False)
     raw: str = field(default="", repr=False)
+    query: str = field(default="", repr=False)
 
     @property
     def masked(self) -> str:
@@ -45,8 +46,14 @@ class SinkURL:
 
     @property
     def base_url(self) -> str:
-        """``transport://host/path`` without the credential (for HTTP sinks)."""
-        return f"{self.transport or 'https'}://{self.host}{self.path}"
+        """``transport://host/path?query`` without the credential (for HTTP sinks)."""
+        query = f"?{self.query}" if self.query else ""
+        return f"{self.transport or 'https'}://{self.host}{self.path}{query}"
+
+    def refuse_query(self) -> None:
+        """Backends whose API paths are appended to the URL take no query string."""
+        if self.query:
+            raise self.error("a query string is not supported for this sink; remove it")
 
     def error(self, problem: str) -> ValueError:
         """A configuration error that shows the expected form, credential masked."""
@@ -54,28 +61,61 @@ class SinkURL:
         return ValueError(f"sink URL {self.masked!r}: {problem}; expected the form {form!r}")
 
 
+def sink_name(kind: str, url: str) -> str:
+    """``kind(host:port)``: how a sink is named in logs and metrics, never with a credential."""
+    authority = url.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+    return f"{kind}({authority.rsplit('@', 1)[-1]})"
+
+
+def _reason(exc: ValueError) -> str:
+    """Python's words for a bad URL, without the URL itself (it may hold a credential)."""
+    text = str(exc)
+    if "Port" in text or "int()" in text or "port" in text:
+        return "the port is not a number from 0 to 65535"
+    if "IPv6" in text:
+        return "the IPv6 host is not in brackets or not valid"
+    return "it cannot be parsed"
+
+
 def mask_url(raw: str) -> str:
-    """Replace the user part of a URL with ``***``."""
+    """Replace the user part and the query of a URL with ``***`` (either may hold a credential)."""
     scheme, sep, rest = raw.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
+    if not sep:
         return raw
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    if "?" in rest:
+        rest = rest.split("?", 1)[0] + "?***"
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    if "@" in authority:
+        rest = "***@" + rest.split("@", 1)[1]
+    return f"{scheme}://{rest}"
 
 
 def parse_sink_url(raw: str) -> SinkURL:
     """Split ``scheme[+transport]://[credential@]host/path``; bare ``console``/``otlp`` work too."""
     text = raw.strip()
+    query = ""
     if "://" not in text:
         scheme, transport, host, path, credential = text.lower(), None, "", "", None
     else:
-        parts = urlsplit(text)
+        scheme_part = text.split("://", 1)[0].lower()
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError as exc:
+            form = SINK_SCHEMES.get(scheme_part.partition("+")[0], ("", "scheme://host/path"))[1]
+            raise ValueError(
+                f"sink URL {mask_url(text)!r} is malformed ({_reason(exc)}); expected the form {form!r}"
+            ) from None
         scheme, _, transport_part = parts.scheme.lower().partition("+")
         transport = transport_part or None
         credential = unquote(parts.username) if parts.username else None
         host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
+        if ":" in host:
+            host = f"[{host}]"
+        if port:
+            host = f"{host}:{port}"
         path = parts.path
+        query = parts.query
     if scheme not in SINK_SCHEMES:
         known = ", ".join(sorted([*SINK_SCHEMES, "none"]))
         raise ValueError(
@@ -83,7 +123,7 @@ def parse_sink_url(raw: str) -> SinkURL:
         )
     if transport not in (None, "http", "https"):
         raise ValueError(f"sink URL {mask_url(text)!r}: transport must be +http or +https, not +{transport}")
-    return SinkURL(scheme, transport, host, path, credential, text)
+    return SinkURL(scheme, transport, host, path, credential, text, query)
 
 
 def sink_from_url(raw: str) -> Sink:

@@ -19,7 +19,7 @@ from ..analytics.events import AnalyticsEvent
 from ..version import __version__
 from ._http import HTTPBatchSink
 from ._stack import parse_traceback
-from ._url import SinkURL
+from ._url import SinkURL, sink_name
 
 MAX_EVENT_BYTES = 900 * 1024  # the posthog SDK's MAX_MSG_SIZE
 MAX_BATCH_BYTES = 5 * 1024 * 1024  # its BATCH_SIZE_LIMIT
@@ -145,7 +145,12 @@ class PostHogSink(HTTPBatchSink):
         if not api_key or not api_key.strip():
             raise ValueError("PostHogSink needs the project API key (Project settings > Project API key)")
         self._api_key = api_key.strip()
-        super().__init__(url, name=f"posthog({url.rstrip('/').split('://', 1)[-1]})", timeout=timeout)
+        super().__init__(
+            url,
+            name=sink_name("posthog", url),
+            timeout=timeout,
+            secrets=(self._api_key,),
+        )
 
     @property
     def endpoint(self) -> str:
@@ -168,4 +173,5 @@ def from_url(parsed: SinkURL) -> PostHogSink:
         raise parsed.error("the project API key goes in the user part of the URL")
     if not parsed.host:
         raise parsed.error("no host")
+    parsed.refuse_query()
     return PostHogSink(parsed.credential, url=parsed.base_url)

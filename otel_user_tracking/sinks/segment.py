@@ -18,7 +18,7 @@ from typing import Any, Optional
 from ..analytics.events import AnalyticsEvent
 from ..version import __version__
 from ._http import HTTPBatchSink
-from ._url import SinkURL
+from ._url import SinkURL, sink_name
 
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1000  # analytics-python stays under 475 000 to leave room for the envelope
@@ -126,7 +126,12 @@ class SegmentSink(HTTPBatchSink):
             raise ValueError("SegmentSink needs the source's write key (Source > Settings > API Keys)")
         self._write_key = write_key.strip()
         self.error_event_name = error_event_name
-        super().__init__(url, name=f"segment({url.rstrip('/').split('://', 1)[-1]})", timeout=timeout)
+        super().__init__(
+            url,
+            name=sink_name("segment", url),
+            timeout=timeout,
+            secrets=(self._write_key,),
+        )
 
     @property
     def endpoint(self) -> str:
@@ -149,6 +154,7 @@ def from_url(parsed: SinkURL, error_event_name: Optional[str] = None) -> Segment
         raise parsed.error("the write key goes in the user part of the URL")
     if not parsed.host:
         raise parsed.error("no host")
+    parsed.refuse_query()
     return SegmentSink(
         parsed.credential, url=parsed.base_url, error_event_name=error_event_name or "Exception Occurred"
     )

@@ -23,7 +23,7 @@ from typing import Any, Optional
 from ..analytics.events import AnalyticsEvent
 from ._base import PermanentSinkError, RetryableSinkError, SendResult, SinkError
 from ._http import HTTPTransport
-from ._url import SinkURL, mask_url
+from ._url import SinkURL, mask_url, sink_name
 
 PROJECT_ID = re.compile(r"^[A-Za-z0-9-]{12}$")
 MAX_EVENT_NAME = 256
@@ -110,8 +110,10 @@ class SwetrixSink:
             raise ValueError("concurrency must be at least 1")
         self.project_id = project_id
         self.url = url.rstrip("/")
-        self.name = f"swetrix({self.url.split('://', 1)[-1].split('/', 1)[0].rsplit('@', 1)[-1]})"
-        self._transport = HTTPTransport(self.name, timeout=timeout, pool_size=concurrency)
+        self.name = sink_name("swetrix", self.url)
+        self._transport = HTTPTransport(
+            self.name, timeout=timeout, pool_size=concurrency, secrets=(project_id,)
+        )
         self._pool = ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix="otel-user-tracking-swetrix"
         )
@@ -162,4 +164,5 @@ def from_url(parsed: SinkURL) -> SwetrixSink:
         raise parsed.error("the project id must be 12 letters, digits or dashes")
     if not parsed.host:
         raise parsed.error("no host")
+    parsed.refuse_query()
     return SwetrixSink(parsed.credential, url=parsed.base_url)

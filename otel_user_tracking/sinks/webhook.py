@@ -13,7 +13,7 @@ from typing import Any, Optional
 from ..analytics.events import AnalyticsEvent
 from ..env import WEBHOOK_AUTHORIZATION_ENV, webhook_authorization
 from ._http import HTTPBatchSink
-from ._url import SinkURL
+from ._url import SinkURL, sink_name
 
 
 class WebhookSink(HTTPBatchSink):
@@ -37,8 +37,10 @@ class WebhookSink(HTTPBatchSink):
     ) -> None:
         if authorization is not None and any(char in authorization for char in "\r\n\0"):
             raise ValueError("WebhookSink: the authorization value must not contain CR, LF or NUL")
-        host = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
-        super().__init__(url, name=f"webhook({host})", timeout=timeout)
+        secrets = [authorization or ""]
+        if authorization and " " in authorization:
+            secrets.append(authorization.split(" ", 1)[1])  # the token of "Bearer <token>"
+        super().__init__(url, name=sink_name("webhook", url), timeout=timeout, secrets=secrets)
         self._headers = {"Authorization": authorization} if authorization else {}
         self.gzip_body = gzip
 
