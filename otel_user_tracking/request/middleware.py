@@ -132,6 +132,7 @@ class UserTrackingMiddleware:
         state = RequestState(
             span, scope, prepared.config, created=True, status_setter=prepared.maker.set_status
         )
+        send = prepared.maker.police_response_headers(span, send, prepared.scrubber, ours=True)
         try:
             with trace.use_span(
                 span, end_on_exit=False, record_exception=False, set_status_on_exception=False
@@ -153,7 +154,9 @@ class UserTrackingMiddleware:
             report_internal_error("request_start", exc)
             await self.app(scope, receive, send)
             return
-        await self._run(state, receive, send)
+        await self._run(
+            state, receive, prepared.maker.police_response_headers(span, send, prepared.scrubber, ours=False)
+        )
 
     async def _with_asgi_middleware(
         self, scope: Scope, receive: Receive, send: Send, prepared: Prepared
@@ -237,6 +240,8 @@ class _SpanEnricher:
         if state is None:
             await self.app(scope, receive, send)
         else:
+            prepared = self.owner._prepare()
+            send = prepared.maker.police_response_headers(state.span, send, prepared.scrubber, ours=False)
             await self.owner._run(state, receive, send)
         scope[_PHASE_KEY] = "done"
 

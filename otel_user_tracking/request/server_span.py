@@ -6,6 +6,10 @@ ASGI middleware's. Doing it here rather than through the middleware's ``__call__
 client address and raw query never touch the span (no span processor's ``on_start`` sees
 them) and attributes are set once instead of twice: at most a third of the plain middleware's
 per-request cost. ``internal_spans=True`` uses the full ASGI middleware instead.
+
+The standard ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`` /
+``_SERVER_RESPONSE`` / ``_SANITIZE_FIELDS`` variables work as on the contrib middleware's
+span, and every captured value goes through the same policy (``scrubbing.py``).
 """
 
 from __future__ import annotations
@@ -15,22 +19,40 @@ from typing import Any, Callable, Optional
 
 from opentelemetry import context, trace
 from opentelemetry.instrumentation._semconv import (
-    HTTP_DURATION_HISTOGRAM_BUCKETS_NEW,
     _get_schema_url,
     _OpenTelemetrySemanticConventionStability,
     _OpenTelemetryStabilitySignalType,
 )
 from opentelemetry.instrumentation.asgi import (
     asgi_getter,
+    collect_custom_headers_attributes,
     collect_request_attributes,
     get_default_span_details,
     set_status_code,
 )
 from opentelemetry.instrumentation.utils import _start_internal_or_server_span
 from opentelemetry.metrics import get_meter
+from opentelemetry.util.http import (
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE,
+    SanitizeValue,
+    get_custom_headers,
+    normalise_request_header_name,
+    normalise_response_header_name,
+)
 
-from ..types import Scope
+from .._errors import report_internal_error
+from ..types import Message, Scope, Send
 from ..version import __version__
+from .scrubbing import QueryScrubber, clean_attributes, enforce_on_span
+
+try:
+    from opentelemetry.instrumentation._semconv import HTTP_DURATION_HISTOGRAM_BUCKETS_NEW
+except ImportError:  # opentelemetry-instrumentation < 0.52b0
+    HTTP_DURATION_HISTOGRAM_BUCKETS_NEW = (  # type: ignore[assignment]
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    )  # fmt: skip
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 
@@ -59,6 +81,11 @@ class ServerSpanMaker:
             unit="{request}",
             description="Number of active HTTP server requests.",
         )
+        self.capture_request = get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST)
+        self.capture_response = get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE)
+        self.sanitize = SanitizeValue(
+            get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS)
+        )
 
     def start(
         self, scope: Scope, clean: Callable[[dict[str, Any]], dict[str, Any]]
@@ -70,6 +97,15 @@ class ServerSpanMaker:
         attributes = collect_request_attributes(scope, self.mode)
         name, details = get_default_span_details(scope)  # type: ignore[arg-type]
         attributes.update(details)
+        if self.capture_request:
+            attributes.update(
+                collect_custom_headers_attributes(
+                    scope,  # type: ignore[arg-type]
+                    self.sanitize,
+                    self.capture_request,
+                    normalise_request_header_name,
+                )
+            )
         span, token = _start_internal_or_server_span(
             tracer=self.tracer,
             span_name=name,
@@ -86,6 +122,39 @@ class ServerSpanMaker:
         if scope["type"] == "http":
             self.active.add(1, metric_attributes)
         return span, token, metric_attributes
+
+    def police_response_headers(
+        self, span: trace.Span, send: Send, scrubber: QueryScrubber, ours: bool
+    ) -> Send:
+        """``send``, capturing (on our span) and policing the response headers, if any are captured.
+
+        Another layer sets its captured response headers while the response starts, outside
+        this middleware, so they are policed once that ``send`` returns.
+        """
+        if not self.capture_response:
+            return send
+
+        async def send_policed(message: Message) -> None:
+            starting = message.get("type") == "http.response.start"
+            if starting and ours:
+                try:
+                    captured = collect_custom_headers_attributes(
+                        message,  # type: ignore[arg-type]
+                        self.sanitize,
+                        self.capture_response,
+                        normalise_response_header_name,
+                    )
+                    span.set_attributes(clean_attributes(captured, (), scrubber))
+                except Exception as exc:
+                    report_internal_error("response_headers", exc)
+            await send(message)
+            if starting and not ours:
+                try:
+                    span.set_attributes(enforce_on_span(span, (), scrubber))
+                except Exception as exc:
+                    report_internal_error("response_headers", exc)
+
+        return send_policed
 
     def set_status(self, span: trace.Span, status: int) -> None:
         set_status_code(span, status, None, self.mode)
