@@ -167,3 +167,34 @@ def hash_key(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
 def raise_internal_errors(env: Optional[Mapping[str, str]] = None) -> bool:
     """True when internal errors re-raise instead of being swallowed (our own test suite)."""
     return _environ(env).get(RAISE_INTERNAL_ERRORS_ENV) == "1"
+
+
+def store_settings(env: Optional[Mapping[str, str]] = None) -> tuple[float, float]:
+    """(retention in days, size cap in MB) of the embedded store; 0 turns either off.
+
+    ``OTEL_PYTHON_USER_TRACKING_RETENTION``: ``90d`` (the default), ``12w``, ``36h`` or ``0``;
+    ``OTEL_PYTHON_USER_TRACKING_MAX_STORE_MB``: a number of megabytes, default 0 (no cap).
+    """
+    source = _environ(env)
+    retention_name, cap_name = ENV_PREFIX + "RETENTION", ENV_PREFIX + "MAX_STORE_MB"
+    raw = (source.get(retention_name) or "90d").strip().lower()
+    units = {"h": 1 / 24, "d": 1.0, "w": 7.0}
+    try:
+        days = float(raw) if raw[-1:].isdigit() else float(raw[:-1]) * units[raw[-1]]
+        if not 0 <= days <= 36_500 or days != days:
+            raise ValueError
+    except (KeyError, ValueError):
+        raise ValueError(
+            f"{retention_name}={source.get(retention_name)!r} is not allowed; use a duration such as "
+            "90d, 12w or 36h, or 0 to keep everything"
+        ) from None
+    raw_cap = (source.get(cap_name) or "0").strip()
+    try:
+        cap = float(raw_cap)
+        if not 0 <= cap <= 10_000_000 or cap != cap:
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"{cap_name}={raw_cap!r} is not allowed; use a number of megabytes, or 0 for no cap"
+        ) from None
+    return days, cap

@@ -239,28 +239,31 @@ class SinkPipeline:
             try:
                 result = self.sink.send(pending)
             except RetryableSinkError as exc:
-                retry, reason, retry_after = list(pending), str(exc), exc.retry_after
+                retry, reason, kind, retry_after = list(pending), str(exc), exc.kind, exc.retry_after
             except PermanentSinkError as exc:
-                self._count("failed", len(pending), str(exc))
+                self._count("failed", len(pending), str(exc), exc.kind)
                 return
             except Exception as exc:
                 # A sink bug: never retried (it would fail the same way), never raised.
-                self._count("failed", len(pending), f"sink raised {type(exc).__name__}")
+                self._count("failed", len(pending), f"sink raised {type(exc).__name__}", "bug")
                 return
             else:
                 outcome = result or SendResult()
-                retry, reason, retry_after = list(outcome.retry), outcome.reason, outcome.retry_after
+                retry, reason, kind = list(outcome.retry), outcome.reason, outcome.kind
+                retry_after = outcome.retry_after
                 lost = outcome.dropped + outcome.failed
                 self._count("sent", len(pending) - len(retry) - lost)
-                self._count("dropped", outcome.dropped, reason)
-                self._count("failed", outcome.failed, reason)
+                self._count("dropped", outcome.dropped, reason, kind)
+                self._count("failed", outcome.failed, reason, kind)
             if not retry:
                 return
             if attempt >= self._settings.max_retries:
-                self._count("failed", len(retry), f"{reason} (gave up after {attempt + 1} attempts)")
+                self._count("failed", len(retry), f"{reason} (gave up after {attempt + 1} attempts)", kind)
                 return
             if not self._sleep(self._backoff(attempt, retry_after)):
-                self._count("failed", len(retry), f"{reason} (no time left before the shutdown deadline)")
+                self._count(
+                    "failed", len(retry), f"{reason} (no time left before the shutdown deadline)", kind
+                )
                 return
             attempt += 1
             self._count("retried", len(retry))
@@ -291,7 +294,7 @@ class SinkPipeline:
                     return True
                 self._wake.wait(remaining)
 
-    def _count(self, outcome: str, events: int, reason: str = "") -> None:
+    def _count(self, outcome: str, events: int, reason: str = "", kind: str = "") -> None:
         if not events:
             return
         with self._lock:
@@ -303,7 +306,7 @@ class SinkPipeline:
         if outcome in ("failed", "dropped") and reason:
             # One line per kind of answer and period, not per batch.
             self._log.warning(
-                f"{outcome}:{reason[:40]}",
+                f"{outcome}:{kind}",
                 "analytics sink %s: %d events %s: %s",
                 self.name,
                 events,

@@ -19,7 +19,18 @@ from ..analytics.events import AnalyticsEvent
 
 
 class SinkError(Exception):
-    """A batch could not be delivered. Messages never contain credentials or event data."""
+    """A batch could not be delivered. Messages never contain credentials or event data.
+
+    Args:
+        message: What went wrong, safe to log.
+        kind: A short, bounded name for this kind of failure (``HTTP 5xx``, ``network``,
+            ``locked``): failures of one kind are logged once per period, whatever the
+            message's details.
+    """
+
+    def __init__(self, message: str, *, kind: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.kind = kind or type(self).__name__
 
 
 class RetryableSinkError(SinkError):
@@ -28,10 +39,13 @@ class RetryableSinkError(SinkError):
     Args:
         message: What went wrong, safe to log.
         retry_after: Seconds the backend asked us to wait (``Retry-After``), if any.
+        kind: See ``SinkError``.
     """
 
-    def __init__(self, message: str, *, retry_after: Optional[float] = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, retry_after: Optional[float] = None, kind: Optional[str] = None
+    ) -> None:
+        super().__init__(message, kind=kind)
         self.retry_after = retry_after
 
 
@@ -51,6 +65,7 @@ class SendResult:
         dropped: Events no request could carry (e.g. over the backend's size limit).
         failed: Events the backend refused for good.
         reason: Why some were not delivered, safe to log (no payload, no credential).
+        kind: A short, bounded name for that reason (see ``SinkError``).
     """
 
     retry: Sequence[AnalyticsEvent] = ()
@@ -58,6 +73,7 @@ class SendResult:
     dropped: int = 0
     failed: int = 0
     reason: str = ""
+    kind: str = ""
 
 
 DELIVERED = SendResult()

@@ -77,9 +77,11 @@ def classify_response(response: requests.Response, sink_name: str, secrets: Sequ
         return
     answer = summarize_answer(response.text or "", secrets)
     message = f"{sink_name}: HTTP {status}: {answer}" if answer else f"{sink_name}: HTTP {status}"
+    kind = f"HTTP {status}" if status < 500 else f"HTTP {status // 100}xx"
     if status in RETRYABLE_STATUSES or status >= 500:
-        raise RetryableSinkError(message, retry_after=parse_retry_after(response.headers.get("Retry-After")))
-    raise PermanentSinkError(message)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise RetryableSinkError(message, retry_after=retry_after, kind=kind)
+    raise PermanentSinkError(message, kind=kind)
 
 
 class HTTPTransport:
@@ -140,7 +142,7 @@ class HTTPTransport:
         try:
             response = self.session.post(url, data=body, headers=all_headers, auth=auth, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise RetryableSinkError(f"{self.sink_name}: {type(exc).__name__}") from None
+            raise RetryableSinkError(f"{self.sink_name}: {type(exc).__name__}", kind="network") from None
         classify_response(response, self.sink_name, self.secrets)
         return response
 
@@ -241,7 +243,7 @@ class HTTPBatchSink:
                         retry=rest, retry_after=exc.retry_after, dropped=len(oversized), reason=reason
                     )
                 return SendResult(failed=len(rest), dropped=len(oversized), reason=reason)
-        return SendResult(dropped=len(oversized), reason=too_large) if oversized else None
+        return SendResult(dropped=len(oversized), reason=too_large, kind="too large") if oversized else None
 
     def _post(self, part: Sequence[tuple[AnalyticsEvent, bytes]]) -> None:
         head = encode_json(self.envelope())

@@ -1,13 +1,19 @@
 """SQLiteSink: the embedded store (``analytics/store.py``) as a sink, the zero-setup default.
 
-Read it with ``otel-user-tracking report``.
+Read it with ``otel-user-tracking report``. Besides writing, the sink keeps the store in
+shape from its own thread: events older than ``retention`` and, past ``max_store_mb``, the
+oldest ones are deleted in small chunks, so the file stops growing (SQLite reuses the freed
+pages) and no writer or reader waits long for the lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
+import time
+import weakref
 from collections.abc import Sequence
 from itertools import chain
 from pathlib import Path
@@ -15,67 +21,169 @@ from typing import Optional, Union
 
 from .._cooperate import TimeSlicer
 from ..analytics.events import AnalyticsEvent
-from ..analytics.store import CHUNK, INSERT, INSERT_CHUNK, SchemaError, connect
+from ..analytics.store import CHUNK, INSERT, INSERT_CHUNK, TABLE, SchemaError, connect
 from ._base import PermanentSinkError, RetryableSinkError
 from ._url import SinkURL
+
+DELETE_CHUNK = 2000  # rows per deleting transaction: a few milliseconds of write lock
+MAINTENANCE_INTERVAL = 60.0  # seconds between two retention passes
+_MAX_CHUNKS_PER_PASS = 50
 
 
 class SQLiteSink:
     """Store events in a local SQLite file (created on first use).
 
-    ``busy_timeout`` is how long a write waits for another writer (a second app process on
-    the same file) before the batch is retried by the pipeline.
+    Usage: ``AnalyticsSpanProcessor(sinks=[SQLiteSink("analytics.db", retention_days=30)])``;
+    read it with ``otel-user-tracking report analytics.db``.
 
-    Usage: ``AnalyticsSpanProcessor(sinks=[SQLiteSink("analytics.db")])``; read it with
-    ``python -m otel_user_tracking report analytics.db``.
+    Args:
+        path: The store's file; its directory is created if missing.
+        busy_timeout: Seconds a write waits for another writer (another app process on the
+            same file) before the batch goes back to the pipeline to be retried.
+        retention_days: Events older than this are deleted; 0 keeps everything.
+        max_store_mb: When the events take more than this, the oldest are deleted; 0: no cap.
+        maintenance_interval: Seconds between two retention passes (each after a batch).
     """
 
     max_batch_size = 1000
 
     def __init__(
-        self, path: Union[str, Path] = "otel-user-tracking.db", *, busy_timeout: float = 5.0
+        self,
+        path: Union[str, Path] = "otel-user-tracking.db",
+        *,
+        busy_timeout: float = 5.0,
+        retention_days: float = 90,
+        max_store_mb: float = 0,
+        maintenance_interval: float = MAINTENANCE_INTERVAL,
     ) -> None:
+        if retention_days < 0 or max_store_mb < 0:
+            raise ValueError("SQLiteSink: retention_days and max_store_mb must be 0 (off) or more")
         self.path = Path(path)
         self.busy_timeout = busy_timeout
+        self.retention_days = retention_days
+        self.max_store_mb = max_store_mb
+        self.maintenance_interval = maintenance_interval
         self.name = f"sqlite({self.path})"
-        self._connection: Optional[sqlite3.Connection] = None
-        self._lock = threading.Lock()
+        self.deleted = 0  # events removed by retention or the size cap
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _reset_in_child(ref()))
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._connection is None:
-            if self.path.parent != Path(""):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._connection = connect(self.path, timeout=self.busy_timeout)
-        return self._connection
+    def _reset(self) -> None:
+        """No connection, a fresh lock (at start, and in a forked child: the parent's are not ours)."""
+        self._connection: Optional[sqlite3.Connection] = None
+        self._inode: Optional[int] = None
+        self._lock = threading.Lock()
+        self._next_maintenance = 0.0
+
+    def check(self) -> None:
+        """Open (creating or migrating) the store now: a problem stops the start, with its fix.
+
+        Raises ``ValueError`` for a path whose parent is a file, a read-only location, a
+        file that is not a database, or a store written by a newer version.
+        """
+        with self._lock:
+            try:
+                self._connect()
+            except (OSError, sqlite3.Error, SchemaError) as exc:
+                self._connection = None
+                raise ValueError(f"analytics store {self.path}: {_explain(exc)}") from None
 
     def send(self, batch: Sequence[AnalyticsEvent]) -> None:
         with self._lock:
             try:
                 connection = self._connect()
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    _insert(connection, batch)
-                    connection.execute("COMMIT")
-                except BaseException:
-                    connection.execute("ROLLBACK")
-                    raise
+                _in_transaction(connection, lambda: _insert(connection, batch))
+                self._maintain(connection)
             except SchemaError as exc:
                 raise PermanentSinkError(f"{self.name}: {exc}") from None
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc) or "busy" in str(exc):
-                    raise RetryableSinkError(f"{self.name}: database is locked") from None
-                raise PermanentSinkError(f"{self.name}: {exc}") from None
-            except sqlite3.Error as exc:
-                raise PermanentSinkError(f"{self.name}: {type(exc).__name__}: {exc}") from None
+                    raise RetryableSinkError(f"{self.name}: database is locked", kind="locked") from None
+                raise RetryableSinkError(f"{self.name}: {_explain(exc)}", kind=_kind(exc)) from None
+            except (sqlite3.Error, OSError) as exc:
+                raise PermanentSinkError(f"{self.name}: {_explain(exc)}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is not None and not self._replaced():
+            return self._connection
+        self._close_connection()
+        if self.path.parent != Path(""):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection = connect(self.path, timeout=self.busy_timeout)
+        self._inode = _inode(self.path)
+        return self._connection
+
+    def _replaced(self) -> bool:
+        """True when the file was deleted or replaced under us: writes would go nowhere."""
+        return _inode(self.path) != self._inode
+
+    def _maintain(self, connection: sqlite3.Connection) -> None:
+        """Retention and the size cap, at most once a minute, a few small transactions at a time."""
+        now = time.monotonic()
+        if now < self._next_maintenance or not (self.retention_days or self.max_store_mb):
+            return
+        self._next_maintenance = now + self.maintenance_interval
+        slicer = TimeSlicer()
+        if self.retention_days:
+            cutoff = int((time.time() - self.retention_days * 86_400) * 1_000_000)
+            for _ in range(_MAX_CHUNKS_PER_PASS):
+                if not self._delete_chunk(connection, "ts_us < ?", (cutoff,)):
+                    break
+                slicer.tick()
+        if self.max_store_mb:
+            for _ in range(_MAX_CHUNKS_PER_PASS):
+                if _used_bytes(connection) <= self.max_store_mb * 1024 * 1024:
+                    break
+                if not self._delete_chunk(connection, "1", ()):
+                    break
+                slicer.tick()
+
+    def _delete_chunk(self, connection: sqlite3.Connection, where: str, params: tuple[object, ...]) -> int:
+        """Delete the oldest ``DELETE_CHUNK`` events matching ``where`` (by the time index)."""
+        statement = (
+            f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE} INDEXED BY {TABLE}_ts_event "
+            f"WHERE {where} ORDER BY ts_us LIMIT {DELETE_CHUNK})"
+        )
+        deleted = _in_transaction(connection, lambda: connection.execute(statement, params).rowcount)
+        self.deleted += deleted
+        return deleted
+
+    def _close_connection(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._connection.close()
+            self._connection = None
 
     def close(self) -> None:
         with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+            self._close_connection()
 
     def __repr__(self) -> str:
         return f"SQLiteSink({str(self.path)!r})"
+
+
+def _reset_in_child(sink: Optional[SQLiteSink]) -> None:
+    if sink is not None:
+        sink._reset()
+
+
+def _in_transaction(connection: sqlite3.Connection, work: object) -> int:
+    """Run ``work()`` in one write transaction; on failure roll back and raise the original error.
+
+    A failed ROLLBACK (SQLite may already have rolled back, e.g. after SQLITE_FULL) must not
+    replace the error that says what happened.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        result = work()  # type: ignore[operator]
+        connection.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+        raise
+    return int(result or 0)
 
 
 def _insert(connection: sqlite3.Connection, batch: Sequence[AnalyticsEvent]) -> None:
@@ -95,11 +203,64 @@ def _insert(connection: sqlite3.Connection, batch: Sequence[AnalyticsEvent]) -> 
         slicer.tick()
 
 
+def _used_bytes(connection: sqlite3.Connection) -> int:
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    free = connection.execute("PRAGMA freelist_count").fetchone()[0]
+    size = connection.execute("PRAGMA page_size").fetchone()[0]
+    return int((pages - free) * size)
+
+
+def _inode(path: Path) -> Optional[int]:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _kind(exc: BaseException) -> str:
+    text = str(exc).lower()
+    for marker in ("full", "readonly", "read-only", "disk i/o", "unable to open"):
+        if marker in text:
+            return marker
+    return type(exc).__name__
+
+
+def _explain(exc: BaseException) -> str:
+    """What went wrong with the store, in words that point at the fix."""
+    text = str(exc)
+    lowered = text.lower()
+    if isinstance(exc, SchemaError):
+        return text
+    if "full" in lowered:
+        return (
+            f"the disk is full ({text}); free space or cap the store (OTEL_PYTHON_USER_TRACKING_MAX_STORE_MB)"
+        )
+    if "readonly" in lowered or "read-only" in lowered:
+        return f"the store is read-only ({text}); set OTEL_PYTHON_USER_TRACKING_SINKS to a writable path"
+    if "not a database" in lowered or "malformed" in lowered:
+        return f"the file is not an otel-user-tracking store ({text}); move it away or use another path"
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) or "not a directory" in lowered:
+        return f"a part of the path is a file, not a directory ({text})"
+    if isinstance(exc, PermissionError) or "unable to open" in lowered:
+        return f"the store cannot be opened or created ({text}); check the directory exists and is writable"
+    return f"{type(exc).__name__}: {text}"
+
+
 def from_url(parsed: SinkURL) -> SQLiteSink:
-    """``sqlite:///relative.db`` (relative to the working directory) or ``sqlite:////abs.db``."""
+    """``sqlite:///relative.db`` (relative to the working directory) or ``sqlite:////abs.db``.
+
+    Retention and the size cap come from ``OTEL_PYTHON_USER_TRACKING_RETENTION`` and
+    ``OTEL_PYTHON_USER_TRACKING_MAX_STORE_MB``; the store is opened at once, so a problem
+    with it stops the start instead of surfacing at the first write.
+    """
+    from ..env import store_settings
+
     if parsed.host:
         raise parsed.error(f"unexpected host {parsed.host!r}")
     path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
     if not path:
         raise parsed.error("no file path")
-    return SQLiteSink(os.path.expanduser(path))
+    retention_days, max_store_mb = store_settings()
+    sink = SQLiteSink(os.path.expanduser(path), retention_days=retention_days, max_store_mb=max_store_mb)
+    sink.check()
+    return sink

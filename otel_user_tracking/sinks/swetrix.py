@@ -131,6 +131,7 @@ class SwetrixSink:
             retry_after=max((wait for wait in waits if wait is not None), default=None),
             failed=len(refused),
             reason=f"{len(retry) + len(refused)} of {len(batch)} events failed: {self._explain(first)}",
+            kind=first.kind,
         )
 
     def _send_one(self, event: AnalyticsEvent) -> Optional[SinkError]:
