@@ -216,7 +216,9 @@ def test_since_accepts_durations_and_dates() -> None:
     assert parse_since("2026-11-01") == datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
-def test_local_sinks_from_urls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_local_sinks_from_urls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     jsonl = sink_from_url(f"jsonl:///{tmp_path}/e.jsonl")
     assert isinstance(jsonl, JSONLinesSink)
     jsonl.send([_event("pageview", path="/a"), _event("custom", name="X", meta={"k": 1})])
@@ -230,6 +232,9 @@ def test_local_sinks_from_urls(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert isinstance(memory, InMemorySink)
     memory.send([_event("pageview")])
     assert len(memory.wait_for(1)) == 1
-    assert isinstance(sink_from_url("sqlite:///./x.db"), SQLiteSink)
+    monkeypatch.chdir(tmp_path)  # a relative store path is relative to the working directory
+    store_sink = sink_from_url("sqlite:///./x.db")
+    assert isinstance(store_sink, SQLiteSink) and (tmp_path / "x.db").is_file()
+    store_sink.close()
     with pytest.raises(ValueError, match="known sinks: console, jsonl, memory, none, otlp"):
         sink_from_url("kafka://broker/topic")

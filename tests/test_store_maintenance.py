@@ -45,7 +45,7 @@ def closing() -> Iterator[list[out.sinks.SQLiteSink]]:
 def test_retention_deletes_events_older_than_the_window_and_counts_them(
     tmp_path: Path, closing: list[out.sinks.SQLiteSink]
 ) -> None:
-    """Events older than ``retention_days`` are deleted after a batch; recent ones stay; deletions are counted."""
+    """Events older than ``retention_days`` go after a batch; recent ones stay; deletions are counted."""
     sink = out.sinks.SQLiteSink(tmp_path / "a.db", retention_days=30)
     closing.append(sink)
     sink.send([_event(40, n) for n in range(2500)] + [_event(1, n) for n in range(2500, 2600)])
@@ -146,7 +146,7 @@ def test_a_read_only_directory_stops_the_start(tmp_path: Path) -> None:
 def test_a_deleted_store_is_recreated_not_written_into_the_void(
     tmp_path: Path, closing: list[out.sinks.SQLiteSink]
 ) -> None:
-    """Deleting the store's files while it runs makes the next batch open a new file, and the events land there."""
+    """Deleting the store's files while it runs: the next batch opens a new file and lands there."""
     path = tmp_path / "a.db"
     sink = out.sinks.SQLiteSink(path)
     closing.append(sink)
@@ -158,7 +158,7 @@ def test_a_deleted_store_is_recreated_not_written_into_the_void(
 
 
 def test_a_full_disk_is_reported_as_a_full_disk(tmp_path: Path, closing: list[out.sinks.SQLiteSink]) -> None:
-    """When the store cannot grow (SQLITE_FULL), the error says the disk is full, not that a rollback failed."""
+    """When the store cannot grow (SQLITE_FULL) the error says the disk is full, not a failed rollback."""
     path = tmp_path / "a.db"
     sink = out.sinks.SQLiteSink(path)
     closing.append(sink)
@@ -177,7 +177,7 @@ def test_a_full_disk_is_reported_as_a_full_disk(tmp_path: Path, closing: list[ou
 
 
 def test_a_forked_child_writes_with_its_own_connection_and_lock(tmp_path: Path) -> None:
-    """A child forked while the parent's sink held its lock still delivers (locks and connection are re-made)."""
+    """A child forked while the parent's sink held its lock still delivers: lock and connection re-made."""
     path = tmp_path / "a.db"
     sink = out.sinks.SQLiteSink(path)
     sink.send([_event(0, 1)])
