@@ -10,7 +10,6 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.trace import StatusCode
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.opentelemetry import OpenTelemetryMiddleware as StarletteOTel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -18,6 +17,10 @@ from starlette.routing import Route
 import otel_user_tracking as out
 
 from ._apps import Tracing, bearer, fastapi_app, get, instrumented, new_tracing
+from ._versions import STARLETTE_OTEL, needs_fastapi_native_tracing, needs_starlette_otel
+
+if STARLETTE_OTEL:
+    from starlette.middleware.opentelemetry import OpenTelemetryMiddleware as StarletteOTel
 
 
 def _ours(tracing: Tracing) -> Any:
@@ -67,7 +70,15 @@ SETUPS = {
 }
 
 
-@pytest.fixture(params=sorted(SETUPS), ids=sorted(SETUPS))
+_MARKS = {
+    "with FastAPI native tracing": [needs_fastapi_native_tracing],
+    "with contrib FastAPI instrumentation": [needs_fastapi_native_tracing],
+    "with Starlette's middleware on FastAPI": [needs_fastapi_native_tracing, needs_starlette_otel],
+    "with Starlette's middleware": [needs_starlette_otel],
+}
+
+
+@pytest.fixture(params=[pytest.param(name, marks=_MARKS.get(name, []), id=name) for name in sorted(SETUPS)])
 def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Tracing, Any]]:
     tracing = new_tracing()
     with instrumented(tracing, tag_policy=out.TagPolicy(email="mask")):

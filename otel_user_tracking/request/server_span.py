@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from typing import Any, Callable, Optional
+from urllib.parse import quote_from_bytes
 
 from opentelemetry import context, trace
 from opentelemetry.instrumentation._semconv import (
@@ -94,7 +95,11 @@ class ServerSpanMaker:
 
         Returns the span, the context token to detach, and the metric attributes.
         """
-        attributes = collect_request_attributes(scope, self.mode)
+        try:
+            attributes = collect_request_attributes(scope, self.mode)
+        except (UnicodeDecodeError, IndexError, TypeError, ValueError):
+            # The helpers decode the query as UTF-8 and index ``client``; servers pass anything.
+            attributes = collect_request_attributes(_well_formed(scope), self.mode)
         name, details = get_default_span_details(scope)  # type: ignore[arg-type]
         attributes.update(details)
         if self.capture_request:
@@ -182,3 +187,13 @@ class ServerSpanMaker:
             context.detach(token)  # type: ignore[arg-type]
         if span.is_recording():
             span.end()
+
+
+def _well_formed(scope: Scope) -> Scope:
+    """A copy of ``scope`` with an ASCII query (other bytes percent-encoded) and a sane ``client``."""
+    query = bytes(scope.get("query_string") or b"")
+    client = scope.get("client")
+    if not (isinstance(client, (tuple, list)) and len(client) == 2 and isinstance(client[0], str)):
+        client = None
+    encoded = quote_from_bytes(query, safe="/?&=;:+,%@!$'()*[]~").encode("ascii")
+    return {**scope, "query_string": encoded, "client": client}
