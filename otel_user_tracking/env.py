@@ -198,3 +198,20 @@ def store_settings(env: Optional[Mapping[str, str]] = None) -> tuple[float, floa
             f"{cap_name}={raw_cap!r} is not allowed; use a number of megabytes, or 0 for no cap"
         ) from None
     return days, cap
+
+
+def outbox_settings(env: Optional[Mapping[str, str]] = None) -> tuple[Optional[str], int]:
+    """(outbox path or None, max events per sink) from ``OTEL_PYTHON_USER_TRACKING_OUTBOX``
+    (``sqlite:///relative.db`` or ``sqlite:////abs.db``) and ``..._MAX_OUTBOX_SIZE`` (1 000 000)."""
+    source = _environ(env)
+    name, size_name = ENV_PREFIX + "OUTBOX", ENV_PREFIX + "MAX_OUTBOX_SIZE"
+    raw = (source.get(name) or "").strip()
+    path: Optional[str] = None
+    if raw and raw.lower() not in ("none", "off", "false", "0"):
+        if not raw.startswith("sqlite:///") or len(raw) == len("sqlite:///"):
+            raise ValueError(f"{name}={raw!r} is not allowed; use sqlite:///path/to/outbox.db")
+        path = os.path.expanduser(raw[len("sqlite:///") :])
+    raw_size = (source.get(size_name) or "1000000").strip()
+    if not raw_size.isdigit() or not 1 <= int(raw_size) <= 1_000_000_000:
+        raise ValueError(f"{size_name}={raw_size!r} is not allowed; use a whole number of events, at least 1")
+    return path, int(raw_size)

@@ -21,7 +21,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from ._errors import report_internal_error
 from .analytics.settings import DeliverySettings
 from .config import configure, get_config
-from .env import delivery_from_env, sinks_setting
+from .env import delivery_from_env, outbox_settings, sinks_setting
 from .package import _instruments_any
 from .request.child_spans import ensure_user_id_processor
 from .sinks import sinks_from_env
@@ -57,6 +57,7 @@ class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             config = get_config()
             sinks = sinks_from_env(sinks_setting()) if _wants_analytics(tracer_provider, analytics) else []
             delivery = delivery_from_env()  # validated now, so a bad value stops the start
+            outbox_settings()
         except ValueError as exc:
             _configuration_error(exc)
             raise

@@ -13,7 +13,8 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Union
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -25,12 +26,15 @@ from ..handoff import take_pinned_config
 from ..sinks import Sink, sinks_from_env
 from ..version import __version__
 from .conversion import convert_span, is_candidate
+from .durable import DurablePipeline
 from .intake import SpanIntake
+from .outbox import Outbox
 from .pipeline import OUTCOMES, DeliveryStats, SinkPipeline
 from .settings import DeliverySettings
 
 _processors: weakref.WeakSet[AnalyticsSpanProcessor] = weakref.WeakSet()
 _processors_lock = threading.Lock()
+DEFAULT_OUTBOX = Path("otel-user-tracking-outbox.db")
 
 
 class AnalyticsSpanProcessor(SpanProcessor):
@@ -46,6 +50,10 @@ class AnalyticsSpanProcessor(SpanProcessor):
             ``./otel-user-tracking.db``).
         settings: Batching, queue, retry and shutdown settings (``DeliverySettings``); or
             give any of its fields as keywords (``flush_at=200``).
+        durable: Store events for remote sinks in a local outbox before sending them, so a
+            crash or an outage loses nothing accepted: True (``./otel-user-tracking-outbox.db``),
+            a path, or False. None reads ``OTEL_PYTHON_USER_TRACKING_OUTBOX``.
+        max_outbox_size: Undelivered events kept per remote sink in the outbox.
         meter_provider: Where the delivery counters are reported; default the global one.
     """
 
@@ -54,6 +62,8 @@ class AnalyticsSpanProcessor(SpanProcessor):
         sinks: Optional[Iterable[Sink]] = None,
         *,
         settings: Optional[DeliverySettings] = None,
+        durable: Union[bool, str, Path, None] = None,
+        max_outbox_size: Optional[int] = None,
         meter_provider: Optional[MeterProvider] = None,
         **options: float,
     ) -> None:
@@ -62,7 +72,13 @@ class AnalyticsSpanProcessor(SpanProcessor):
         for sink in chosen:
             if not isinstance(sink, Sink):
                 raise ValueError(f"{sink!r} is not a sink: it needs name, max_batch_size, send() and close()")
-        self._pipelines = [SinkPipeline(sink, self.settings) for sink in chosen]
+        self.outbox = _outbox(durable, max_outbox_size) if any(_is_remote(sink) for sink in chosen) else None
+        self._pipelines = [
+            DurablePipeline(sink, self.settings, self.outbox)
+            if self.outbox is not None and _is_remote(sink)
+            else SinkPipeline(sink, self.settings)
+            for sink in chosen
+        ]
         self._intake = SpanIntake(self._pipelines, self.settings, convert_span)
         self._shutdown = False
         self._register_metrics(meter_provider)
@@ -107,6 +123,8 @@ class AnalyticsSpanProcessor(SpanProcessor):
             thread.start()
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
+        if self.outbox is not None:
+            self.outbox.close()
         with _processors_lock:
             _processors.discard(self)
 
@@ -115,6 +133,8 @@ class AnalyticsSpanProcessor(SpanProcessor):
         return {pipeline.name: pipeline.stats() for pipeline in self._pipelines}
 
     def _after_fork(self) -> None:
+        if self.outbox is not None:
+            self.outbox.after_fork()
         self._intake.after_fork()
         for pipeline in self._pipelines:
             pipeline.after_fork()
@@ -143,6 +163,23 @@ class AnalyticsSpanProcessor(SpanProcessor):
 
     def __repr__(self) -> str:
         return f"AnalyticsSpanProcessor(sinks={[p.name for p in self._pipelines]})"
+
+
+def _is_remote(sink: Sink) -> bool:
+    """Sinks that send over the network say so (``remote = True``); local ones need no outbox."""
+    return bool(getattr(sink, "remote", False))
+
+
+def _outbox(durable: Union[bool, str, Path, None], max_events: Optional[int]) -> Optional[Outbox]:
+    from ..env import outbox_settings
+
+    env_path, env_max = outbox_settings()
+    if durable is None:
+        durable = env_path or False
+    if durable is False:
+        return None
+    path = DEFAULT_OUTBOX if durable is True else Path(durable)
+    return Outbox(path, max_events=max_events or env_max)
 
 
 def live_processors() -> list[AnalyticsSpanProcessor]:

@@ -196,6 +196,8 @@ class HTTPBatchSink:
     encoded once), posts the parts in order and reports what became of each event.
     """
 
+    remote = True  # sends over the network: durable delivery goes through the outbox
+
     max_batch_size = 500
     max_event_bytes = 32 * 1024
     max_body_bytes = 500 * 1000

@@ -107,6 +107,8 @@ class OTLPLogsSink:
             ``service.name`` matches the traces), else ``Resource.create()``.
     """
 
+    remote = True  # sends over the network: durable delivery goes through the outbox
+
     name = "otlp-logs"
     max_batch_size = 512
 

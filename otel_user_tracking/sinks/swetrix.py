@@ -92,6 +92,8 @@ class SwetrixSink:
         timeout: Seconds per request before that event is retried.
     """
 
+    remote = True  # sends over the network: durable delivery goes through the outbox
+
     max_batch_size = 100
 
     def __init__(
