@@ -108,7 +108,7 @@ def _backlog(outbox: Path) -> list[str]:
 def test_events_wait_out_an_outage_in_the_outbox_and_go_when_the_backend_returns(
     provider: TracerProvider, backend: Backend, tmp_path: Path
 ) -> None:
-    """With the backend refusing connections, events stay accepted in the outbox; all arrive once it is back."""
+    """With the backend refusing connections events stay in the outbox; all arrive once it is back."""
     processor = _processor(provider, backend, tmp_path / "outbox.db")
     end_request_spans(provider, 30)
     assert processor.force_flush(500) is False  # nothing can be delivered yet
