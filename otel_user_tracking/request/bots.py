@@ -25,7 +25,7 @@ def is_bot(user_agent: Optional[str]) -> bool:
     return _is_bot(user_agent)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)  # at most ~0.5 MB: agents are capped at 512 characters
 def _is_bot(user_agent: str) -> bool:
     # A case-insensitive search over ~60 alternatives costs ~20 µs on a browser user agent;
     # a site sees few distinct agents, so the answer is cached (agents are capped at 512 chars).

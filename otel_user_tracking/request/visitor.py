@@ -55,7 +55,7 @@ class VisitorIdentifier:
         return _visitor_id(self._current_salt(), self._site, client_address, user_agent)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)  # at most ~0.6 MB: agents are capped at 512 characters
 def _visitor_id(salt: bytes, site: bytes, client_address: str, user_agent: str) -> str:
     # Keyed by the salt, so a cached id never outlives its day. Returning visitors within a
     # day are the common case; the cache saves the HMAC (~2 µs) on each of their requests.
