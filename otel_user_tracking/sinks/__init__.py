@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._base import DELIVERED, PermanentSinkError, RetryableSinkError, SendResult, Sink, SinkError
+from ._base import PermanentSinkError, RetryableSinkError, SendResult, Sink, SinkError
 from ._url import SinkURL, mask_url, parse_sink_url, sink_from_url, sinks_from_env
 from .console import ConsoleSink
 from .jsonl import JSONLinesSink
@@ -33,7 +33,6 @@ _LAZY = {
 }
 
 __all__ = [
-    "DELIVERED",
     "ConsoleSink",
     "InMemorySink",
     "JSONLinesSink",

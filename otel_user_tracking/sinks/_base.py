@@ -3,7 +3,7 @@
 The pipeline owns batching, retries, backoff, counting and shutdown; a sink only sends and
 reports the outcome, in one of three ways:
 
-* return ``None`` (or ``DELIVERED``): every event was delivered;
+* return ``None``: every event was delivered;
 * return a ``SendResult``: some were delivered and the rest are named: to ``retry``, or
   counted as ``dropped`` (no request could carry them) or ``failed`` (refused for good);
 * raise ``RetryableSinkError`` / ``PermanentSinkError``: the whole batch failed.
@@ -75,8 +75,6 @@ class SendResult:
     reason: str = ""
     kind: str = ""
 
-
-DELIVERED = SendResult()
 
 
 @runtime_checkable
