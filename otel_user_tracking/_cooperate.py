@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Callable
 
 PAUSE_SECONDS = 0.0001
 SLICE_SECONDS = 0.0002
@@ -55,3 +56,13 @@ def background_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, native_id(), min(19, max(current, BACKGROUND_NICENESS)))
     except OSError:
         return
+
+
+def wait_for(condition: threading.Condition, done: Callable[[], bool], deadline: float) -> bool:
+    """Wait on ``condition`` (held by the caller) until ``done()`` or the monotonic ``deadline``."""
+    while not done():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        condition.wait(remaining)
+    return True

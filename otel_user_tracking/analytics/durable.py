@@ -58,14 +58,8 @@ class DurablePipeline(SinkPipeline):
 
     def shutdown(self, deadline: float) -> bool:
         """Send what the deadline allows; what is left stays in the outbox for the next start."""
-        ticket = self.request_flush(deadline)
-        with self._lock:
-            self._stopping = True
-            self._wake.notify()
-        done = self.wait_flushed(ticket, deadline)
+        done = self._stop(deadline)
         thread = self._thread
-        if thread is not None:
-            thread.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             leftover = list(self._queue)
             self._queue.clear()

@@ -22,7 +22,7 @@ from typing import Callable, Optional
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 
-from .._cooperate import TimeSlicer, background_priority
+from .._cooperate import TimeSlicer, background_priority, wait_for
 from .._errors import report_internal_error
 from ..config import Config
 from .events import AnalyticsEvent
@@ -97,12 +97,7 @@ class SpanIntake:
             self._flush_requested += 1
             ticket = self._flush_requested
             self._wake.notify()
-            while self._flush_done < ticket:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._idle.wait(remaining)
-            return True
+            return wait_for(self._idle, lambda: self._flush_done >= ticket, deadline)
 
     def stop(self, deadline: float) -> bool:
         """Convert what is queued, then refuse new spans; False past ``deadline``."""

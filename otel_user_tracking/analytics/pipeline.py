@@ -25,7 +25,7 @@ from typing import Optional
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from .._cooperate import background_priority
+from .._cooperate import background_priority, wait_for
 from .._throttle import ThrottledLog
 from ..sinks import PermanentSinkError, RetryableSinkError, SendResult, Sink
 from .events import AnalyticsEvent
@@ -145,15 +145,10 @@ class SinkPipeline:
     def wait_flushed(self, ticket: int, deadline: float) -> bool:
         """Block until the flush with ``ticket`` is done or ``deadline`` passes."""
         with self._lock:
-            while self._flush_done < ticket:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._idle.wait(remaining)
-            return True
+            return wait_for(self._idle, lambda: self._flush_done >= ticket, deadline)
 
-    def shutdown(self, deadline: float) -> bool:
-        """Deliver what is queued before ``deadline``; count the rest; close the sink."""
+    def _stop(self, deadline: float) -> bool:
+        """Flush, refuse new events, and wait (until ``deadline``) for the sender to finish."""
         ticket = self.request_flush(deadline)
         with self._lock:
             self._stopping = True
@@ -162,6 +157,11 @@ class SinkPipeline:
         thread = self._thread
         if thread is not None:
             thread.join(max(0.0, deadline - time.monotonic()))
+        return done
+
+    def shutdown(self, deadline: float) -> bool:
+        """Deliver what is queued before ``deadline``; count the rest; close the sink."""
+        done = self._stop(deadline)
         with self._lock:
             leftover = len(self._queue)
             self._queue.clear()
