@@ -43,7 +43,7 @@ build_one() {
 }
 
 build_jaeger() {
-    (cd "$here/tools" && nice -n "$nice_level" go build -trimpath -ldflags="-s -w" \
+    (cd "$here/tools" && nice -n "$nice_level" go build -trimpath -ldflags="$jaeger_ldflags" \
         -o "$bin_dir/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger)
 }
 
@@ -63,7 +63,8 @@ build_collector() {
 started=$(date +%s)
 jaeger_version="$(module_version github.com/jaegertracing/jaeger)"
 ocb_version="$(module_version go.opentelemetry.io/collector/cmd/builder)"
-build_one jaeger "jaeger-$jaeger_version-$(fingerprint "$here/tools/go.sum")" build_jaeger
+jaeger_ldflags="-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=$jaeger_version"
+build_one jaeger "jaeger-$jaeger_version-$(echo "$jaeger_ldflags" | fingerprint - "$here/tools/go.sum")" build_jaeger
 build_one otelcol-user-tracking \
     "ocb-$ocb_version-$(fingerprint "$here/builder-config.yaml" "$here/tools/go.sum")" build_collector
 echo "build.sh: done in $(elapsed "$started") ($(go version | cut -d' ' -f3))"
