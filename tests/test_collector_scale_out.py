@@ -56,7 +56,7 @@ def _overlay(tmp: Path, host: str) -> tuple[Path, Path]:
     overlay.write_text(
         "exporters:\n"
         f"  file/spans:\n    path: {spans}\n    format: json\n"
-        "service:\n  pipelines:\n    traces:\n      exporters: [otlp/jaeger, file/spans]\n"
+        "service:\n  pipelines:\n    traces:\n      exporters: [otlp_grpc/jaeger, file/spans]\n"
     )
     return overlay, spans
 
