@@ -55,7 +55,7 @@ def require_binaries() -> tuple[Path, Path]:
     if missing:
         message = (
             f"{' and '.join(missing)} not built in {BIN_DIR}: run `bash collector-config/build.sh` "
-            "(needs Go >= 1.24 and the Go module proxy; about 10 minutes the first time)"
+            "(needs Go >= 1.24 and the Go module proxy; about 6 minutes the first time)"
         )
         if os.environ.get(REQUIRE_VARIABLE) == "1":
             pytest.fail(message, pytrace=False)
@@ -213,11 +213,14 @@ class JaegerQuery:
         return body["data"][0] if status == 200 and body and body.get("data") else None
 
     def wait_for_traces(self, service: str, count: int, timeout: float = DATA_TIMEOUT) -> list[Any]:
-        """The service's traces once there are ``count`` whose spans all arrived."""
+        """The service's traces once there are ``count`` and their span total held for one poll."""
+        last_total = [-1]
 
         def complete() -> Optional[list[Any]]:
             found = self.traces(service) if service in self.services() else []
-            return found if len(found) >= count else None
+            total = sum(len(trace["spans"]) for trace in found)
+            settled, last_total[0] = total == last_total[0], total
+            return found if len(found) >= count and settled else None
 
         return wait_until(complete, timeout, f"{count} traces of {service} in Jaeger")
 
