@@ -76,7 +76,6 @@ class SendResult:
     kind: str = ""
 
 
-
 @runtime_checkable
 class Sink(Protocol):
     """One analytics backend.
