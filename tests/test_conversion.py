@@ -87,6 +87,8 @@ def test_pageview_carries_route_template_request_facts_and_policy_user(analytics
 
 
 def test_starlette_route_template_becomes_the_page(analytics: Analytics) -> None:
+    """A plain Starlette route's path template, not the concrete path, is recorded as the pageview's route."""
+
     async def item(request: Request) -> PlainTextResponse:
         return PlainTextResponse(request.path_params["item_id"])
 
@@ -117,6 +119,7 @@ def test_utm_locale_referrer_and_scrubbed_query(analytics: Analytics) -> None:
 
 
 def test_unhandled_exception_becomes_one_error_event(analytics: Analytics) -> None:
+    """An unhandled exception yields exactly one error event (type, message, stack) beside a 500 pageview."""
     get(fastapi_app(analytics.tracing), "/boom", headers={**bearer("tok-jane"), **BROWSER})
     events = analytics.events()
     errors = [event for event in events if event.type == "error"]
@@ -130,6 +133,7 @@ def test_unhandled_exception_becomes_one_error_event(analytics: Analytics) -> No
 
 
 def test_track_makes_custom_events_and_span_events(analytics: Analytics) -> None:
+    """track() makes one custom event per call, with its meta and the request's user, and a span event."""
     _post(_with_track(analytics.tracing), "/checkout", {**bearer("tok-bob"), **BROWSER})
     custom = analytics.events("custom")
     assert [(event.name, dict(event.meta)) for event in custom] == [
@@ -152,12 +156,15 @@ def test_track_makes_custom_events_and_span_events(analytics: Analytics) -> None
     ],
 )
 def test_track_rejects_bad_names_and_meta_at_the_call(name: str, meta: Any, message: str) -> None:
+    """track() raises ValueError at the call for a bad name or meta, saying what is allowed."""
     with pytest.raises(ValueError, match=message):
         out.track(name, meta=meta)
 
 
 @pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])
 def test_head_and_options_make_no_pageview(analytics: Analytics, method: str) -> None:
+    """HEAD and OPTIONS requests are traced but produce no analytics event."""
+
     async def go() -> None:
         async with client(fastapi_app(analytics.tracing)) as c:
             await c.request(method, "/public", headers=BROWSER)
@@ -167,6 +174,7 @@ def test_head_and_options_make_no_pageview(analytics: Analytics, method: str) ->
 
 
 def test_bots_make_no_pageview_but_their_errors_count(analytics: Analytics) -> None:
+    """A crawler's request makes no pageview, but an exception it triggers is still an error event."""
     app = fastapi_app(analytics.tracing)
     bot = {"user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"}
     get(app, "/public", headers=bot)
@@ -193,6 +201,7 @@ def test_privacy_signals_strip_user_fields_and_visitor_id(analytics: Analytics) 
 
 
 def test_privacy_signals_are_honoured_only_when_configured(analytics: Analytics) -> None:
+    """With honor_privacy_signals=False a DNT request keeps its user id and visitor id."""
     out.configure(honor_privacy_signals=False)
     get(fastapi_app(analytics.tracing), "/me", headers={**bearer("tok-bob"), **BROWSER, "dnt": "1"})
     [event] = analytics.events()
@@ -200,6 +209,7 @@ def test_privacy_signals_are_honoured_only_when_configured(analytics: Analytics)
 
 
 def test_events_hold_exactly_what_the_policy_lets_the_span_have(analytics: Analytics) -> None:
+    """The event's hashed email, masked name and anonymized address equal the span's tags, not raw values."""
     out.configure(tag_policy=out.TagPolicy(email="hash", name="mask", ip="anonymize", hash_key="k" * 32))
     headers = {**bearer("tok-jane"), **BROWSER}
     get(fastapi_app(analytics.tracing), "/me", headers=headers, peer="198.51.100.77")
@@ -212,6 +222,7 @@ def test_events_hold_exactly_what_the_policy_lets_the_span_have(analytics: Analy
 
 
 def test_configure_filter_drops_pageviews_by_status(analytics: Analytics) -> None:
+    """A pageview_filter refusing status >= 400 drops the 404 pageview and keeps the 200 one."""
     out.configure(pageview_filter=lambda event: (event.status_code or 0) < 400)
     app = fastapi_app(analytics.tracing)
     get(app, "/missing", headers=BROWSER)
@@ -220,6 +231,7 @@ def test_configure_filter_drops_pageviews_by_status(analytics: Analytics) -> Non
 
 
 def test_excluded_urls_and_websockets_make_no_pageview(analytics: Analytics) -> None:
+    """Excluded URLs are not traced and a websocket span makes no pageview: no events for either."""
     out.configure(excluded_urls=["/health"])
 
     async def health(request: Request) -> JSONResponse:
