@@ -40,6 +40,7 @@ def _ids(events: list[out.AnalyticsEvent]) -> list[str]:
 
 
 def test_full_batches_go_out_without_a_flush_and_the_rest_on_flush(provider: TracerProvider) -> None:
+    """Each flush_at events leave as a batch unprompted; force_flush sends the rest, each event once."""
     sink = ScriptedSink()
     processor = _processor(provider, sink, flush_at=10)
     end_request_spans(provider, 25)
@@ -50,6 +51,7 @@ def test_full_batches_go_out_without_a_flush_and_the_rest_on_flush(provider: Tra
 
 
 def test_the_interval_sends_a_partial_batch(provider: TracerProvider) -> None:
+    """A batch smaller than flush_at still leaves once flush_interval has passed, without a flush."""
     sink = ScriptedSink()
     _processor(provider, sink, flush_at=100, flush_interval=0.05)
     end_request_spans(provider, 3)
@@ -57,6 +59,7 @@ def test_the_interval_sends_a_partial_batch(provider: TracerProvider) -> None:
 
 
 def test_batches_respect_the_sinks_own_size_limit(provider: TracerProvider) -> None:
+    """A sink's max_batch_size caps each batch below the processor's flush_at."""
     sink = ScriptedSink(max_batch_size=4)
     processor = _processor(provider, sink, flush_at=100)
     end_request_spans(provider, 10)
@@ -65,6 +68,7 @@ def test_batches_respect_the_sinks_own_size_limit(provider: TracerProvider) -> N
 
 
 def test_retryable_failures_are_retried_until_delivered_once(provider: TracerProvider) -> None:
+    """Retryable answers (Retry-After honoured) are retried until each event is delivered exactly once."""
     sink = ScriptedSink(script=[retry(), retry("HTTP 429", retry_after=0.01)])
     processor = _processor(provider, sink, flush_at=100)
     end_request_spans(provider, 5)
@@ -76,6 +80,7 @@ def test_retryable_failures_are_retried_until_delivered_once(provider: TracerPro
 
 
 def test_only_the_undelivered_part_of_a_batch_is_retried(provider: TracerProvider) -> None:
+    """When a sink returns only some events to retry, only those are sent again."""
     first: list[out.AnalyticsEvent] = []
 
     def partial(batch: object) -> SendResult | None:
@@ -96,6 +101,7 @@ def test_only_the_undelivered_part_of_a_batch_is_retried(provider: TracerProvide
 def test_permanent_failures_are_not_retried_and_logged_with_the_answer(
     provider: TracerProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A permanent refusal is sent once, counted as failed, and logged with the backend's answer."""
     sink = ScriptedSink(script=[permanent("swetrix: HTTP 400: The provided Project ID (pid) is incorrect")])
     processor = _processor(provider, sink)
     end_request_spans(provider, 3)
@@ -107,6 +113,7 @@ def test_permanent_failures_are_not_retried_and_logged_with_the_answer(
 
 
 def test_retries_stop_after_max_retries(provider: TracerProvider) -> None:
+    """After max_retries retryable answers the events count as failed and are not sent again."""
     sink = ScriptedSink(answer=lambda batch: retry())
     processor = _processor(provider, sink, max_retries=3)
     end_request_spans(provider, 2)
@@ -117,6 +124,7 @@ def test_retries_stop_after_max_retries(provider: TracerProvider) -> None:
 
 
 def test_a_sink_bug_is_counted_not_raised(provider: TracerProvider) -> None:
+    """An exception raised inside a sink's send counts the batch as failed and never reaches the caller."""
     sink = ScriptedSink(script=[ZeroDivisionError()])
     processor = _processor(provider, sink)
     end_request_spans(provider, 2)
@@ -125,6 +133,7 @@ def test_a_sink_bug_is_counted_not_raised(provider: TracerProvider) -> None:
 
 
 def test_a_full_queue_drops_new_spans_counts_them_and_never_blocks(provider: TracerProvider) -> None:
+    """With the sink stuck, ending spans never blocks: beyond max_queue_size they are dropped and counted."""
     sink = ScriptedSink()
     sink.gate = threading.Event()  # the sink hangs until released
     processor = _processor(provider, sink, flush_at=1, max_queue_size=5)
@@ -140,6 +149,7 @@ def test_a_full_queue_drops_new_spans_counts_them_and_never_blocks(provider: Tra
 
 
 def test_a_slow_sink_does_not_hold_back_the_others(provider: TracerProvider) -> None:
+    """Each sink has its own worker: a hanging sink does not delay delivery to another one."""
     slow, fast = ScriptedSink("slow"), ScriptedSink("fast")
     slow.gate = threading.Event()
     processor = _processor(provider, slow, fast, flush_at=1)
@@ -152,6 +162,7 @@ def test_a_slow_sink_does_not_hold_back_the_others(provider: TracerProvider) -> 
 
 
 def test_force_flush_returns_false_when_its_timeout_passes(provider: TracerProvider) -> None:
+    """force_flush honours its timeout: it returns False while a sink hangs, True once it answers."""
     sink = ScriptedSink()
     sink.gate = threading.Event()
     processor = _processor(provider, sink)
@@ -162,6 +173,7 @@ def test_force_flush_returns_false_when_its_timeout_passes(provider: TracerProvi
 
 
 def test_shutdown_delivers_what_is_queued_and_closes_the_sinks(provider: TracerProvider) -> None:
+    """Shutdown delivers every queued event, closes the sinks, and ignores spans ended afterwards."""
     sink = ScriptedSink()
     processor = _processor(provider, sink, flush_at=1000)
     end_request_spans(provider, 50)
@@ -172,6 +184,7 @@ def test_shutdown_delivers_what_is_queued_and_closes_the_sinks(provider: TracerP
 
 
 def test_shutdown_keeps_its_timeout_when_a_sink_hangs(provider: TracerProvider) -> None:
+    """shutdown(200 ms) returns in time while a sink asks for long retries, counting what is undelivered."""
     sink = ScriptedSink(answer=lambda batch: retry(retry_after=10.0))
     processor = _processor(provider, sink, flush_at=1, max_backoff=30.0)
     end_request_spans(provider, 3)
@@ -185,6 +198,7 @@ def test_shutdown_keeps_its_timeout_when_a_sink_hangs(provider: TracerProvider) 
 
 
 def test_delivery_counters_are_exported_as_metrics(provider: TracerProvider) -> None:
+    """The per-sink enqueued/sent/retried/failed counters are published through the given MeterProvider."""
     reader = InMemoryMetricReader()
     meters = MeterProvider(metric_readers=[reader])
     sink = ScriptedSink("metered", script=[retry()])
@@ -207,6 +221,7 @@ def test_delivery_counters_are_exported_as_metrics(provider: TracerProvider) -> 
 
 
 def test_options_are_validated_when_the_processor_is_made() -> None:
+    """A bad option or a non-sink raises ValueError when the processor is constructed, not later."""
     with pytest.raises(ValueError, match="flush_at"):
         out.AnalyticsSpanProcessor(sinks=[], flush_at=0)
     with pytest.raises(ValueError, match="is not a sink"):
@@ -214,6 +229,7 @@ def test_options_are_validated_when_the_processor_is_made() -> None:
 
 
 def test_delivery_settings_come_from_the_environment() -> None:
+    """Delivery settings parse from OTEL_PYTHON_USER_TRACKING_* variables; a bad value says the fix."""
     from otel_user_tracking.analytics.settings import DeliverySettings
     from otel_user_tracking.env import delivery_from_env
 
