@@ -7,7 +7,7 @@ import re
 from typing import Any, Optional
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -139,6 +139,7 @@ def _contains_address(values: list[str], address: str) -> bool:
     user=st.one_of(st.none(), st.fixed_dictionaries({"id": any_value, "name": any_value, "email": any_value,
                                                     "roles": any_value})),
 )  # fmt: skip
+@example(path="/", raw_path=b"/", query=b"", hdrs=[(b"\x80\\", b"")], client=None, user=None)
 def test_any_request_gets_the_bare_apps_response(
     path: str, raw_path: bytes, query: bytes, hdrs: list[tuple[bytes, bytes]], client: Any, user: Any
 ) -> None:
@@ -157,6 +158,30 @@ def test_any_request_gets_the_bare_apps_response(
     raising_fields = user is not None and any(isinstance(v, Weird) and v.fail for v in user.values())
     assert set(internal_error_counts()) <= ({"set_user"} if raising_fields else set())
     assert len(exporter.get_finished_spans()) == 1
+
+
+@pytest.mark.parametrize("capture", [False, True])
+@pytest.mark.parametrize(
+    "hdrs",
+    [[(b"\x80\\", b"v")], [(b"traceparent", b"\xff\\")], [(b"x-a", b"\\"), (b"\xc3", b"\x80\\")]],
+)
+def test_undecodable_header_bytes_still_get_a_span(
+    hdrs: list[tuple[bytes, bytes]], capture: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Header bytes the ASGI helpers cannot decode (non-UTF-8 then a backslash) still yield one span."""
+    if capture:
+        monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", ".*")
+    provider, exporter = _tracing()
+    wrapped = out.UserTrackingMiddleware(_bare_app({"id": "u1"}), tracer_provider=provider)
+    reset_internal_error_counts()
+    try:
+        sent = _serve(wrapped, _scope("/", b"/", b"", hdrs, ("198.51.100.7", 1)))
+    finally:
+        provider.shutdown()
+    assert sent[-1]["body"] == BODY
+    assert internal_error_counts() == {}
+    [span] = exporter.get_finished_spans()
+    assert span.attributes["user.id"] == "u1"
 
 
 def _resolver_returning(user: Any) -> Any:

@@ -96,21 +96,19 @@ class ServerSpanMaker:
         Returns the span, the context token to detach, and the metric attributes.
         """
         try:
-            attributes = collect_request_attributes(scope, self.mode)
+            return self._start(scope, clean)
         except (UnicodeDecodeError, IndexError, TypeError, ValueError):
-            # The helpers decode the query as UTF-8 and index ``client``; servers pass anything.
-            attributes = collect_request_attributes(_well_formed(scope), self.mode)
+            # The helpers decode the query and headers and index ``client``; servers pass anything.
+            return self._start(_well_formed(scope), clean)
+
+    def _start(
+        self, scope: Scope, clean: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> tuple[trace.Span, Optional[object], dict[str, Any]]:
+        attributes = collect_request_attributes(scope, self.mode)
         name, details = get_default_span_details(scope)  # type: ignore[arg-type]
         attributes.update(details)
         if self.capture_request:
-            attributes.update(
-                collect_custom_headers_attributes(
-                    scope,  # type: ignore[arg-type]
-                    self.sanitize,
-                    self.capture_request,
-                    normalise_request_header_name,
-                )
-            )
+            attributes.update(self._capture(scope, self.capture_request, normalise_request_header_name))
         span, token = _start_internal_or_server_span(
             tracer=self.tracer,
             span_name=name,
@@ -143,12 +141,7 @@ class ServerSpanMaker:
             starting = message.get("type") == "http.response.start"
             if starting and ours:
                 try:
-                    captured = collect_custom_headers_attributes(
-                        message,  # type: ignore[arg-type]
-                        self.sanitize,
-                        self.capture_response,
-                        normalise_response_header_name,
-                    )
+                    captured = self._capture(message, self.capture_response, normalise_response_header_name)
                     span.set_attributes(clean_attributes(captured, (), scrubber))
                 except Exception as exc:
                     report_internal_error("response_headers", exc)
@@ -160,6 +153,16 @@ class ServerSpanMaker:
                     report_internal_error("response_headers", exc)
 
         return send_policed
+
+    def _capture(
+        self, holder: Scope, patterns: list[str], normalise: Callable[[str], str]
+    ) -> dict[str, list[str]]:
+        """The captured headers of a scope or response message, whatever bytes they hold."""
+        try:
+            return collect_custom_headers_attributes(holder, self.sanitize, patterns, normalise)  # type: ignore[arg-type]
+        except (UnicodeDecodeError, TypeError, ValueError):
+            well_formed = {"headers": _well_formed_headers(holder.get("headers"))}
+            return collect_custom_headers_attributes(well_formed, self.sanitize, patterns, normalise)
 
     def set_status(self, span: trace.Span, status: int) -> None:
         set_status_code(span, status, None, self.mode)
@@ -196,4 +199,26 @@ def _well_formed(scope: Scope) -> Scope:
     if not (isinstance(client, (tuple, list)) and len(client) == 2 and isinstance(client[0], str)):
         client = None
     encoded = quote_from_bytes(query, safe="/?&=;:+,%@!$'()*[]~").encode("ascii")
-    return {**scope, "query_string": encoded, "client": client}
+    headers = _well_formed_headers(scope.get("headers"))
+    return {**scope, "query_string": encoded, "client": client, "headers": headers}
+
+
+def _well_formed_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    """Header pairs as valid UTF-8 (bad bytes become U+FFFD); the ASGI helpers decode every name.
+
+    Their fallback for non-UTF-8 bytes, ``unicode_escape``, fails on a trailing backslash.
+    """
+    fixed: list[tuple[bytes, bytes]] = []
+    for pair in headers or ():
+        try:
+            name, value = pair
+            fixed.append((_utf8(name), _utf8(value)))
+        except (TypeError, ValueError):
+            continue
+    return fixed
+
+
+def _utf8(raw: Any) -> bytes:
+    if not isinstance(raw, (bytes, bytearray)):
+        raise TypeError("a header item must be bytes")
+    return bytes(raw).decode("utf-8", "replace").encode("utf-8")
