@@ -38,6 +38,7 @@ def _processor(provider: TracerProvider, sink: WebhookSink, **options: float) ->
 def test_503_then_success_loses_nothing_and_duplicates_nothing(
     server: ScriptedHTTPServer, provider: TracerProvider
 ) -> None:
+    """Two 503 answers are retried over real HTTP until all 50 events arrive, none lost and none twice."""
     server.answers = [(503, {}), (503, {})]
     processor = _processor(provider, WebhookSink(server.url + "/events"), flush_at=20)
     end_request_spans(provider, 50)
@@ -50,6 +51,7 @@ def test_503_then_success_loses_nothing_and_duplicates_nothing(
 
 
 def test_429_waits_for_retry_after(server: ScriptedHTTPServer, provider: TracerProvider) -> None:
+    """A 429 with Retry-After: 1 delays the resend by at least that second, beyond the 20 ms backoff."""
     server.answers = [(429, {"Retry-After": "1"})]
     processor = _processor(provider, WebhookSink(server.url + "/events"))
     end_request_spans(provider, 3)
@@ -60,6 +62,7 @@ def test_429_waits_for_retry_after(server: ScriptedHTTPServer, provider: TracerP
 
 
 def test_4xx_is_not_retried(server: ScriptedHTTPServer, provider: TracerProvider) -> None:
+    """A 400 answer is final: the batch is sent once and its events count as failed."""
     server.answers = [(400, {})]
     processor = _processor(provider, WebhookSink(server.url + "/events"))
     end_request_spans(provider, 3)
@@ -71,6 +74,7 @@ def test_4xx_is_not_retried(server: ScriptedHTTPServer, provider: TracerProvider
 def test_a_hanging_endpoint_times_out_and_is_retried(
     server: ScriptedHTTPServer, provider: TracerProvider
 ) -> None:
+    """A request to an endpoint that never answers times out at the sink's timeout and is sent again."""
     server.hang.set()
     processor = _processor(provider, WebhookSink(server.url + "/events", timeout=0.2), flush_at=1)
     end_request_spans(provider, 1)
@@ -82,6 +86,7 @@ def test_a_hanging_endpoint_times_out_and_is_retried(
 
 
 def test_refused_connections_keep_memory_bounded_and_count_drops(provider: TracerProvider) -> None:
+    """While connections are refused the queue stays bounded and every event is counted dropped or failed."""
     sink = WebhookSink(refused_url(), timeout=0.5)
     processor = _processor(provider, sink, flush_at=10, max_queue_size=100, max_retries=2)
     end_request_spans(provider, 1000)  # on_end never waits for the network: drops instead

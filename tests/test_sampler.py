@@ -18,6 +18,7 @@ CHROME = {"user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/126.0 
 
 
 def test_zero_percent_sampling_still_counts_every_pageview_and_exports_no_span() -> None:
+    """At 0 % trace sampling every request still makes its pageview and error, and no span is exported."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=out.AnalyticsAwareSampler(ParentBased(TraceIdRatioBased(0.0))))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -40,6 +41,7 @@ def test_zero_percent_sampling_still_counts_every_pageview_and_exports_no_span()
 
 
 def test_only_server_spans_are_kept_from_a_drop() -> None:
+    """A dropped SERVER span is kept RECORD_ONLY for analytics; other spans and sampled ones are untouched."""
     sampler = out.AnalyticsAwareSampler(ALWAYS_OFF)
     server = sampler.should_sample(None, 1, "GET /", SpanKind.SERVER)
     internal = sampler.should_sample(None, 1, "work", SpanKind.INTERNAL)
@@ -52,6 +54,7 @@ def test_only_server_spans_are_kept_from_a_drop() -> None:
 
 
 def test_installing_on_a_provider_wraps_its_sampler_once() -> None:
+    """install_analytics_sampler wraps a provider's sampler the first time and leaves it alone the second."""
     provider = TracerProvider(sampler=ALWAYS_OFF)
     assert install_analytics_sampler(provider) is True
     assert install_analytics_sampler(provider) is False
