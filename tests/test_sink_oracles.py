@@ -113,6 +113,7 @@ def _posthog_pair(server: ScriptedHTTPServer, sdk_call: Any, event: AnalyticsEve
 
 
 def test_posthog_pageview_matches_the_sdk(server: ScriptedHTTPServer) -> None:
+    """Our PostHog pageview batch has the SDK's envelope, event keys, identity values and $-properties."""
     properties = {
         "$current_url": "https://shop.example/products/7",
         "$pathname": "/products/7",
@@ -136,6 +137,7 @@ def test_posthog_pageview_matches_the_sdk(server: ScriptedHTTPServer) -> None:
 
 
 def test_posthog_custom_event_matches_the_sdk(server: ScriptedHTTPServer) -> None:
+    """An anonymous custom event matches the SDK's shape, including $process_person_profile, with its meta."""
     sdk, ours = _posthog_pair(
         server,
         lambda c: c.capture("CHECKOUT_COMPLETED", properties={"plan": "pro"}, timestamp=WHEN, uuid=EVENT_ID),
@@ -152,6 +154,7 @@ def test_posthog_custom_event_matches_the_sdk(server: ScriptedHTTPServer) -> Non
 
 
 def test_posthog_exception_matches_the_sdk(server: ScriptedHTTPServer) -> None:
+    """Our $exception event carries the SDK's exception list fields and the same innermost frame."""
     exc, text = _error_text()
     sdk, ours = _posthog_pair(
         server,
@@ -190,6 +193,7 @@ def _segment_pair(
 
 
 def test_segment_page_matches_the_sdk(server: ScriptedHTTPServer) -> None:
+    """Our Segment page call matches the SDK's message, with the same context (page, campaign, ip, locale)."""
     context = {
         "ip": "198.51.100.0",
         "userAgent": UA,
@@ -221,6 +225,7 @@ def test_segment_page_matches_the_sdk(server: ScriptedHTTPServer) -> None:
 
 
 def test_segment_track_and_error_match_the_sdk(server: ScriptedHTTPServer) -> None:
+    """Custom events and errors go out as Segment track calls shaped like the SDK's, meta as properties."""
     sdk, ours, _ = _segment_pair(
         server,
         lambda c: c.track(

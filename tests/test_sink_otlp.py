@@ -39,6 +39,7 @@ def _sink(receiver: OTLPReceiver, timeout: float = 5.0) -> OTLPLogsSink:
 
 
 def test_events_arrive_as_log_records_linked_to_their_trace(otlp_receiver: OTLPReceiver) -> None:
+    """Each event becomes one OTLP log record with its name, trace and span ids, time and attributes."""
     sink = _sink(otlp_receiver)
     sink.send(
         [
@@ -78,6 +79,7 @@ def test_events_arrive_as_log_records_linked_to_their_trace(otlp_receiver: OTLPR
 
 
 def test_a_failing_collector_is_a_retryable_failure(otlp_receiver: OTLPReceiver) -> None:
+    """A collector refusing the export makes send raise RetryableSinkError."""
     otlp_receiver.fail_with = 400  # not retried inside the exporter: fast
     with pytest.raises(RetryableSinkError, match="OTLP log export failed"):
         _sink(otlp_receiver).send([_event("pageview")])
@@ -86,6 +88,7 @@ def test_a_failing_collector_is_a_retryable_failure(otlp_receiver: OTLPReceiver)
 def test_the_url_takes_the_endpoint_from_the_standard_variables(
     otlp_receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """otlp:// takes OTEL_EXPORTER_OTLP_LOGS_ENDPOINT; a host in the URL is refused naming that variable."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", otlp_receiver.logs_endpoint)
     sink = sink_from_url("otlp")
     sink.send([_event("pageview")])
