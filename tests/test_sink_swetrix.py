@@ -61,6 +61,7 @@ def _sink(server: ScriptedHTTPServer) -> SwetrixSink:
 
 
 def test_pageview_is_the_guides_request(server: ScriptedHTTPServer) -> None:
+    """A pageview is posted to /log with the guide's payload (page, locale, referrer, UTM) and headers."""
     event = _event(
         "pageview",
         method="GET",
@@ -85,6 +86,7 @@ def test_pageview_is_the_guides_request(server: ScriptedHTTPServer) -> None:
 
 
 def test_custom_event_is_the_guides_request_with_profile_id(server: ScriptedHTTPServer) -> None:
+    """A custom event goes to /log/custom with its name, meta as strings, and the user id as profileId."""
     event = _event("custom", name="NEWSLETTER_SUBSCRIBE", meta={"plan": "pro", "seats": 3}, user_id="u-42")
     _sink(server).send([event])
     payload = {
@@ -100,6 +102,7 @@ def test_custom_event_is_the_guides_request_with_profile_id(server: ScriptedHTTP
 def test_error_is_the_guides_request_and_no_ip_header_without_an_allowed_address(
     server: ScriptedHTTPServer,
 ) -> None:
+    """An error goes to /log/error as in the guide; with no client address no IP header is sent."""
     trace = 'Traceback (most recent call last):\n  File "app.py", line 3, in boom\nRuntimeError: kaboom\n'
     event = _event(
         "error",
@@ -124,6 +127,7 @@ def test_error_is_the_guides_request_and_no_ip_header_without_an_allowed_address
 def test_only_failed_events_are_retried_and_refusals_are_counted(
     server: ScriptedHTTPServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """503 and 429 events are retried (Retry-After kept), a 402 is failed, and no reason shows the pid."""
     sink = SwetrixSink(PID, server.url + "/log", concurrency=1)  # one at a time: answers in order
     events = [_event("pageview", path=f"/p/{n}", route=None) for n in range(4)]
     server.answers = [(201, {}), (503, {}), (402, {}), (429, {"Retry-After": "3"})]
@@ -136,6 +140,7 @@ def test_only_failed_events_are_retried_and_refusals_are_counted(
 
 
 def test_project_id_form_is_checked_at_start_up() -> None:
+    """A malformed project id is refused at URL parsing without being echoed; a valid one builds the sink."""
     with pytest.raises(ValueError, match="12 letters, digits or dashes") as info:
         sink_from_url("swetrix+https://not-a-valid-project-id@api.swetrix.com/log")
     assert "not-a-valid-project-id" not in str(info.value) and "***@api.swetrix.com" in str(info.value)

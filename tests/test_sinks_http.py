@@ -42,6 +42,7 @@ def _sinks(server: ScriptedHTTPServer) -> list[Any]:
 
 
 def test_credentials_go_where_each_api_wants_them(server: ScriptedHTTPServer, monkeypatch: Any) -> None:
+    """PostHog gets its key in the body, Segment as basic auth, the webhook its Authorization from the env."""
     monkeypatch.setenv("OTEL_PYTHON_USER_TRACKING_WEBHOOK_AUTHORIZATION", "Bearer hook-token")
     host = server.url.split("://", 1)[1]
     for sink in sinks_from_env(
@@ -59,6 +60,7 @@ def test_credentials_go_where_each_api_wants_them(server: ScriptedHTTPServer, mo
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503])
 def test_these_answers_are_retried(server: ScriptedHTTPServer, status: int) -> None:
+    """408, 429 and 5xx answers raise RetryableSinkError carrying Retry-After, for each HTTP sink."""
     for sink in _sinks(server):
         server.answers = [(status, {"Retry-After": "7"})]
         with pytest.raises(RetryableSinkError) as info:
@@ -68,6 +70,7 @@ def test_these_answers_are_retried(server: ScriptedHTTPServer, status: int) -> N
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413])
 def test_these_answers_are_permanent(server: ScriptedHTTPServer, status: int) -> None:
+    """Other 4xx answers raise PermanentSinkError naming the status, for each HTTP sink."""
     for sink in _sinks(server):
         server.answers = [(status, {})]
         with pytest.raises(PermanentSinkError, match=f"HTTP {status}"):
@@ -75,6 +78,7 @@ def test_these_answers_are_permanent(server: ScriptedHTTPServer, status: int) ->
 
 
 def test_segment_splits_at_500_kb_and_drops_messages_over_32_kb(server: ScriptedHTTPServer) -> None:
+    """Segment batches stay under 500 KB, in order, each event once; a message over 32 KiB is dropped."""
     sink = SegmentSink(SECRET, server.url)
     big = "x" * 20_000  # ~20 KB messages: 25 of them make 500 KB
     events = [_event(n, user_agent=big) for n in range(60)] + [_event(99, user_agent="y" * 40_000)]
@@ -87,6 +91,7 @@ def test_segment_splits_at_500_kb_and_drops_messages_over_32_kb(server: Scripted
 
 
 def test_a_failure_after_the_first_request_returns_only_the_rest(server: ScriptedHTTPServer) -> None:
+    """When a later request of a split batch fails, only the events not yet accepted are returned to retry."""
     sink = SegmentSink(SECRET, server.url)
     server.answers = [(200, {}), (503, {})]
     events = [_event(n, user_agent="x" * 20_000) for n in range(40)]
@@ -98,6 +103,7 @@ def test_a_failure_after_the_first_request_returns_only_the_rest(server: Scripte
 
 
 def test_posthog_splits_at_its_batch_limit(server: ScriptedHTTPServer) -> None:
+    """A PostHog batch over its 5 MiB limit is split into several requests that together carry every event."""
     sink = PostHogSink(SECRET, server.url)
     sink.send([_event(n, user_agent="z" * 800_000) for n in range(8)])  # 6.4 MB > 5 MiB
     assert len(server.received) == 2
@@ -107,6 +113,7 @@ def test_posthog_splits_at_its_batch_limit(server: ScriptedHTTPServer) -> None:
 def test_credentials_never_show_in_logs_errors_or_repr(
     server: ScriptedHTTPServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """API keys never appear in a sink's repr or name, its errors, URL parsing errors or the logs."""
     texts: list[str] = []
     with caplog.at_level(logging.DEBUG):
         for sink in _sinks(server):
@@ -128,6 +135,7 @@ def test_credentials_never_show_in_logs_errors_or_repr(
 
 
 def test_malformed_urls_say_the_expected_form() -> None:
+    """A malformed PostHog or Segment URL raises ValueError showing the expected form."""
     with pytest.raises(
         ValueError, match=re.escape("expected the form 'posthog+https://PROJECT_API_KEY@us.i.posthog.com'")
     ):
