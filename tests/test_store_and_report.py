@@ -86,6 +86,7 @@ def store(path: Path, events: list[AnalyticsEvent]) -> None:
 
 
 def test_report_numbers_match_an_independent_count_over_100k_events(tmp_path: Path) -> None:
+    """Every report figure (totals, visitors, pages, referrers, errors) equals a count made in Python."""
     events = generate(100_000)
     database = tmp_path / "a.db"
     store(database, events)
@@ -129,6 +130,7 @@ def test_report_numbers_match_an_independent_count_over_100k_events(tmp_path: Pa
 
 
 def test_report_queries_use_the_indexes(tmp_path: Path) -> None:
+    """The per-page pageview query is answered from the covering index, not a table scan."""
     database = tmp_path / "a.db"
     store(database, generate(200))
     with sqlite3.connect(database) as db:
@@ -140,6 +142,7 @@ def test_report_queries_use_the_indexes(tmp_path: Path) -> None:
 
 
 def test_the_store_is_wal_versioned_and_ignores_a_resent_batch(tmp_path: Path) -> None:
+    """The store runs in WAL mode at the current schema version, and a resent batch adds no row twice."""
     database = tmp_path / "a.db"
     batch = generate(50)
     sink = SQLiteSink(database)
@@ -153,6 +156,7 @@ def test_the_store_is_wal_versioned_and_ignores_a_resent_batch(tmp_path: Path) -
 
 
 def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
+    """A row that fails to insert rolls back its whole batch and raises PermanentSinkError."""
     database = tmp_path / "a.db"
     bad = _event("pageview")
     bad = bad._replace(status_code=object())  # SQLite cannot bind it: the third row fails
@@ -165,6 +169,7 @@ def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
 
 
 def test_a_locked_database_is_retried(tmp_path: Path) -> None:
+    """A database locked past busy_timeout raises RetryableSinkError; once unlocked the send succeeds."""
     database = tmp_path / "a.db"
     store(database, [])
     blocker = sqlite3.connect(database, isolation_level=None)
@@ -183,6 +188,7 @@ def test_a_locked_database_is_retried(tmp_path: Path) -> None:
 def test_a_database_from_a_newer_version_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A store with a newer schema version is refused by the sink and by the report, which says to upgrade."""
     database = tmp_path / "a.db"
     with sqlite3.connect(database) as db:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
@@ -193,6 +199,7 @@ def test_a_database_from_a_newer_version_is_refused(
 
 
 def test_report_cli_as_module_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """python -m otel_user_tracking report prints JSON; a missing store or bad --since exits with a hint."""
     database = tmp_path / "a.db"
     store(database, [_event("pageview", route="/x", visitor_id="v", timestamp=datetime.now(timezone.utc))])
     done = subprocess.run(
@@ -211,6 +218,7 @@ def test_report_cli_as_module_and_errors(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_since_accepts_durations_and_dates() -> None:
+    """--since takes minute and week durations relative to now, and a plain date as UTC midnight."""
     assert parse_since("90m", now=NOW) == NOW - timedelta(minutes=90)
     assert parse_since("2w", now=NOW) == NOW - timedelta(weeks=2)
     assert parse_since("2026-11-01") == datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -219,6 +227,7 @@ def test_since_accepts_durations_and_dates() -> None:
 def test_local_sinks_from_urls(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """jsonl, console, memory and relative sqlite URLs make working sinks; an unknown scheme lists them."""
     jsonl = sink_from_url(f"jsonl:///{tmp_path}/e.jsonl")
     assert isinstance(jsonl, JSONLinesSink)
     jsonl.send([_event("pageview", path="/a"), _event("custom", name="X", meta={"k": 1})])
