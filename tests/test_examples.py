@@ -41,6 +41,7 @@ def _run(app: Any, calls: list[tuple[str, str, dict[str, Any]]]) -> list[httpx.R
 
 
 def test_fastapi_example_tags_the_logged_in_user_under_its_policy(tracing: Tracing) -> None:
+    """The FastAPI example tags its logged-in user with a hashed email and anonymized address; errors too."""
     from examples import fastapi_app
 
     [login] = _run(
@@ -59,6 +60,7 @@ def test_fastapi_example_tags_the_logged_in_user_under_its_policy(tracing: Traci
 
 
 def test_starlette_example_takes_the_user_from_authentication_middleware(tracing: Tracing) -> None:
+    """The Starlette example tags the user its AuthenticationMiddleware found, with route and span events."""
     from examples import starlette_app
 
     basic = "Basic " + base64.b64encode(b"ann:s3cret").decode()

@@ -12,6 +12,7 @@ from .test_analytics_e2e import APP, BROWSER, CLI
 
 
 def test_posthog_and_segment_sinks_both_get_every_event(tmp_path: Path) -> None:
+    """Under opentelemetry-instrument, PostHog and Segment both get every event by id; no key is logged."""
     (tmp_path / "app.py").write_text(APP)
     with ScriptedHTTPServer() as capture:
         host = capture.url.split("://", 1)[1]

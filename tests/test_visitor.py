@@ -19,6 +19,7 @@ class Clock:
 
 
 def test_same_visitor_same_day_has_one_id_and_a_new_one_the_next_day() -> None:
+    """One address and agent keep one id all UTC day, across instances, and get another after midnight."""
     clock = Clock(20_000 * DAY + 60)  # one minute after a UTC midnight
     visitors = VisitorIdentifier(site="shop", clock=clock)
     morning = visitors.visitor_id("198.51.100.7", UA)
@@ -30,6 +31,7 @@ def test_same_visitor_same_day_has_one_id_and_a_new_one_the_next_day() -> None:
 
 
 def test_address_agent_and_site_each_change_the_id() -> None:
+    """Another site, address or user agent each give another 16-character id, which hides the address."""
     clock = Clock(20_000 * DAY)
     base = VisitorIdentifier(site="shop", clock=clock).visitor_id("198.51.100.7", UA)
     assert VisitorIdentifier(site="blog", clock=clock).visitor_id("198.51.100.7", UA) != base
@@ -39,6 +41,7 @@ def test_address_agent_and_site_each_change_the_id() -> None:
 
 
 def test_requests_from_one_browser_share_a_visitor_id() -> None:
+    """Requests from one address and agent share a visitor id, logged in or not; another address differs."""
     tracing = new_tracing()
     with instrumented(tracing):
         app = fastapi_app(tracing)
@@ -55,6 +58,7 @@ def test_requests_from_one_browser_share_a_visitor_id() -> None:
 
 
 def test_a_new_day_forgets_the_cached_ids_with_the_old_salt() -> None:
+    """After midnight the id cache holds only today's entries, so yesterday's salted ids are unreachable."""
     from otel_user_tracking.request.visitor import _visitor_id
 
     clock = Clock(30_000 * DAY)
