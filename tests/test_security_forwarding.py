@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -48,6 +49,17 @@ def _serve(app: Any, headers: list[tuple[bytes, bytes]], peer: str = PROXY) -> N
     asyncio.run(app(scope, receive, send))
 
 
+def _recorded_behind_proxy(
+    headers: list[tuple[bytes, bytes]], tracer_provider: TracerProvider, exporter: InMemorySpanExporter
+) -> Mapping[str, Any]:
+    """The attributes of the one span a request from the trusted proxy with ``headers`` makes."""
+    policy = out.TagPolicy(ip="keep", trusted_proxies=[f"{PROXY}/32"])
+    app = out.UserTrackingMiddleware(_ok, tracer_provider=tracer_provider, tag_policy=policy)
+    _serve(app, headers)
+    [span] = exporter.get_finished_spans()
+    return span.attributes or {}
+
+
 def _padded_chain(target_length: int, tail: str) -> str:
     """Junk hops, then ``tail``, exactly ``target_length`` characters in all."""
     return ("1.1.1.1, " * (target_length // 9 + 1) + tail)[-target_length:]
@@ -67,13 +79,10 @@ def test_padded_x_forwarded_for_cannot_push_the_proxy_hop_out(
         headers = [(b"x-forwarded-for", client_part.encode()), (b"x-forwarded-for", REAL.encode())]
     else:
         headers = [(b"x-forwarded-for", f"{client_part}, {REAL}".encode())]
-    policy = out.TagPolicy(ip="keep", trusted_proxies=[f"{PROXY}/32"])
-    app = out.UserTrackingMiddleware(_ok, tracer_provider=tracer_provider, tag_policy=policy)
-    _serve(app, headers)
-    [span] = span_exporter.get_finished_spans()
-    assert span.attributes["client.address"] == REAL
+    attributes = _recorded_behind_proxy(headers, tracer_provider, span_exporter)
+    assert attributes["client.address"] == REAL
     expected_visitor = VisitorIdentifier().visitor_id(REAL, "Mozilla/5.0")
-    assert span.attributes["user_tracking.visitor_id"] == expected_visitor
+    assert attributes["user_tracking.visitor_id"] == expected_visitor
 
 
 @pytest.mark.parametrize("length", [2048, 20_000])
@@ -83,11 +92,7 @@ def test_padded_forwarded_cannot_push_the_proxy_hop_out(
     """The same holds for RFC 7239 ``Forwarded``."""
     client_part = ", ".join(["for=1.1.1.1"] * (length // 13)) + f", for={FAKE}"
     headers = [(b"forwarded", f"{client_part}, for={REAL};proto=http".encode())]
-    policy = out.TagPolicy(ip="keep", trusted_proxies=[f"{PROXY}/32"])
-    app = out.UserTrackingMiddleware(_ok, tracer_provider=tracer_provider, tag_policy=policy)
-    _serve(app, headers)
-    [span] = span_exporter.get_finished_spans()
-    assert span.attributes["client.address"] == REAL
+    assert _recorded_behind_proxy(headers, tracer_provider, span_exporter)["client.address"] == REAL
 
 
 def test_a_hop_cut_in_half_is_never_taken_for_an_address(
@@ -96,11 +101,7 @@ def test_a_hop_cut_in_half_is_never_taken_for_an_address(
     """When more hops than are kept are all trusted, the walk stops at a trusted hop, not a fragment."""
     hops = ", ".join(["127.0.0.3"] * 200)
     headers = [(b"x-forwarded-for", f"116.6.6.6, {hops}".encode())]
-    policy = out.TagPolicy(ip="keep", trusted_proxies=[f"{PROXY}/32"])
-    app = out.UserTrackingMiddleware(_ok, tracer_provider=tracer_provider, tag_policy=policy)
-    _serve(app, headers)
-    [span] = span_exporter.get_finished_spans()
-    assert span.attributes["client.address"] == PROXY
+    assert _recorded_behind_proxy(headers, tracer_provider, span_exporter)["client.address"] == PROXY
 
 
 def test_parse_ip_refuses_long_text_without_caching_it() -> None:
