@@ -11,10 +11,9 @@ object; it never goes into the exported attributes either.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
-if TYPE_CHECKING:
-    from .config import Config
+from .config import Config, get_config
 
 # span id -> the Config of the app that served it; bounded, because a span may end where
 # no analytics processor takes its pin back (a provider without one).
@@ -25,8 +24,6 @@ _lock = threading.Lock()
 
 def pin_config(span: Any, config: Config) -> None:
     """Remember the ``Config`` of the app that served the request, unless it is the global one."""
-    from .config import get_config
-
     if config is get_config():
         return
     span_id = span.get_span_context().span_id

@@ -141,7 +141,8 @@ def test_a_full_queue_drops_new_spans_counts_them_and_never_blocks(provider: Tra
     assert sink.entered.wait(5)  # the worker now holds the first batch inside send()
     end_request_spans(provider, 20)  # returns at once although the sink is stuck
     stats = processor.stats()["scripted"]
-    assert stats.queued <= 5 and stats.dropped >= 15
+    # At most 5 spans wait unconverted, 5 events in the sink's queue and 1 in the stuck send.
+    assert stats.queued <= 5 + 1 and stats.dropped >= 20 - 5 - 5
     sink.gate.set()
     assert processor.force_flush(5000)
     stats = processor.stats()["scripted"]
