@@ -22,7 +22,7 @@ from typing import Union
 
 from .events import FIELDS, EventRecord
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TABLE = "events"
 
 # A field whose stored column has another name.
@@ -62,6 +62,15 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # random B-tree walk per event, and retention deletes the oldest by this index.
         f"DROP INDEX IF EXISTS {TABLE}_event_id",
         f"CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_ts_event ON {TABLE} (ts_us, event_id)",
+    ),
+    (
+        # The dashboard: status mix, durations and campaigns per window from one covering index;
+        # a person's journey by user or session id. Partial: anonymous rows cost those two nothing.
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_requests ON {TABLE} "
+        "(type, ts_us, page, status_code, duration_ms, utm_campaign)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_users ON {TABLE} (user_id, ts_us) WHERE user_id IS NOT NULL",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_sessions ON {TABLE} (session_id, ts_us) "
+        "WHERE session_id IS NOT NULL",
     ),
 )
 _VALUES = f"({', '.join('?' * len(COLUMNS))})"
