@@ -8,8 +8,7 @@ chains are capped from the right (the end the trusted proxies write), hop by hop
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, MutableMapping, Optional
+from typing import Any, MutableMapping, NamedTuple, Optional
 
 from .client_address import MAX_HOP_CHARS, MAX_HOPS
 
@@ -19,9 +18,8 @@ _MAX_FORWARDED_ELEMENT = 512  # for=...;by=...;host=...;proto=...
 _LOCALE = re.compile(r"^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*$")
 
 
-@dataclass(frozen=True)
-class RequestFacts:
-    """Headers and peer of one request, decoded and capped."""
+class RequestFacts(NamedTuple):
+    """Headers and peer of one request, decoded and capped (a tuple: made once per request)."""
 
     peer: Optional[str]
     user_agent: Optional[str]
