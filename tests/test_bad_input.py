@@ -13,6 +13,7 @@ import otel_user_tracking as out
 from otel_user_tracking import testing
 
 from ._apps import client, instrumented, new_tracing
+from ._asgi import http_scope, serve, status_and_body
 
 
 class ExplodingUser:
@@ -48,32 +49,10 @@ def _raw_get(
     app: FastAPI, path: str, headers: list[tuple[bytes, bytes]], query: bytes = b"q=1"
 ) -> tuple[int, bytes]:
     """Send one request with raw header bytes straight through ASGI."""
-    messages: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        messages.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query,
-        "root_path": "",
-        "headers": headers,
-        "client": ("198.51.100.1", 1),
-        "server": ("testserver", 80),
-    }
-    asyncio.run(app(scope, receive, send))
-    status = next(m["status"] for m in messages if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
-    return status, body
+    scope = http_scope(
+        path, query=query, headers=headers, client=("198.51.100.1", 1), server=("testserver", 80)
+    )
+    return status_and_body(serve(app, scope))
 
 
 ODD_HEADERS = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any, Optional
 
@@ -16,6 +15,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import otel_user_tracking as out
 from otel_user_tracking._errors import internal_error_counts, reset_internal_error_counts
 from otel_user_tracking.testing import internal_errors_raise
+
+from ._asgi import http_scope, serve
 
 pytestmark = pytest.mark.slow
 
@@ -64,25 +65,6 @@ odd_clients = st.one_of(
 )  # fmt: skip
 
 
-def _scope(
-    path: str, raw_path: bytes, query: bytes, hdrs: list[tuple[bytes, bytes]], client: Any
-) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": query,
-        "root_path": "",
-        "client": client,
-        "server": ("127.0.0.2", 8000),
-        "headers": hdrs,
-    }
-
-
 def _bare_app(user: Optional[dict[str, Any]]) -> Any:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if user is not None:
@@ -93,19 +75,6 @@ def _bare_app(user: Optional[dict[str, Any]]) -> Any:
         await send({"type": "http.response.body", "body": BODY})
 
     return app
-
-
-def _serve(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(app(dict(scope), receive, send))
-    return sent
 
 
 def _tracing() -> tuple[TracerProvider, InMemorySpanExporter]:
@@ -144,15 +113,15 @@ def test_any_request_gets_the_bare_apps_response(
     path: str, raw_path: bytes, query: bytes, hdrs: list[tuple[bytes, bytes]], client: Any, user: Any
 ) -> None:
     """Whatever the scope and user fields, nothing raises into the app and the response is unchanged."""
-    scope = _scope(path, raw_path, query, hdrs, client)
-    bare = _serve(_bare_app(user), scope)
+    scope = http_scope(path, raw_path=raw_path, query=query, headers=hdrs, client=client)
+    bare = serve(_bare_app(user), scope)
     provider, exporter = _tracing()
     policy = out.TagPolicy(id="hash", email="mask", ip="anonymize", hash_key=HASH_KEY)
     wrapped = out.UserTrackingMiddleware(_bare_app(user), tracer_provider=provider, tag_policy=policy)
     reset_internal_error_counts()
     try:
         with internal_errors_raise(False):  # as in production: what the user object raises is swallowed
-            assert _serve(wrapped, scope) == bare
+            assert serve(wrapped, scope) == bare
     finally:
         provider.shutdown()
     raising_fields = user is not None and any(isinstance(v, Weird) and v.fail for v in user.values())
@@ -175,7 +144,7 @@ def test_undecodable_header_bytes_still_get_a_span(
     wrapped = out.UserTrackingMiddleware(_bare_app({"id": "u1"}), tracer_provider=provider)
     reset_internal_error_counts()
     try:
-        sent = _serve(wrapped, _scope("/", b"/", b"", hdrs, ("198.51.100.7", 1)))
+        sent = serve(wrapped, http_scope(headers=hdrs, client=("198.51.100.7", 1)))
     finally:
         provider.shutdown()
     assert sent[-1]["body"] == BODY
@@ -197,7 +166,7 @@ def test_any_resolved_user_object_is_harmless(user: Any) -> None:
         _bare_app(None), tracer_provider=provider, user_resolver=_resolver_returning(user)
     )
     try:
-        sent = _serve(wrapped, _scope("/", b"/", b"", [], ("198.51.100.7", 1)))
+        sent = serve(wrapped, http_scope(client=("198.51.100.7", 1)))
     finally:
         provider.shutdown()
     assert sent[-1]["body"] == BODY
@@ -231,7 +200,7 @@ def test_forbidden_values_are_never_exported(
         else []
     )
     try:
-        _serve(wrapped, _scope("/", b"/", f"email={email}&next=%2F".encode(), hdrs, (peer, 1)))
+        serve(wrapped, http_scope(query=f"email={email}&next=%2F".encode(), headers=hdrs, client=(peer, 1)))
     finally:
         provider.shutdown()
     values = _exported_values(exporter)
@@ -253,7 +222,7 @@ def test_spoofed_forwarding_headers_from_untrusted_peers_change_nothing(
     wrapped = out.UserTrackingMiddleware(_bare_app(None), tracer_provider=provider, tag_policy=policy)
     hdrs = [(b"x-forwarded-for", ", ".join(spoofed).encode()), (b"forwarded", f"for={spoofed[0]}".encode())]
     try:
-        _serve(wrapped, _scope("/", b"/", b"", hdrs, (peer, 1)))
+        serve(wrapped, http_scope(headers=hdrs, client=(peer, 1)))
     finally:
         provider.shutdown()
     [span] = exporter.get_finished_spans()
@@ -274,7 +243,7 @@ def test_a_mebibyte_value_is_capped_not_copied(where: str) -> None:
     query = huge.encode() if where == "query" else b""
     wrapped = out.UserTrackingMiddleware(_bare_app(user), tracer_provider=provider)
     try:
-        _serve(wrapped, _scope("/", b"/", query, hdrs, ("198.51.100.7", 1)))
+        serve(wrapped, http_scope(query=query, headers=hdrs, client=("198.51.100.7", 1)))
     finally:
         provider.shutdown()
     [span] = exporter.get_finished_spans()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,39 +13,11 @@ import otel_user_tracking as out
 from otel_user_tracking.request.client_address import parse_ip
 from otel_user_tracking.request.visitor import VisitorIdentifier
 
+from ._asgi import http_scope, ok_app, serve
+
 PROXY = "127.0.0.3"
 REAL = "203.0.113.50"
 FAKE = "6.6.6.6"
-
-
-async def _ok(scope: Any, receive: Any, send: Any) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"ok"})
-
-
-def _serve(app: Any, headers: list[tuple[bytes, bytes]], peer: str = PROXY) -> None:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "root_path": "",
-        "client": (peer, 40000),
-        "server": ("127.0.0.2", 8000),
-        "headers": [(b"host", b"127.0.0.2:8000"), (b"user-agent", b"Mozilla/5.0"), *headers],
-    }
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        pass
-
-    asyncio.run(app(scope, receive, send))
 
 
 def _recorded_behind_proxy(
@@ -54,8 +25,9 @@ def _recorded_behind_proxy(
 ) -> Mapping[str, Any]:
     """The attributes of the one span a request from the trusted proxy with ``headers`` makes."""
     policy = out.TagPolicy(ip="keep", trusted_proxies=[f"{PROXY}/32"])
-    app = out.UserTrackingMiddleware(_ok, tracer_provider=tracer_provider, tag_policy=policy)
-    _serve(app, headers)
+    app = out.UserTrackingMiddleware(ok_app, tracer_provider=tracer_provider, tag_policy=policy)
+    base = [(b"host", b"127.0.0.2:8000"), (b"user-agent", b"Mozilla/5.0")]
+    serve(app, http_scope(headers=[*base, *headers], client=(PROXY, 40000)))
     [span] = exporter.get_finished_spans()
     return span.attributes or {}
 

@@ -15,39 +15,13 @@ import otel_user_tracking as out
 from otel_user_tracking.config import DEFAULT_SCRUB_QUERY_KEYS
 from otel_user_tracking.request.scrubbing import QueryScrubber, is_sensitive_key
 
+from ._asgi import drive, http_scope, ok_app
+
 SECRET = "s3cr3t-value"
 
 
-async def _ok(scope: Any, receive: Any, send: Any) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"ok"})
-
-
 def _scope(query: bytes, headers: list[tuple[bytes, bytes]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/p",
-        "raw_path": b"/p",
-        "query_string": query,
-        "root_path": "",
-        "client": ("198.51.100.7", 40000),
-        "server": ("127.0.0.2", 8000),
-        "headers": [(b"host", b"127.0.0.2:8000"), *headers],
-    }
-
-
-async def _drive(app: Any, scope: dict[str, Any]) -> None:
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        pass
-
-    await app(scope, receive, send)
+    return http_scope("/p", query=query, headers=[(b"host", b"127.0.0.2:8000"), *headers])
 
 
 @pytest.mark.parametrize(
@@ -108,8 +82,8 @@ def test_span_and_referrer_never_carry_the_secret(
     """End to end: http.url/url.query and the referrer attribute hold no sensitive value."""
     query = f"passwordConfirm={SECRET}&apiKeyId={SECRET}&x=1;password={SECRET}".encode()
     referrer = f"https://idp.example/cb?ok=1#access_token={SECRET}".encode()
-    app = out.UserTrackingMiddleware(_ok, tracer_provider=tracer_provider)
-    asyncio.run(_drive(app, _scope(query, [(b"referer", referrer)])))
+    app = out.UserTrackingMiddleware(ok_app, tracer_provider=tracer_provider)
+    asyncio.run(drive(app, _scope(query, [(b"referer", referrer)])))
     [span] = span_exporter.get_finished_spans()
     exported = repr(dict(span.attributes or {}))
     assert SECRET not in exported
@@ -126,12 +100,12 @@ def test_unique_huge_queries_leave_no_memory_behind() -> None:
     Before the fix each one kept about 120 KB in the scrubber's caches.
     """
     provider = _DroppingProvider()
-    app = out.UserTrackingMiddleware(_ok, tracer_provider=provider)
+    app = out.UserTrackingMiddleware(ok_app, tracer_provider=provider)
     padding = "v" * 60_000
 
     async def run(first: int, count: int) -> None:
         for n in range(first, first + count):
-            await _drive(app, _scope(f"n={n}&token=abc&pad={padding}".encode()))
+            await drive(app, _scope(f"n={n}&token=abc&pad={padding}".encode()))
 
     # Warm-up: fills the standard library's own bounded urlsplit cache (128 URLs, which the
     # OpenTelemetry ASGI helpers fill too) and first-request allocations.
