@@ -1,14 +1,19 @@
-"""``python -m otel_user_tracking report DB`` (also the ``otel-user-tracking`` console script)."""
+"""``python -m otel_user_tracking report|dashboard DB`` (also the ``otel-user-tracking`` console script)."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit
 
+from .analytics.dashboard import DEFAULT_JAEGER_URL, DashboardServer, PageOptions, UserIdForm, dashboard_html
 from .analytics.report import build_report, parse_since, render_json, render_table
-from .analytics.store import SchemaError
+from .analytics.store import SchemaError, connect_readonly
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,14 +28,85 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--format", choices=("table", "json"), default="table")
     report.add_argument("--limit", type=int, default=10, help="rows per section (default 10)")
+    report.add_argument(
+        "--html", metavar="FILE", help="also write the dashboard page, self-contained, to FILE"
+    )
+    report.add_argument("--jaeger-url", default=DEFAULT_JAEGER_URL, help="Jaeger UI for trace links (--html)")
+    dashboard = commands.add_parser("dashboard", help="a local web page of the store, refreshing itself")
+    dashboard.add_argument("database", help="the SQLite store, e.g. otel-user-tracking.db")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    dashboard.add_argument("--since", default="7d", help="default window: 24h, 7d, 2w or an ISO date (7d)")
+    dashboard.add_argument(
+        "--jaeger-url", default=DEFAULT_JAEGER_URL, help=f"Jaeger UI for trace links ({DEFAULT_JAEGER_URL})"
+    )
+    dashboard.add_argument("--refresh", type=int, default=60, help="seconds between page reloads (60)")
+    dashboard.add_argument("--limit", type=int, default=10, help="rows per table (default 10)")
     return parser
+
+
+def _check_jaeger_url(parser: argparse.ArgumentParser, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        parser.error(f"--jaeger-url {url!r}: use an http(s) URL such as {DEFAULT_JAEGER_URL}")
+    return url.rstrip("/")
+
+
+def _dashboard(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.refresh < 1:
+        parser.error("--refresh must be at least 1 second")
+    options = PageOptions(
+        jaeger_url=_check_jaeger_url(parser, args.jaeger_url),
+        since_text=args.since,
+        refresh_seconds=args.refresh,
+        live=True,
+        user_ids=UserIdForm.from_env(),
+    )
+    try:
+        connect_readonly(args.database).close()
+        server = DashboardServer(
+            args.database, host=args.host, port=args.port, options=options, limit=args.limit
+        )
+    except (FileNotFoundError, SchemaError, OSError) as exc:
+        print(f"otel-user-tracking: {exc}", file=sys.stderr)
+        return 2
+    if not _is_loopback(args.host):
+        print(
+            f"otel-user-tracking: the dashboard listens on {args.host}: anyone who can reach it sees the "
+            "analytics; prefer 127.0.0.1 and an SSH tunnel",
+            file=sys.stderr,
+        )
+    print(f"otel-user-tracking dashboard of {args.database}: open {server.url} (Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "dashboard":
+        try:
+            parse_since(args.since)
+        except ValueError as exc:
+            parser.error(str(exc))
+        if args.limit < 1:
+            parser.error("--limit must be at least 1")
+        return _dashboard(parser, args)
+    now = datetime.now(timezone.utc)
     try:
-        since = parse_since(args.since)
+        since = parse_since(args.since, now=now)
     except ValueError as exc:
         parser.error(str(exc))
     if args.limit < 1:
@@ -41,6 +117,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"otel-user-tracking: {exc}", file=sys.stderr)
         return 2
     print(render_json(report) if args.format == "json" else render_table(report))
+    if args.html:
+        options = PageOptions(jaeger_url=_check_jaeger_url(parser, args.jaeger_url), since_text=args.since)
+        Path(args.html).write_text(
+            dashboard_html(args.database, since, options, args.limit, now), encoding="utf-8"
+        )
+        print(f"wrote the dashboard page to {args.html}", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,139 @@
+"""One person's path through the product: their pageviews, custom events and errors in time order.
+
+The store holds user ids as the TagPolicy left them (kept, hashed, masked or dropped), so a
+typed user id is turned into its stored form before the search: hashed with the same keyed
+HMAC when the policy hashes ids and the key is at hand, masked when it masks them. The page
+says which (``UserIdForm.explain``), and only stored forms ever reach a URL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from ...env import ENV_PREFIX, policy_from_env
+from ...policy import HASH_KEY_ENV, TagPolicy
+from ..store import TABLE
+
+IdKind = Literal["user", "visitor", "session"]
+ID_KINDS: tuple[IdKind, ...] = ("user", "visitor", "session")
+JOURNEY_LIMIT = 500
+_HEX_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class UserIdForm:
+    """How user ids are stored, so a typed id can be searched as stored.
+
+    Usage: ``UserIdForm.from_env().stored("user-42")`` gives the values to look up.
+
+    Args:
+        mode: The policy's mode for ``user.id``: "keep", "hash", "mask" or "drop".
+        policy: The policy, when it can hash (its key is known) or mask here.
+    """
+
+    mode: str = "keep"
+    policy: Optional[TagPolicy] = None
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> UserIdForm:
+        """The policy the ``OTEL_PYTHON_USER_TRACKING_*`` variables describe, as the app reads them."""
+        source = os.environ if env is None else env
+        try:
+            policy = policy_from_env(source)
+        except ValueError:
+            # Hashed ids without the key here (or another bad variable): search by hash.
+            declared = source.get(ENV_PREFIX + "ID", "").strip().lower()
+            return cls(mode="hash" if declared == "hash" else declared or "keep")
+        return cls(mode=policy.id, policy=policy)
+
+    @property
+    def can_hash(self) -> bool:
+        return self.mode == "hash" and self.policy is not None
+
+    def stored(self, typed: str) -> tuple[str, ...]:
+        """The stored values a typed user id may have; empty when ids are not stored."""
+        text = typed.strip()
+        if not text or self.mode == "drop":
+            return ()
+        if self.mode == "hash":
+            found = [text.lower()] if _HEX_HASH.match(text.lower()) else []
+            if self.policy is not None:
+                found.insert(0, self.policy.hash(text))
+            return tuple(dict.fromkeys(found))
+        if self.mode == "mask" and self.policy is not None:
+            masked = self.policy.apply_id(text)
+            return (masked,) if masked else ()
+        return (text,)
+
+    def explain(self) -> str:
+        """One sentence for the page: what a user id search looks for."""
+        if self.mode == "drop":
+            return "User ids are not stored under the tag policy; search by visitor or session id."
+        if self.can_hash:
+            return (
+                "User ids are stored as keyed hashes (HMAC-SHA256): the id you type is hashed with "
+                f"the key from {HASH_KEY_ENV} before the search; a 64-hex hash is searched as it is."
+            )
+        if self.mode == "hash":
+            return (
+                f"User ids are stored as keyed hashes and {HASH_KEY_ENV} is not set here: "
+                "search by the hash (64 hex characters) as it appears in the store."
+            )
+        if self.mode == "mask":
+            return "User ids are stored masked (first character kept): a search finds every id masked alike."
+        return "User ids are stored as the app set them: search by the id itself."
+
+
+@dataclass(frozen=True)
+class Step:
+    """One event of a journey, with what the page shows of it."""
+
+    ts_us: int
+    type: str
+    page: Optional[str]
+    method: Optional[str]
+    status_code: Optional[int]
+    duration_ms: Optional[float]
+    name: Optional[str]
+    error_type: Optional[str]
+    error_message: Optional[str]
+    meta_json: Optional[str]
+    trace_id: str
+
+
+_STEP_COLUMNS = (
+    "ts_us, type, page, method, status_code, duration_ms, name, error_type, error_message, meta, trace_id"
+)
+
+
+def journey(
+    db: sqlite3.Connection, kind: IdKind, values: tuple[str, ...], since_us: int, limit: int = JOURNEY_LIMIT
+) -> tuple[Step, ...]:
+    """The latest ``limit`` events of the person with any of ``values`` since ``since_us``, oldest first.
+
+    User and session ids use their partial indexes; visitor ids are found in the covering
+    ``(type, ts_us, ..., visitor_id)`` index over the window, so no search reads the table
+    beyond the matching rows.
+    """
+    if not values:
+        return ()
+    marks = ", ".join("?" * len(values))
+    if kind == "visitor":
+        where = f"type IN ('pageview', 'error', 'custom') AND ts_us >= ? AND visitor_id IN ({marks})"
+    elif kind == "user":
+        where = f"user_id IN ({marks}) AND ts_us >= ?"
+    elif kind == "session":
+        where = f"session_id IN ({marks}) AND ts_us >= ?"
+    else:
+        raise ValueError(f"kind must be one of {', '.join(ID_KINDS)}, not {kind!r}")
+    params = (since_us, *values) if kind == "visitor" else (*values, since_us)
+    rows = db.execute(
+        f"SELECT {_STEP_COLUMNS} FROM {TABLE} WHERE {where} ORDER BY ts_us DESC, id DESC LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return tuple(Step(*row) for row in reversed(rows))

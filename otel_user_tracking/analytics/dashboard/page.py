@@ -1,0 +1,368 @@
+"""The dashboard as one self-contained HTML page: inline CSS and SVG, no script, nothing fetched.
+
+The same page is served live (refreshing itself with a meta refresh, with the journey
+search) and written by ``report --html`` (a snapshot without either). Its Content Security
+Policy forbids every request but a form post to its own server, so a locked-down or offline
+browser shows it whole. Every value from the store goes through ``html.escape``; links carry
+only stored values (trace ids, stored user/visitor/session ids).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from html import escape
+from typing import Optional
+from urllib.parse import quote, urlencode
+
+from ..report import CountRow
+from . import svg
+from .journey import IdKind, Step, UserIdForm
+from .queries import Dashboard
+
+DEFAULT_JAEGER_URL = "http://localhost:16686"
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'"
+_STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#0f172a;background:#f1f5f9}
+header{background:#0f172a;color:#f8fafc;padding:14px 24px}header h1{margin:0;font-size:20px}
+header p{margin:4px 0 0;color:#cbd5e1}main{padding:16px 24px;display:grid;gap:16px;
+grid-template-columns:repeat(auto-fill,minmax(360px,1fr))}section{background:#fff;border-radius:8px;
+padding:12px 16px;box-shadow:0 1px 2px #0002}section.wide{grid-column:1/-1}h2{font-size:16px;margin:0 0 8px}
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:3px 8px 3px 0;
+border-bottom:1px solid #e2e8f0;vertical-align:top}td.num,th.num{text-align:right}
+.kpis{display:flex;gap:24px;flex-wrap:wrap}.kpi b{display:block;font-size:26px}.kpi small{color:#64748b}
+.empty{color:#64748b}.note{color:#475569;font-size:13px}svg.chart{max-width:100%;height:auto;font-size:11px}
+svg text{fill:#334155}svg .unit{fill:#64748b;font-style:italic}form{display:flex;gap:8px;flex-wrap:wrap}
+input[type=text]{min-width:320px}code{font-size:12px}.charts{display:flex;flex-wrap:wrap;gap:8px 24px}
+"""
+
+
+@dataclass(frozen=True)
+class JourneyView:
+    """A journey search and its result: ``values`` are the stored forms that were searched."""
+
+    kind: IdKind
+    values: tuple[str, ...]
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class PageOptions:
+    """How the page is rendered.
+
+    Args:
+        jaeger_url: Jaeger's UI; traces link to ``<jaeger_url>/trace/<trace_id>``.
+        since_text: The window as the user gave it (``7d``), kept in links and the form.
+        refresh_seconds: Reload interval of the live page; None for a file.
+        live: Whether a server answers the journey search (False for ``report --html``).
+        user_ids: How user ids are stored, to say what a search looks for.
+    """
+
+    jaeger_url: str = DEFAULT_JAEGER_URL
+    since_text: str = "7d"
+    refresh_seconds: Optional[int] = None
+    live: bool = False
+    user_ids: UserIdForm = field(default_factory=UserIdForm)
+
+
+def render_page(dashboard: Dashboard, options: PageOptions, journey: Optional[JourneyView] = None) -> str:
+    """The whole page as a string."""
+    report = dashboard.report
+    refresh = (
+        f'<meta http-equiv="refresh" content="{options.refresh_seconds}">' if options.refresh_seconds else ""
+    )
+    sections = [
+        _kpis(dashboard),
+        _traffic(dashboard),
+        _count_table(
+            "pages",
+            "Top pages",
+            ("page", "pageviews", "visitors"),
+            [(row.page, row.pageviews, row.visitors) for row in report.routes],
+        ),
+        _count_table("referrers", "Referrers", ("referrer", "pageviews"), _pairs(report.referrers)),
+        _count_table("locales", "Locales", ("locale", "pageviews"), _pairs(report.locales)),
+        _count_table("utm-sources", "UTM sources", ("utm_source", "pageviews"), _pairs(report.utm_sources)),
+        _count_table(
+            "utm-campaigns", "UTM campaigns", ("utm_campaign", "pageviews"), _pairs(dashboard.campaigns)
+        ),
+        _bots(dashboard),
+        _errors(dashboard, options),
+        _custom(dashboard),
+        _requests(dashboard),
+        _journey(options, journey),
+    ]
+    window = "hourly" if dashboard.window.hourly else "daily"
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">{refresh}'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<link rel="icon" href="data:,"><title>otel-user-tracking dashboard</title>'
+        f"<style>{_STYLE}</style></head><body><header><h1>otel-user-tracking dashboard</h1>"
+        f"<p>Since {escape(report.since)} ({escape(options.since_text)}, {window} points), "
+        f"generated {escape(dashboard.generated_at)}"
+        + (f", refreshing every {options.refresh_seconds} s" if options.refresh_seconds else "")
+        + f"</p></header><main>{''.join(sections)}</main></body></html>"
+    )
+
+
+def _pairs(rows: Sequence[CountRow]) -> list[tuple[object, ...]]:
+    return [(row.value, row.count) for row in rows]
+
+
+def _section(key: str, title: str, body: str, wide: bool = False) -> str:
+    css = ' class="wide"' if wide else ""
+    return f'<section id="{key}" data-section="{key}"{css}><h2>{escape(title)}</h2>{body}</section>'
+
+
+def _cell(value: object, raw: bool = False) -> str:
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if numeric or value in _NUMERIC_TEXT:
+        return f'<td class="num">{escape(str(value))}</td>'
+    return f"<td>{value}</td>" if raw else f"<td>{escape(str(value))}</td>"
+
+
+class _NumericText:
+    """Cells that are numbers shown as text (durations, "—"), right-aligned like numbers."""
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and (value == "—" or value.replace(".", "", 1).isdigit())
+
+
+_NUMERIC_TEXT = _NumericText()
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], raw: Sequence[int] = ()) -> str:
+    head = "".join(f"<th>{escape(name)}</th>" for name in headers)
+    body = "".join(
+        "<tr>" + "".join(_cell(value, index in raw) for index, value in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _count_table(key: str, title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    if not rows:
+        return _section(key, title, f'<p class="empty">No {escape(headers[0])} data yet in this window.</p>')
+    return _section(key, title, _table(headers, rows))
+
+
+def _kpis(dashboard: Dashboard) -> str:
+    report, series = dashboard.report, dashboard.series
+    tiles = [
+        ("pageviews", report.pageviews, sum(series.previous_pageviews)),
+        ("unique visitors", report.visitors, series.previous_unique_visitors),
+        ("errors", report.errors, None),
+        ("custom events", report.custom_events, None),
+    ]
+    body = "".join(
+        f'<div class="kpi" data-kpi="{escape(name)}"><b>{value}</b>{escape(name)}'
+        + (f"<br><small>previous period {previous}</small>" if previous is not None else "")
+        + "</div>"
+        for name, value, previous in tiles
+    )
+    return _section("kpis", "Totals", f'<div class="kpis">{body}</div>', wide=True)
+
+
+def _labels(dashboard: Dashboard) -> list[str]:
+    labels, last_day = [], ""
+    for start in dashboard.series.starts_us:
+        when = datetime.fromtimestamp(start / 1e6, tz=timezone.utc)
+        day = when.strftime("%m-%d")
+        if dashboard.window.hourly and day == last_day:
+            labels.append(when.strftime("%H:%M"))
+        else:
+            labels.append(when.strftime("%m-%d %H:%M") if dashboard.window.hourly else day)
+        last_day = day
+    return labels
+
+
+def _traffic(dashboard: Dashboard) -> str:
+    series, labels = dashboard.series, _labels(dashboard)
+    per = "hour" if dashboard.window.hourly else "day"
+    x_unit = f"{per} starting (UTC)"
+    charts = [
+        svg.line_chart(
+            title,
+            [
+                svg.Line(name, current, color),
+                svg.Line("previous period", previous, "#94a3b8", dashed=True),
+            ],
+            labels,
+            f"{unit} per {per}",
+            x_unit,
+        )
+        for title, name, unit, current, previous, color in (
+            (
+                "Pageviews",
+                "pageviews",
+                "pageviews",
+                series.pageviews,
+                series.previous_pageviews,
+                svg.COLORS[0],
+            ),
+            (
+                "Unique visitors",
+                "unique visitors",
+                "visitors",
+                series.visitors,
+                series.previous_visitors,
+                svg.COLORS[1],
+            ),
+        )
+    ]
+    note = (
+        '<p class="note">Unique visitors are distinct cookieless visitor ids (they change daily); '
+        "requests with Sec-GPC or DNT count as pageviews but not as visitors.</p>"
+    )
+    body = f'<div class="charts">{"".join(charts)}</div>{note}'
+    return _section("traffic", "Pageviews and unique visitors over time", body, wide=True)
+
+
+def _bots(dashboard: Dashboard) -> str:
+    body = (
+        f'<p>Stored pageviews with a bot user agent: <b data-bot-pageviews="{dashboard.bot_pageviews}">'
+        f"{dashboard.bot_pageviews}</b>.</p>"
+        '<p class="note">Bots and crawlers make no pageview while <code>ignore_bots</code> is on (the '
+        "default), so every count on this page is of human traffic and the store keeps no count of "
+        "the bot requests it never saw; the number above is non-zero only for apps running with "
+        "<code>ignore_bots</code> off.</p>"
+    )
+    return _section("bots", "Bots filtered", body)
+
+
+def _trace_link(options: PageOptions, trace_id: str) -> str:
+    href = f"{options.jaeger_url.rstrip('/')}/trace/{quote(trace_id, safe='')}"
+    return (
+        f'<a class="trace" href="{escape(href)}" target="_blank" rel="noopener noreferrer">'
+        f"{escape(trace_id[:16])}…</a>"
+    )
+
+
+def _journey_href(options: PageOptions, kind: IdKind, value: str) -> str:
+    return "/?" + urlencode({"since": options.since_text, kind: value})
+
+
+def _errors(dashboard: Dashboard, options: PageOptions) -> str:
+    rows = dashboard.report.error_types
+    if not rows:
+        return _section("errors", "Errors", '<p class="empty">No errors yet in this window.</p>', wide=True)
+    people = {person.error_type: person for person in dashboard.error_people}
+    table_rows: list[tuple[object, ...]] = []
+    for row in rows:
+        who = ""
+        person = people.get(row.error_type)
+        if options.live and person is not None:
+            candidates: tuple[tuple[IdKind, Optional[str]], ...] = (
+                ("user", person.user_id),
+                ("session", person.session_id),
+                ("visitor", person.visitor_id),
+            )
+            for kind, value in candidates:
+                if value:
+                    who = (
+                        f'<a class="journey" href="{escape(_journey_href(options, kind, value))}">{kind}</a>'
+                    )
+                    break
+        table_rows.append(
+            (
+                row.error_type,
+                row.count,
+                row.last_seen,
+                row.last_message,
+                _trace_link(options, row.trace_id),
+                who,
+            )
+        )
+    headers = ("type", "count", "last seen", "last message", "latest trace", "who saw it last")
+    return _section("errors", "Errors", _table(headers, table_rows, raw=(4, 5)), wide=True)
+
+
+def _custom(dashboard: Dashboard) -> str:
+    if not dashboard.custom:
+        return _section(
+            "custom", "Custom events", '<p class="empty">No custom events yet in this window.</p>'
+        )
+    rows = [
+        (row.name, row.count, ", ".join(f"{key.value} ({key.count})" for key in row.meta_keys) or "—")
+        for row in dashboard.custom
+    ]
+    return _section("custom", "Custom events", _table(("event", "count", "meta keys (events)"), rows))
+
+
+def _ms(value: Optional[float]) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _requests(dashboard: Dashboard) -> str:
+    chart = svg.bar_chart(
+        "Status codes", [(row.value, row.count) for row in dashboard.statuses], "requests (pageviews)"
+    )
+    if not dashboard.routes:
+        table = '<p class="empty">No requests yet in this window.</p>'
+    else:
+        table = _table(
+            ("page", "requests", "4xx", "5xx", "p50 ms", "p95 ms"),
+            [
+                (r.page, r.requests, r.client_errors, r.server_errors, _ms(r.p50_ms), _ms(r.p95_ms))
+                for r in dashboard.routes
+            ],
+        )
+    note = (
+        '<p class="note">Durations are the server spans\' (0.1 ms steps); percentiles are nearest-rank.</p>'
+    )
+    return _section(
+        "requests", "Status codes and request durations per route", chart + table + note, wide=True
+    )
+
+
+def _journey(options: PageOptions, view: Optional[JourneyView]) -> str:
+    explain = f'<p class="note" id="user-id-form">{escape(options.user_ids.explain())}</p>'
+    if not options.live:
+        body = (
+            '<p class="note">Search a person\'s journey in the live dashboard: '
+            "<code>otel-user-tracking dashboard DB</code>.</p>" + explain
+        )
+        return _section("journey", "A user's journey", body, wide=True)
+    selected = view.kind if view else "user"
+    choices = "".join(
+        f'<option value="{kind}"{" selected" if kind == selected else ""}>{kind} id</option>'
+        for kind in ("user", "visitor", "session")
+    )
+    form = (
+        '<form method="post" action="/journey">'
+        f'<input type="hidden" name="since" value="{escape(options.since_text)}">'
+        f'<select name="kind">{choices}</select>'
+        '<input type="text" name="id" placeholder="user-42, a visitor id or a session id" required>'
+        '<button type="submit">Show journey</button></form>'
+    )
+    return _section("journey", "A user's journey", form + explain + _journey_result(options, view), wide=True)
+
+
+def _journey_result(options: PageOptions, view: Optional[JourneyView]) -> str:
+    if view is None:
+        return ""
+    searched = " or ".join(f"<code>{escape(value)}</code>" for value in view.values) or "nothing stored"
+    if not view.steps:
+        return (
+            f'<p class="empty" id="journey-empty">No events for {view.kind} id {searched} in this window.</p>'
+        )
+    rows = []
+    for step in view.steps:
+        when = datetime.fromtimestamp(step.ts_us / 1e6, tz=timezone.utc).isoformat(timespec="milliseconds")
+        if step.type == "error":
+            what, detail = step.error_type or "?", step.error_message or ""
+        elif step.type == "custom":
+            what, detail = step.name or "?", step.meta_json or ""
+        else:
+            what = f"{step.method or ''} {step.page or ''}".strip()
+            detail = (
+                f"{step.status_code or ''} {_ms(step.duration_ms)} ms" if step.duration_ms is not None else ""
+            )
+        rows.append((when, step.type, what, detail, _trace_link(options, step.trace_id)))
+    table = _table(("time (UTC)", "type", "page or event", "detail", "trace"), rows, raw=(4,))
+    return (
+        f'<p id="journey-summary">{len(view.steps)} events of {view.kind} id {searched}, oldest first.</p>'
+        + table.replace('class="data"', 'class="data" id="journey-steps"', 1)
+    )

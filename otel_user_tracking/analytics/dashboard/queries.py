@@ -1,0 +1,301 @@
+"""The dashboard's numbers: the report's sections plus time series, request metrics and meta keys.
+
+Everything is read inside one read transaction, so the charts, the totals and the tables
+agree even while the app writes. The report's own sections come from ``build_report``, so
+they are the numbers of ``report --format json`` for the same window; the rest is queried
+here, each query served by an index (``events_pageviews``, ``events_requests``,
+``events_type_name_ts``), never a scan of the table.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Optional
+
+from ...request.bots import is_bot
+from ..events import to_us
+from ..report import CountRow, Report, build_report
+from ..store import TABLE
+
+HOUR_US = 3_600_000_000
+DAY_US = 24 * HOUR_US
+# Hourly points up to this span, daily beyond: at most 72 points either way for common windows.
+HOURLY_UNTIL_US = 3 * DAY_US
+
+
+@dataclass(frozen=True)
+class Window:
+    """The time window shown, ``[since_us, now_us)``, cut at whole UTC hours (or days) into points.
+
+    The first point starts at ``since_us`` and runs to the next whole hour or day, so the
+    points add up to the report's totals for the same ``since``. The previous period is the
+    same span just before ``since_us``, cut at the same offsets, so point ``k`` of both series
+    compares like with like.
+    """
+
+    since_us: int
+    now_us: int
+    bucket_us: int
+
+    @classmethod
+    def of(cls, since: datetime, now: datetime) -> Window:
+        """Hourly points for windows under three days, daily ones beyond."""
+        since_us, now_us = to_us(since), to_us(now)
+        span = max(now_us - since_us, 1)
+        return cls(since_us, now_us, HOUR_US if span < HOURLY_UNTIL_US else DAY_US)
+
+    @property
+    def span_us(self) -> int:
+        return max(self.now_us - self.since_us, 1)
+
+    @property
+    def hourly(self) -> bool:
+        return self.bucket_us == HOUR_US
+
+    def starts(self) -> list[int]:
+        """Each point's start in the current period: ``since_us``, then every whole hour or day."""
+        first = (self.since_us // self.bucket_us + 1) * self.bucket_us
+        return [self.since_us, *range(first, max(self.now_us, first), self.bucket_us)]
+
+    def bounds(self, previous: bool = False) -> list[tuple[int, Optional[int]]]:
+        """Each point's ``[start, end)``. The current period's last point is open-ended, like
+        the report's window (``ts_us >= since``); the previous period's ends at ``since_us``."""
+        shift = self.span_us if previous else 0
+        starts = [start - shift for start in self.starts()]
+        ends: list[Optional[int]] = [*starts[1:], self.since_us if previous else None]
+        return list(zip(starts, ends))
+
+
+@dataclass(frozen=True)
+class Series:
+    """Pageviews and unique visitors per bucket, for the window and the period before it."""
+
+    starts_us: tuple[int, ...]
+    pageviews: tuple[int, ...]
+    visitors: tuple[int, ...]
+    previous_pageviews: tuple[int, ...]
+    previous_visitors: tuple[int, ...]
+    # The previous period's unique visitors overall (a visitor can span several buckets).
+    previous_unique_visitors: int
+
+
+@dataclass(frozen=True)
+class RouteStats:
+    """Requests of one page (route template) by status class, and its duration percentiles."""
+
+    page: str
+    requests: int
+    client_errors: int
+    server_errors: int
+    p50_ms: Optional[float]
+    p95_ms: Optional[float]
+
+
+@dataclass(frozen=True)
+class CustomRow:
+    """A custom event name, its count and how many of those events carry each meta key."""
+
+    name: str
+    count: int
+    meta_keys: tuple[CountRow, ...]
+
+
+@dataclass(frozen=True)
+class ErrorPerson:
+    """Who saw an error type last, as the store holds them: for a link to their journey."""
+
+    error_type: str
+    user_id: Optional[str]
+    visitor_id: Optional[str]
+    session_id: Optional[str]
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """Everything the page shows for one window."""
+
+    report: Report
+    window: Window
+    series: Series
+    statuses: tuple[CountRow, ...]
+    routes: tuple[RouteStats, ...]
+    campaigns: tuple[CountRow, ...]
+    custom: tuple[CustomRow, ...]
+    error_people: tuple[ErrorPerson, ...]
+    bot_pageviews: int
+    generated_at: str
+
+
+def build_dashboard(
+    db: sqlite3.Connection, since: datetime, now: Optional[datetime] = None, limit: int = 10
+) -> Dashboard:
+    """Read the whole dashboard for events at or after ``since`` in one read transaction.
+
+    Args:
+        db: An open connection (``store.connect_readonly``); left open.
+        since: The window's start, as for ``build_report``.
+        now: The window's end for the charts (defaults to the current time).
+        limit: Rows per table, as ``report --limit``.
+    """
+    current = now or datetime.now(timezone.utc)
+    window = Window.of(since, current)
+    in_transaction = db.in_transaction
+    if not in_transaction:
+        db.execute("BEGIN")
+    try:
+        report = build_report(db, since, limit)
+        statuses, routes = _requests(db, window.since_us, limit)
+        return Dashboard(
+            report=report,
+            window=window,
+            series=_series(db, window),
+            statuses=statuses,
+            routes=routes,
+            campaigns=_campaigns(db, window.since_us, limit),
+            custom=tuple(
+                CustomRow(row.value, row.count, _meta_keys(db, row.value, window.since_us))
+                for row in report.custom
+            ),
+            error_people=_error_people(db, window.since_us),
+            bot_pageviews=_bot_pageviews(db, window.since_us),
+            generated_at=current.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        )
+    finally:
+        if not in_transaction:
+            db.execute("ROLLBACK")
+
+
+def _bucket_counts(db: sqlite3.Connection, bounds: list[tuple[int, Optional[int]]]) -> list[tuple[int, int]]:
+    # One small range query per bucket beats GROUP BY over the window: no temporary B-tree.
+    counts = []
+    for low, high in bounds:
+        if high is None:
+            sql = (
+                f"SELECT COUNT(*), COUNT(DISTINCT visitor_id) FROM {TABLE} "
+                "WHERE type = 'pageview' AND ts_us >= ?"
+            )
+            row = db.execute(sql, (low,)).fetchone()
+        else:
+            sql = (
+                f"SELECT COUNT(*), COUNT(DISTINCT visitor_id) FROM {TABLE} "
+                "WHERE type = 'pageview' AND ts_us >= ? AND ts_us < ?"
+            )
+            row = db.execute(sql, (low, high)).fetchone()
+        counts.append((int(row[0]), int(row[1])))
+    return counts
+
+
+def _series(db: sqlite3.Connection, window: Window) -> Series:
+    current = _bucket_counts(db, window.bounds())
+    previous = _bucket_counts(db, window.bounds(previous=True))
+    return Series(
+        starts_us=tuple(window.starts()),
+        pageviews=tuple(n for n, _ in current),
+        visitors=tuple(v for _, v in current),
+        previous_pageviews=tuple(n for n, _ in previous),
+        previous_visitors=tuple(v for _, v in previous),
+        previous_unique_visitors=_bucket_counts(db, [(window.since_us - window.span_us, window.since_us)])[0][
+            1
+        ],
+    )
+
+
+def _requests(
+    db: sqlite3.Connection, since_us: int, limit: int
+) -> tuple[tuple[CountRow, ...], tuple[RouteStats, ...]]:
+    """The status-code mix and the per-route table, from one pass over the covering index.
+
+    Durations are grouped to 0.1 ms, so the result has a row per (page, status, duration) value
+    actually seen instead of one per request; percentiles are nearest-rank over that histogram.
+    """
+    rows = db.execute(
+        "SELECT page, status_code, CAST(round(duration_ms * 10) AS INTEGER) AS tenths, COUNT(*) "
+        f"FROM {TABLE} WHERE type = 'pageview' AND ts_us >= ? GROUP BY page, status_code, tenths",
+        (since_us,),
+    ).fetchall()
+    statuses: dict[Optional[int], int] = {}
+    pages: dict[str, list[int]] = {}
+    durations: dict[str, dict[int, int]] = {}
+    for page, status, tenths, count in rows:
+        key = str(page)
+        statuses[status] = statuses.get(status, 0) + count
+        totals = pages.setdefault(key, [0, 0, 0])
+        totals[0] += count
+        if isinstance(status, int):
+            totals[1] += count if 400 <= status < 500 else 0
+            totals[2] += count if status >= 500 else 0
+        if tenths is not None:
+            histogram = durations.setdefault(key, {})
+            histogram[tenths] = histogram.get(tenths, 0) + count
+    top = sorted(pages.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
+    routes = tuple(
+        RouteStats(
+            page,
+            requests,
+            client,
+            server,
+            _percentile(durations.get(page, {}), 50),
+            _percentile(durations.get(page, {}), 95),
+        )
+        for page, (requests, client, server) in top
+    )
+    mix = tuple(
+        CountRow("none" if code is None else str(code), count)
+        for code, count in sorted(statuses.items(), key=lambda item: (item[0] is None, item[0] or 0))
+    )
+    return mix, routes
+
+
+def _percentile(histogram: dict[int, int], percent: int) -> Optional[float]:
+    """Nearest rank: the smallest value with at least ``ceil(n * percent / 100)`` values at or below."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    rank = -(-total * percent // 100)
+    seen = 0
+    for tenths in sorted(histogram):
+        seen += histogram[tenths]
+        if seen >= rank:
+            return tenths / 10
+    return None  # unreachable: seen reaches total >= rank
+
+
+def _campaigns(db: sqlite3.Connection, since_us: int, limit: int) -> tuple[CountRow, ...]:
+    rows = db.execute(
+        f"SELECT utm_campaign, COUNT(*) AS n FROM {TABLE} WHERE type = 'pageview' AND ts_us >= ? "
+        "AND utm_campaign IS NOT NULL GROUP BY utm_campaign ORDER BY n DESC, utm_campaign LIMIT ?",
+        (since_us, limit),
+    ).fetchall()
+    return tuple(CountRow(str(value), int(n)) for value, n in rows)
+
+
+def _meta_keys(db: sqlite3.Connection, name: str, since_us: int) -> tuple[CountRow, ...]:
+    rows = db.execute(
+        f"SELECT meta_key.key, COUNT(*) AS n FROM {TABLE}, json_each({TABLE}.meta) AS meta_key "
+        f"WHERE {TABLE}.type = 'custom' AND {TABLE}.name = ? AND {TABLE}.ts_us >= ? "
+        f"AND {TABLE}.meta IS NOT NULL GROUP BY meta_key.key ORDER BY n DESC, meta_key.key",
+        (name, since_us),
+    ).fetchall()
+    return tuple(CountRow(str(key), int(n)) for key, n in rows)
+
+
+def _error_people(db: sqlite3.Connection, since_us: int) -> tuple[ErrorPerson, ...]:
+    # SQLite takes bare columns from the row holding MAX(ts_us), as the report does.
+    rows = db.execute(
+        f"SELECT coalesce(error_type, '?'), MAX(ts_us), user_id, visitor_id, session_id FROM {TABLE} "
+        "WHERE type = 'error' AND ts_us >= ? GROUP BY error_type",
+        (since_us,),
+    ).fetchall()
+    return tuple(ErrorPerson(str(kind), user, visitor, session) for kind, _, user, visitor, session in rows)
+
+
+def _bot_pageviews(db: sqlite3.Connection, since_us: int) -> int:
+    """Stored pageviews whose user agent is a known bot's: none unless ``ignore_bots`` was off."""
+    rows = db.execute(
+        f"SELECT user_agent, COUNT(*) FROM {TABLE} WHERE type = 'pageview' AND ts_us >= ? "
+        "AND user_agent IS NOT NULL GROUP BY user_agent",
+        (since_us,),
+    ).fetchall()
+    return sum(int(n) for agent, n in rows if is_bot(str(agent)))
