@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
@@ -72,7 +73,7 @@ def test_sigterm_loses_no_queued_event_and_the_report_reads_them(tmp_path: Path)
     finally:
         server.stop(signal.SIGTERM)
     assert statuses == [200] * 8 + [500], server.stderr
-    with sqlite3.connect(database) as db:
+    with contextlib.closing(sqlite3.connect(database)) as db:
         rows = db.execute("SELECT type, page, name, user_id, user_email, error_type FROM events").fetchall()
     pageviews = [row for row in rows if row[0] == "pageview"]
     assert len(pageviews) == 9, (rows, server.stderr)
@@ -107,6 +108,6 @@ def test_cli_counts_every_request_while_the_sampler_exports_none(tmp_path: Path)
             request("GET", f"{server.url}/products/{n}", BROWSER)
     finally:
         server.stop(signal.SIGTERM)
-    with sqlite3.connect(database) as db:
+    with contextlib.closing(sqlite3.connect(database)) as db:
         assert db.execute("SELECT COUNT(*) FROM events WHERE type = 'pageview'").fetchone()[0] == 5
     assert '"trace_id"' not in server.stdout, server.stdout  # the console exporter printed no span

@@ -7,6 +7,7 @@ child span. Every SERVER span must carry exactly its own user, every request one
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -145,7 +146,7 @@ def test_every_span_carries_its_own_user_and_every_request_one_pageview(tmp_path
         path = str(span.attributes.get("url.path") or span.attributes.get("http.target"))
         assert span.attributes.get("user.id") == path.rsplit("/", 1)[1], (path, span.attributes)
         assert "@example.com" not in repr(span.attributes)
-    with sqlite3.connect(database) as db:
+    with contextlib.closing(sqlite3.connect(database)) as db:
         rows = db.execute("SELECT span_id, page, user_id FROM events WHERE type = 'pageview'").fetchall()
         everything = repr(db.execute("SELECT * FROM events").fetchall())
     exported = repr([(span.attributes, span.events, span.resource) for span in spans])

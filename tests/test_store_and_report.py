@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sqlite3
@@ -142,7 +143,7 @@ def test_report_queries_use_the_indexes(tmp_path: Path) -> None:
     """The per-page pageview query is answered from the covering index, not a table scan."""
     database = tmp_path / "a.db"
     store(database, generate(200))
-    with sqlite3.connect(database) as db:
+    with contextlib.closing(sqlite3.connect(database)) as db:
         plan = db.execute(
             "EXPLAIN QUERY PLAN SELECT page, COUNT(*), COUNT(DISTINCT visitor_id) FROM events "
             "WHERE type = 'pageview' AND ts_us >= 0 GROUP BY page"
@@ -158,7 +159,7 @@ def test_the_store_is_wal_versioned_and_ignores_a_resent_batch(tmp_path: Path) -
     sink.send(batch)
     sink.send(batch)  # a retry after an ambiguous failure
     sink.close()
-    with sqlite3.connect(database) as db:
+    with contextlib.closing(sqlite3.connect(database)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 50
@@ -173,7 +174,7 @@ def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
     with pytest.raises(PermanentSinkError):
         sink.send([_event("pageview"), _event("pageview"), bad])
     sink.close()
-    with sqlite3.connect(database) as db:
+    with contextlib.closing(sqlite3.connect(database)) as db:
         assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
 
 
@@ -199,7 +200,7 @@ def test_a_database_from_a_newer_version_is_refused(
 ) -> None:
     """A store with a newer schema version is refused by the sink and by the report, which says to upgrade."""
     database = tmp_path / "a.db"
-    with sqlite3.connect(database) as db:
+    with contextlib.closing(sqlite3.connect(database)) as db:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(PermanentSinkError, match="newer"):
         SQLiteSink(database).send([_event("pageview")])

@@ -61,10 +61,14 @@ class Outbox:
         connection = sqlite3.connect(
             str(self.path), timeout=self._busy_timeout, check_same_thread=False, isolation_level=None
         )
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        for statement in _SCHEMA:
-            connection.execute(statement)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            for statement in _SCHEMA:
+                connection.execute(statement)
+        except BaseException:  # not a database, locked, read-only: the caller reports it
+            connection.close()
+            raise
         return connection
 
     def after_fork(self) -> None:

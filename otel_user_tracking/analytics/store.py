@@ -105,10 +105,13 @@ def connect_readonly(path: Union[str, Path]) -> sqlite3.Connection:
         raise FileNotFoundError(f"no analytics database at {path}")
     uri = f"{Path(path).resolve().as_uri()}?mode=ro"
     connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
-    version = connection.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise SchemaError(_newer(path, version))
+    except BaseException:  # a newer store, or a file that is not a database
         connection.close()
-        raise SchemaError(_newer(path, version))
+        raise
     return connection
 
 
