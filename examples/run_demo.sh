@@ -41,3 +41,7 @@ trap - EXIT
 echo "spans carrying user.id: $(grep -c '"user.id"' "$TRACES" || true) (every span is in $TRACES)"
 echo
 python -m otel_user_tracking report "$DB"
+echo
+echo "See it as a dashboard (charts, errors linked to Jaeger, a user's journey):"
+echo "  otel-user-tracking dashboard ${DEMO_DB:-otel-user-tracking.db}"
+echo "  then open http://127.0.0.1:8765 (or write one page: otel-user-tracking report ${DEMO_DB:-otel-user-tracking.db} --html dashboard.html)"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-WIDTH, HEIGHT = 720, 240
+WIDTH, HEIGHT = 580, 240
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 52
 MAX_X_LABELS = 8
 COLORS = ("#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c")
