@@ -46,7 +46,8 @@ async def main(count: int) -> None:
     scope_base = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
                   "scheme": "http", "path": "/users/7", "raw_path": b"/users/7", "query_string": b"",
                   "root_path": "", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000),
-                  "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk/4.2 Mozilla/5.0 Chrome/126"),
+                  "headers": [(b"host", b"127.0.0.1:8000"),
+                              (b"user-agent", b"wrk/4.2 Mozilla/5.0 Chrome/126"),
                               (b"accept-language", b"en-US,en;q=0.9")]}
     async def receive():
         return {"type": "http.request", "body": b"", "more_body": False}
