@@ -16,7 +16,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import pytest
 from otel_user_tracking.analytics.dashboard import DashboardServer, PageOptions
 
 from ._chromium import DevTools, chromium, chromium_binary
+from ._dashboard import running
 from ._uvicorn import VENV_BIN, base_env, free_port
 
 pytestmark = pytest.mark.skipif(
@@ -110,13 +110,8 @@ def report(demo_store: tuple[Path, str]) -> dict[str, Any]:
 def server(demo_store: tuple[Path, str]) -> Iterator[DashboardServer]:
     """The live dashboard of the demo store on a free loopback port."""
     options = PageOptions(jaeger_url=JAEGER, since_text="7d", refresh_seconds=3600, live=True)
-    server = DashboardServer(demo_store[0], host="127.0.0.1", port=0, options=options)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with running(DashboardServer(demo_store[0], host="127.0.0.1", port=0, options=options)) as server:
+        yield server
 
 
 def _artifacts(tmp: Path) -> Path:

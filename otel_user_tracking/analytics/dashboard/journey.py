@@ -131,9 +131,18 @@ def journey(
         where = f"session_id IN ({marks}) AND ts_us >= ?"
     else:
         raise ValueError(f"kind must be one of {', '.join(ID_KINDS)}, not {kind!r}")
-    params = (since_us, *values) if kind == "visitor" else (*values, since_us)
-    rows = db.execute(
-        f"SELECT {_STEP_COLUMNS} FROM {TABLE} WHERE {where} ORDER BY ts_us DESC, id DESC LIMIT ?",
-        (*params, limit),
-    ).fetchall()
+    params = (since_us, *values, limit) if kind == "visitor" else (*values, since_us, limit)
+    select = f"SELECT {_STEP_COLUMNS} FROM {TABLE}"
+    order = "ORDER BY ts_us DESC, id DESC LIMIT ?"
+    if kind == "visitor":
+        # Both (type, ts_us, ...) indexes fit the range; only this one holds visitor_id, so
+        # non-matching rows are skipped inside the index. A store without it still answers.
+        try:
+            rows = db.execute(
+                f"{select} INDEXED BY {TABLE}_pageviews WHERE {where} {order}", params
+            ).fetchall()
+        except sqlite3.OperationalError:
+            rows = db.execute(f"{select} WHERE {where} {order}", params).fetchall()
+    else:
+        rows = db.execute(f"{select} WHERE {where} {order}", params).fetchall()
     return tuple(Step(*row) for row in reversed(rows))

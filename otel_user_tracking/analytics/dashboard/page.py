@@ -261,9 +261,8 @@ def _errors(dashboard: Dashboard, options: PageOptions) -> str:
             )
             for kind, value in candidates:
                 if value:
-                    who = (
-                        f'<a class="journey" href="{escape(_journey_href(options, kind, value))}">{kind}</a>'
-                    )
+                    href = escape(_journey_href(options, kind, value))
+                    who = f'<a class="journey" href="{href}">{kind} {escape(_short(value))}</a>'
                     break
         table_rows.append(
             (
@@ -289,6 +288,10 @@ def _custom(dashboard: Dashboard) -> str:
         for row in dashboard.custom
     ]
     return _section("custom", "Custom events", _table(("event", "count", "meta keys (events)"), rows))
+
+
+def _short(text: str, limit: int = 16) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _ms(value: Optional[float]) -> str:

@@ -1,0 +1,435 @@
+"""The dashboard's numbers, charts, journeys, escaping, server and query plans (no browser here)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import math
+import random
+import re
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlencode
+
+import pytest
+
+from otel_user_tracking.__main__ import main
+from otel_user_tracking.analytics import store
+from otel_user_tracking.analytics.dashboard import (
+    DashboardServer,
+    JourneyView,
+    PageOptions,
+    UserIdForm,
+    Window,
+    build_dashboard,
+    journey,
+    render_page,
+    svg,
+)
+from otel_user_tracking.analytics.events import AnalyticsEvent, to_us
+from otel_user_tracking.analytics.report import build_report
+
+from ._dashboard import running
+
+NOW = datetime(2026, 11, 20, 12, 30, tzinfo=timezone.utc)
+PAGES = ["/", "/products/{id}", "/checkout", "/search"]
+EVIL = '<script>alert("x")</script><img src=https://evil.example/x.png>'
+
+
+def _event(kind: str, when: datetime, index: int, **fields: Any) -> AnalyticsEvent:
+    return AnalyticsEvent(
+        type=kind,  # type: ignore[arg-type]
+        trace_id=f"{index:032x}",
+        span_id=f"{index:016x}",
+        timestamp=when,
+        **fields,
+    )
+
+
+def generate(count: int, seed: int = 3) -> list[AnalyticsEvent]:
+    """Events over the 16 days before NOW: pageviews with statuses and durations, errors, custom."""
+    rng = random.Random(seed)
+    events = []
+    for index in range(count):
+        when = NOW - timedelta(seconds=rng.randrange(16 * 86400))
+        common = {
+            "route": rng.choice(PAGES),
+            "visitor_id": f"v{rng.randrange(60)}",
+            "user_id": f"user-{rng.randrange(20)}" if rng.random() < 0.4 else None,
+            "session_id": f"s{rng.randrange(80)}" if rng.random() < 0.5 else None,
+        }
+        kind = rng.choices(["pageview", "error", "custom"], weights=[85, 5, 10])[0]
+        if kind == "pageview":
+            extra = {
+                "status_code": rng.choice([200, 200, 200, 304, 404, 500]),
+                "duration_ms": round(rng.expovariate(1 / 40), 3),
+                "utm_campaign": rng.choice([None, None, "autumn", "launch"]),
+                "method": "GET",
+            }
+            events.append(_event("pageview", when, index, **common, **extra))
+        elif kind == "error":
+            events.append(
+                _event("error", when, index, error_type=rng.choice(["KeyError", "RuntimeError"]), **common)
+            )
+        else:
+            meta = {"plan": "pro", "seats": 3} if rng.random() < 0.5 else {"plan": "team"}
+            events.append(
+                _event("custom", when, index, name=rng.choice(["SIGNUP", "PAID"]), meta=meta, **common)
+            )
+    return events
+
+
+def fill(path: Path, events: list[AnalyticsEvent]) -> Path:
+    db = store.connect(path)
+    try:
+        db.execute("BEGIN")
+        db.executemany(store.INSERT, events)
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def events() -> list[AnalyticsEvent]:
+    return generate(4_000)
+
+
+@pytest.fixture(scope="module")
+def database(events: list[AnalyticsEvent], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fill(tmp_path_factory.mktemp("dash") / "a.db", events)
+
+
+@pytest.fixture
+def db(database: Path) -> Iterator[sqlite3.Connection]:
+    connection = store.connect_readonly(database)
+    yield connection
+    connection.close()
+
+
+@pytest.mark.parametrize(("days", "hourly", "points"), [(1, True, 25), (2.5, True, 61), (7, False, 8)])
+def test_series_points_add_up_to_the_report_totals(
+    db: sqlite3.Connection, events: list[AnalyticsEvent], days: float, hourly: bool, points: int
+) -> None:
+    """Hourly under three days, daily beyond; the points sum to the report's pageviews, and the previous
+    period's to a direct count of the span before the window."""
+    since = NOW - timedelta(days=days)
+    dashboard = build_dashboard(db, since, now=NOW)
+    series = dashboard.series
+    assert dashboard.window.hourly is hourly and len(series.starts_us) == points
+    assert sum(series.pageviews) == dashboard.report.pageviews == build_report(db, since).pageviews
+    before = [e for e in events if e.type == "pageview" and since - (NOW - since) <= e.timestamp < since]
+    assert sum(series.previous_pageviews) == len(before) > 0
+    assert series.previous_unique_visitors == len({e.visitor_id for e in before})
+    assert series.starts_us[0] == to_us(since) and all(
+        start % dashboard.window.bucket_us == 0 for start in series.starts_us[1:]
+    )
+
+
+def test_window_points_line_up_with_the_previous_period() -> None:
+    """Point k of the previous period covers the same offset from its start as point k of the window."""
+    window = Window.of(NOW - timedelta(hours=5), NOW)
+    current, previous = window.bounds(), window.bounds(previous=True)
+    assert len(current) == len(previous) == 6
+    assert [low - window.span_us for low, _ in current] == [low for low, _ in previous]
+    assert current[-1][1] is None and previous[-1][1] == window.since_us
+
+
+def _nearest_rank(values: list[float], percent: int) -> float:
+    ordered = sorted(values)
+    return ordered[math.ceil(len(ordered) * percent / 100) - 1]
+
+
+def test_request_metrics_equal_an_independent_count(
+    db: sqlite3.Connection, events: list[AnalyticsEvent]
+) -> None:
+    """Status mix, 4xx/5xx per route and nearest-rank p50/p95 (to 0.1 ms) equal a count made in Python."""
+    since = NOW - timedelta(days=7)
+    dashboard = build_dashboard(db, since, now=NOW)
+    window = [e for e in events if e.type == "pageview" and e.timestamp >= since]
+    assert {row.value: row.count for row in dashboard.statuses} == {
+        str(code): n for code, n in Counter(e.status_code for e in window).items()
+    }
+    for route in dashboard.routes:
+        mine = [e for e in window if e.page == route.page]
+        tenths = [round(float(e.duration_ms or 0) * 10) / 10 for e in mine]
+        assert route.requests == len(mine)
+        assert route.client_errors == sum(400 <= (e.status_code or 0) < 500 for e in mine)
+        assert route.server_errors == sum((e.status_code or 0) >= 500 for e in mine)
+        assert (route.p50_ms, route.p95_ms) == (_nearest_rank(tenths, 50), _nearest_rank(tenths, 95))
+    campaigns = Counter(e.utm_campaign for e in window if e.utm_campaign)
+    assert {row.value: row.count for row in dashboard.campaigns} == dict(campaigns)
+
+
+def test_custom_events_list_their_meta_keys(db: sqlite3.Connection, events: list[AnalyticsEvent]) -> None:
+    """Each custom event name shows how many of its events carry each meta key."""
+    since = NOW - timedelta(days=7)
+    dashboard = build_dashboard(db, since, now=NOW)
+    for row in dashboard.custom:
+        mine = [e for e in events if e.type == "custom" and e.name == row.name and e.timestamp >= since]
+        assert row.count == len(mine)
+        assert {key.value: key.count for key in row.meta_keys} == dict(
+            Counter(k for e in mine for k in e.meta)
+        )
+
+
+@pytest.mark.parametrize(
+    ("kind", "field"), [("user", "user_id"), ("visitor", "visitor_id"), ("session", "session_id")]
+)
+def test_a_journey_is_that_persons_events_oldest_first(
+    db: sqlite3.Connection, events: list[AnalyticsEvent], kind: str, field: str
+) -> None:
+    """A journey holds exactly the person's pageviews, errors and custom events in the window, in order."""
+    since_us = to_us(NOW - timedelta(days=7))
+    value = next(getattr(e, field) for e in events if getattr(e, field))
+    steps = journey(db, kind, (value,), since_us)  # type: ignore[arg-type]
+    expected = sorted(
+        (e.ts_us, e.trace_id) for e in events if getattr(e, field) == value and e.ts_us >= since_us
+    )
+    assert [(step.ts_us, step.trace_id) for step in steps] == expected and len(steps) > 3
+    latest = journey(db, kind, (value,), since_us, limit=3)  # type: ignore[arg-type]
+    assert [(step.ts_us, step.trace_id) for step in latest] == expected[-3:]
+
+
+KEY = "a-test-key-that-is-long-enough"
+
+
+@pytest.mark.parametrize(
+    ("env", "typed", "stored", "says"),
+    [
+        ({}, " user-42 ", ("user-42",), "as the app set them"),
+        (
+            {"OTEL_PYTHON_USER_TRACKING_ID": "hash", "OTEL_PYTHON_USER_TRACKING_HASH_KEY": KEY},
+            "user-42",
+            (hmac.new(KEY.encode(), b"user-42", hashlib.sha256).hexdigest(),),
+            "hashed with the key",
+        ),
+        ({"OTEL_PYTHON_USER_TRACKING_ID": "hash"}, "user-42", (), "search by the hash"),
+        ({"OTEL_PYTHON_USER_TRACKING_ID": "hash"}, "AB" * 32, ("ab" * 32,), "search by the hash"),
+        ({"OTEL_PYTHON_USER_TRACKING_ID": "mask"}, "user-42", ("u***",), "masked"),
+        ({"OTEL_PYTHON_USER_TRACKING_ID": "drop"}, "user-42", (), "not stored"),
+    ],
+)
+def test_a_typed_user_id_is_searched_in_its_stored_form(
+    env: dict[str, str], typed: str, stored: tuple[str, ...], says: str
+) -> None:
+    """The search hashes (with the policy's keyed HMAC), masks or keeps the typed id as the policy stores it,
+    and the page says which."""
+    form = UserIdForm.from_env(env)
+    assert form.stored(typed) == stored
+    assert says in form.explain()
+
+
+def test_line_chart_has_axes_units_legend_and_values() -> None:
+    """Two series: labelled axes with units, a legend, every point's value; one series: no legend."""
+    chart = svg.line_chart(
+        "Pageviews",
+        [svg.Line("pageviews", [1, 4, 2]), svg.Line("previous period", [0, 1, 1], dashed=True)],
+        ["10:00", "11:00", "12:00"],
+        "pageviews per hour",
+        "hour starting (UTC)",
+    )
+    assert chart.startswith("<svg") and chart.endswith("</svg>")
+    assert "pageviews per hour" in chart and "hour starting (UTC)" in chart and 'class="legend"' in chart
+    assert re.findall(r'data-value="(\d+)"', chart) == ["1", "4", "2", "0", "1", "1"]
+    assert ">4</text>" in chart  # the y axis reaches the largest value
+    single = svg.line_chart("Pageviews", [svg.Line("pageviews", [1, 2])], ["a", "b"], "n", "t")
+    assert 'class="legend"' not in single
+
+
+@pytest.mark.parametrize(
+    "chart",
+    [
+        svg.line_chart("Pageviews", [svg.Line("pageviews", [0, 0])], ["a", "b"], "n", "t"),
+        svg.line_chart("Pageviews", [svg.Line("pageviews", [])], [], "n", "t"),
+        svg.bar_chart("Status codes", [], "requests"),
+    ],
+)
+def test_empty_charts_say_there_is_no_data_yet(chart: str) -> None:
+    """A chart without data is a box saying so, not empty axes."""
+    assert 'class="chart empty"' in chart and "No data yet" in chart and "<circle" not in chart
+
+
+@pytest.mark.parametrize(
+    ("maximum", "top", "step"),
+    [(0, 1, 1), (3, 3, 1), (14, 15, 5), (99, 100, 20), (450_000, 500_000, 100_000)],
+)
+def test_axis_ticks_are_whole_round_numbers(maximum: float, top: float, step: float) -> None:
+    """The y axis tops out at a round number at or above the data, with at most five whole-number steps."""
+    assert svg.axis_scale(maximum) == (top, step)
+
+
+def test_chart_text_is_escaped() -> None:
+    """Labels and series names from the store cannot inject markup into the SVG."""
+    chart = svg.bar_chart(EVIL, [(EVIL, 3)], EVIL)
+    assert "<script" not in chart and "<img" not in chart and "&lt;script&gt;" in chart
+
+
+@pytest.fixture
+def evil_database(tmp_path: Path) -> Path:
+    """A store whose every free-text field holds markup."""
+    when = NOW - timedelta(hours=1)
+    fields = {"route": EVIL, "referrer": EVIL, "locale": EVIL, "utm_source": EVIL, "utm_campaign": EVIL}
+    return fill(
+        tmp_path / "evil.db",
+        [
+            _event("pageview", when, 1, status_code=200, duration_ms=1.0, user_id=EVIL, **fields),
+            _event("error", when, 2, error_type=EVIL, error_message=EVIL, user_id=EVIL, **fields),
+            _event("custom", when, 3, name=EVIL, meta={EVIL: EVIL}, user_id=EVIL, **fields),
+        ],
+    )
+
+
+def test_everything_from_the_store_is_escaped(evil_database: Path) -> None:
+    """Markup stored in pages, referrers, errors, event names, meta and ids is shown as text, never run."""
+    with store.connect_readonly(evil_database) as db:
+        dashboard = build_dashboard(db, NOW - timedelta(days=1), now=NOW)
+        steps = journey(db, "user", (EVIL,), dashboard.window.since_us)
+    options = PageOptions(live=True, refresh_seconds=60)
+    page = render_page(dashboard, options, JourneyView("user", (EVIL,), steps))
+    assert len(steps) == 3
+    assert "<script" not in page and "<img" not in page and "evil.example" in page
+    assert page.count("&lt;script&gt;") >= 10
+    assert not re.search(r'(src|href)="https?://evil', page)
+
+
+def test_an_empty_store_says_there_is_no_data_yet(tmp_path: Path) -> None:
+    """Every chart and table of an empty store says there is nothing yet instead of showing empty boxes."""
+    fill(tmp_path / "empty.db", [])
+    with store.connect_readonly(tmp_path / "empty.db") as db:
+        page = render_page(build_dashboard(db, NOW - timedelta(days=7), now=NOW), PageOptions())
+    assert page.count('class="chart empty"') == 3
+    for what in (
+        "No page data yet",
+        "No referrer data yet",
+        "No errors yet",
+        "No custom events yet",
+        "No requests yet",
+    ):
+        assert what in page
+
+
+def test_the_page_fetches_nothing(db: sqlite3.Connection) -> None:
+    """No script, stylesheet, image or font source: a CSP that forbids them and links only to Jaeger."""
+    page = render_page(
+        build_dashboard(db, NOW - timedelta(days=7), now=NOW), PageOptions(jaeger_url="http://j:16686")
+    )
+    assert "<script" not in page and " src=" not in page and '<link rel="stylesheet"' not in page
+    assert "default-src 'none'" in page
+    hrefs = re.findall(r'href="([^"]*)"', page)
+    assert hrefs and all(h == "data:," or h.startswith("http://j:16686/trace/") for h in hrefs)
+
+
+def _plans(db: sqlite3.Connection, statements: list[str]) -> list[tuple[str, str]]:
+    plans = []
+    for sql in statements:
+        if sql.lstrip().upper().startswith("SELECT"):
+            for row in db.execute("EXPLAIN QUERY PLAN " + sql):
+                plans.append((row[3], sql))
+    return plans
+
+
+def test_every_page_query_uses_an_index(database: Path) -> None:
+    """No query of the page or of a journey reads the events table by a full scan (EXPLAIN QUERY PLAN)."""
+    statements: list[str] = []
+    with store.connect_readonly(database) as db:
+        db.set_trace_callback(statements.append)
+        dashboard = build_dashboard(db, NOW - timedelta(days=7), now=NOW)
+        for kind in ("user", "visitor", "session"):
+            journey(db, kind, ("someone",), dashboard.window.since_us)  # type: ignore[arg-type]
+        db.set_trace_callback(None)
+        plans = _plans(db, statements)
+    assert len(statements) > 20
+    scans = [(detail, sql) for detail, sql in plans if re.match(r"SCAN (events|\w+ AS events)\b", detail)]
+    assert scans == []
+    used = {m for detail, _ in plans for m in re.findall(r"INDEX (events_\w+)", detail)}
+    assert {"events_pageviews", "events_requests", "events_users", "events_sessions"} <= used
+    visitor = [detail for detail, sql in plans if "visitor_id IN" in sql]
+    assert any("events_pageviews" in detail for detail in visitor)
+
+
+@pytest.fixture
+def server(database: Path) -> Iterator[DashboardServer]:
+    form = UserIdForm.from_env(
+        {"OTEL_PYTHON_USER_TRACKING_ID": "hash", "OTEL_PYTHON_USER_TRACKING_HASH_KEY": KEY}
+    )
+    options = PageOptions(since_text="7d", refresh_seconds=60, live=True, user_ids=form)
+    with running(DashboardServer(database, port=0, options=options)) as server:
+        yield server
+
+
+def _request(
+    server: DashboardServer, method: str, path: str, body: Optional[str] = None, host: Optional[str] = None
+) -> tuple[int, dict[str, str], str]:
+    port = server.server_address[1]
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Host": host or f"127.0.0.1:{port}"}
+    if body is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_the_server_serves_the_page_with_a_strict_policy(server: DashboardServer) -> None:
+    """GET / is the page, refreshing itself, under a CSP that allows no other origin; other paths are 404."""
+    status, headers, page = _request(server, "GET", "/")
+    assert status == 200 and headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert '<meta http-equiv="refresh" content="60">' in page and 'action="/journey"' in page
+    assert _request(server, "GET", "/favicon.ico")[0] == 404
+    assert _request(server, "GET", "/?since=yesterday")[0] == 400
+
+
+def test_a_searched_user_id_reaches_the_url_only_hashed(server: DashboardServer) -> None:
+    """POST /journey hashes the typed id with the policy's key and redirects: no URL holds the raw id."""
+    status, headers, _ = _request(
+        server, "POST", "/journey", urlencode({"kind": "user", "id": "user-3", "since": "7d"})
+    )
+    hashed = hmac.new(KEY.encode(), b"user-3", hashlib.sha256).hexdigest()
+    assert status == 303 and headers["Location"] == f"/?since=7d&user={hashed}"
+    status, _, page = _request(server, "GET", headers["Location"])
+    assert status == 200 and "user-3" not in page and hashed in page and 'id="journey-empty"' in page
+
+
+def test_the_server_refuses_other_host_names(server: DashboardServer) -> None:
+    """A request naming another host (DNS rebinding) is refused; localhost by its port is served."""
+    port = server.server_address[1]
+    assert _request(server, "GET", "/", host="evil.example:80")[0] == 421
+    assert _request(server, "GET", "/", host=f"localhost:{port}")[0] == 200
+
+
+def test_report_html_writes_the_same_numbers_as_json(
+    database: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``report --html FILE`` writes one self-contained page whose totals are ``report --format json``'s."""
+    out = tmp_path / "page.html"
+    assert (
+        main(["report", str(database), "--since", "2000-01-01", "--format", "json", "--html", str(out)]) == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    page = out.read_text(encoding="utf-8")
+    kpis = dict(re.findall(r'data-kpi="([^"]+)"><b>(\d+)</b>', page))
+    assert kpis == {
+        "pageviews": str(report["pageviews"]),
+        "unique visitors": str(report["visitors"]),
+        "errors": str(report["errors"]),
+        "custom events": str(report["custom_events"]),
+    }
+    assert 'http-equiv="refresh"' not in page and "otel-user-tracking dashboard DB" in page
+
+
+def test_dashboard_command_refuses_a_missing_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dashboard`` on a file that does not exist says so and exits 2 instead of serving an error page."""
+    assert main(["dashboard", str(tmp_path / "nope.db"), "--port", "0"]) == 2
+    assert "no analytics database" in capsys.readouterr().err
