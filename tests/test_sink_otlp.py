@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -78,11 +80,13 @@ def test_events_arrive_as_log_records_linked_to_their_trace(otlp_receiver: OTLPR
     assert resource["service.name"] == "shop"
 
 
-def test_a_failing_collector_is_a_retryable_failure(otlp_receiver: OTLPReceiver) -> None:
+def test_a_failing_collector_is_a_retryable_failure(
+    otlp_receiver: OTLPReceiver, closing: Callable[[Any], Any]
+) -> None:
     """A collector refusing the export makes send raise RetryableSinkError."""
     otlp_receiver.fail_with = 400  # not retried inside the exporter: fast
     with pytest.raises(RetryableSinkError, match="OTLP log export failed"):
-        _sink(otlp_receiver).send([_event("pageview")])
+        closing(_sink(otlp_receiver)).send([_event("pageview")])
 
 
 def test_the_url_takes_the_endpoint_from_the_standard_variables(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 import pytest
@@ -56,11 +56,12 @@ def server() -> Iterator[ScriptedHTTPServer]:
         yield running
 
 
-def _sink(server: ScriptedHTTPServer) -> SwetrixSink:
-    return SwetrixSink(PID, server.url + "/log")
+@pytest.fixture
+def sink(server: ScriptedHTTPServer, closing: Callable[[Any], Any]) -> SwetrixSink:
+    return closing(SwetrixSink(PID, server.url + "/log"))  # type: ignore[no-any-return]
 
 
-def test_pageview_is_the_guides_request(server: ScriptedHTTPServer) -> None:
+def test_pageview_is_the_guides_request(server: ScriptedHTTPServer, sink: SwetrixSink) -> None:
     """A pageview is posted to /log with the guide's payload (page, locale, referrer, UTM) and headers."""
     event = _event(
         "pageview",
@@ -71,7 +72,7 @@ def test_pageview_is_the_guides_request(server: ScriptedHTTPServer) -> None:
         utm_medium="email",
         utm_campaign="launch",
     )
-    _sink(server).send([event])
+    sink.send([event])
     payload = {
         "pid": PID,
         "pg": "/products/{id}",
@@ -85,10 +86,12 @@ def test_pageview_is_the_guides_request(server: ScriptedHTTPServer) -> None:
     assert ours(server.received[0]) == reference("/log", payload, "198.51.100.0", UA)
 
 
-def test_custom_event_is_the_guides_request_with_profile_id(server: ScriptedHTTPServer) -> None:
+def test_custom_event_is_the_guides_request_with_profile_id(
+    server: ScriptedHTTPServer, sink: SwetrixSink
+) -> None:
     """A custom event goes to /log/custom with its name, meta as strings, and the user id as profileId."""
     event = _event("custom", name="NEWSLETTER_SUBSCRIBE", meta={"plan": "pro", "seats": 3}, user_id="u-42")
-    _sink(server).send([event])
+    sink.send([event])
     payload = {
         "pid": PID,
         "ev": "NEWSLETTER_SUBSCRIBE",
@@ -100,7 +103,7 @@ def test_custom_event_is_the_guides_request_with_profile_id(server: ScriptedHTTP
 
 
 def test_error_is_the_guides_request_and_no_ip_header_without_an_allowed_address(
-    server: ScriptedHTTPServer,
+    server: ScriptedHTTPServer, sink: SwetrixSink
 ) -> None:
     """An error goes to /log/error as in the guide; with no client address no IP header is sent."""
     trace = 'Traceback (most recent call last):\n  File "app.py", line 3, in boom\nRuntimeError: kaboom\n'
@@ -111,7 +114,7 @@ def test_error_is_the_guides_request_and_no_ip_header_without_an_allowed_address
         error_stacktrace=trace,
         client_address=None,
     )
-    _sink(server).send([event])
+    sink.send([event])
     payload = {
         "pid": PID,
         "name": "RuntimeError",
@@ -125,10 +128,10 @@ def test_error_is_the_guides_request_and_no_ip_header_without_an_allowed_address
 
 
 def test_only_failed_events_are_retried_and_refusals_are_counted(
-    server: ScriptedHTTPServer, caplog: pytest.LogCaptureFixture
+    server: ScriptedHTTPServer, caplog: pytest.LogCaptureFixture, closing: Callable[[Any], Any]
 ) -> None:
     """503 and 429 events are retried (Retry-After kept), a 402 is failed, and no reason shows the pid."""
-    sink = SwetrixSink(PID, server.url + "/log", concurrency=1)  # one at a time: answers in order
+    sink = closing(SwetrixSink(PID, server.url + "/log", concurrency=1))  # one at a time: answers in order
     events = [_event("pageview", path=f"/p/{n}", route=None) for n in range(4)]
     server.answers = [(201, {}), (503, {}), (402, {}), (429, {"Retry-After": "3"})]
     result = sink.send(events)
@@ -139,10 +142,10 @@ def test_only_failed_events_are_retried_and_refusals_are_counted(
     assert PID not in result.reason and PID not in repr(sink)
 
 
-def test_project_id_form_is_checked_at_start_up() -> None:
+def test_project_id_form_is_checked_at_start_up(closing: Callable[[Any], Any]) -> None:
     """A malformed project id is refused at URL parsing without being echoed; a valid one builds the sink."""
     with pytest.raises(ValueError, match="12 letters, digits or dashes") as info:
         sink_from_url("swetrix+https://not-a-valid-project-id@api.swetrix.com/log")
     assert "not-a-valid-project-id" not in str(info.value) and "***@api.swetrix.com" in str(info.value)
-    sink = sink_from_url(f"swetrix+http://{PID}@127.0.0.1:9/self/log")
+    sink = closing(sink_from_url(f"swetrix+http://{PID}@127.0.0.1:9/self/log"))
     assert isinstance(sink, SwetrixSink) and sink.url == "http://127.0.0.1:9/self/log"

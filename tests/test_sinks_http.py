@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -33,22 +33,26 @@ def server() -> Iterator[ScriptedHTTPServer]:
         yield running
 
 
-def _sinks(server: ScriptedHTTPServer) -> list[Any]:
+@pytest.fixture
+def sinks(server: ScriptedHTTPServer, closing: Callable[[Any], Any]) -> list[Any]:
+    """One sink of each HTTP kind, all posting to ``server``."""
     return [
-        PostHogSink(SECRET, server.url),
-        SegmentSink(SECRET, server.url),
-        WebhookSink(server.url + "/hook"),
+        closing(PostHogSink(SECRET, server.url)),
+        closing(SegmentSink(SECRET, server.url)),
+        closing(WebhookSink(server.url + "/hook")),
     ]
 
 
-def test_credentials_go_where_each_api_wants_them(server: ScriptedHTTPServer, monkeypatch: Any) -> None:
+def test_credentials_go_where_each_api_wants_them(
+    server: ScriptedHTTPServer, monkeypatch: Any, closing: Callable[[Any], Any]
+) -> None:
     """PostHog gets its key in the body, Segment as basic auth, the webhook its Authorization from the env."""
     monkeypatch.setenv("OTEL_PYTHON_USER_TRACKING_WEBHOOK_AUTHORIZATION", "Bearer hook-token")
     host = server.url.split("://", 1)[1]
     for sink in sinks_from_env(
         f"posthog+http://{SECRET}@{host},segment+http://{SECRET}@{host},webhook+http://{host}/hook"
     ):
-        sink.send([_event()])
+        closing(sink).send([_event()])
     posthog, segment, webhook = server.received
     assert posthog.path == "/batch/" and posthog.json["api_key"] == SECRET
     assert "authorization" not in posthog.headers and posthog.headers["content-encoding"] == "gzip"
@@ -59,9 +63,9 @@ def test_credentials_go_where_each_api_wants_them(server: ScriptedHTTPServer, mo
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503])
-def test_these_answers_are_retried(server: ScriptedHTTPServer, status: int) -> None:
+def test_these_answers_are_retried(server: ScriptedHTTPServer, sinks: list[Any], status: int) -> None:
     """408, 429 and 5xx answers raise RetryableSinkError carrying Retry-After, for each HTTP sink."""
-    for sink in _sinks(server):
+    for sink in sinks:
         server.answers = [(status, {"Retry-After": "7"})]
         with pytest.raises(RetryableSinkError) as info:
             sink.send([_event()])
@@ -69,17 +73,19 @@ def test_these_answers_are_retried(server: ScriptedHTTPServer, status: int) -> N
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413])
-def test_these_answers_are_permanent(server: ScriptedHTTPServer, status: int) -> None:
+def test_these_answers_are_permanent(server: ScriptedHTTPServer, sinks: list[Any], status: int) -> None:
     """Other 4xx answers raise PermanentSinkError naming the status, for each HTTP sink."""
-    for sink in _sinks(server):
+    for sink in sinks:
         server.answers = [(status, {})]
         with pytest.raises(PermanentSinkError, match=f"HTTP {status}"):
             sink.send([_event()])
 
 
-def test_segment_splits_at_500_kb_and_drops_messages_over_32_kb(server: ScriptedHTTPServer) -> None:
+def test_segment_splits_at_500_kb_and_drops_messages_over_32_kb(
+    server: ScriptedHTTPServer, closing: Callable[[Any], Any]
+) -> None:
     """Segment batches stay under 500 KB, in order, each event once; a message over 32 KiB is dropped."""
-    sink = SegmentSink(SECRET, server.url)
+    sink = closing(SegmentSink(SECRET, server.url))
     big = "x" * 20_000  # ~20 KB messages: 25 of them make 500 KB
     events = [_event(n, user_agent=big) for n in range(60)] + [_event(99, user_agent="y" * 40_000)]
     result = sink.send(events)
@@ -90,9 +96,11 @@ def test_segment_splits_at_500_kb_and_drops_messages_over_32_kb(server: Scripted
     assert result is not None and result.dropped == 1 and "over 32 KiB" in result.reason
 
 
-def test_a_failure_after_the_first_request_returns_only_the_rest(server: ScriptedHTTPServer) -> None:
+def test_a_failure_after_the_first_request_returns_only_the_rest(
+    server: ScriptedHTTPServer, closing: Callable[[Any], Any]
+) -> None:
     """When a later request of a split batch fails, only the events not yet accepted are returned to retry."""
-    sink = SegmentSink(SECRET, server.url)
+    sink = closing(SegmentSink(SECRET, server.url))
     server.answers = [(200, {}), (503, {})]
     events = [_event(n, user_agent="x" * 20_000) for n in range(40)]
     result = sink.send(events)
@@ -102,21 +110,21 @@ def test_a_failure_after_the_first_request_returns_only_the_rest(server: Scripte
     ]
 
 
-def test_posthog_splits_at_its_batch_limit(server: ScriptedHTTPServer) -> None:
+def test_posthog_splits_at_its_batch_limit(server: ScriptedHTTPServer, closing: Callable[[Any], Any]) -> None:
     """A PostHog batch over its 5 MiB limit is split into several requests that together carry every event."""
-    sink = PostHogSink(SECRET, server.url)
+    sink = closing(PostHogSink(SECRET, server.url))
     sink.send([_event(n, user_agent="z" * 800_000) for n in range(8)])  # 6.4 MB > 5 MiB
     assert len(server.received) == 2
     assert sum(len(request.json["batch"]) for request in server.received) == 8
 
 
 def test_credentials_never_show_in_logs_errors_or_repr(
-    server: ScriptedHTTPServer, caplog: pytest.LogCaptureFixture
+    server: ScriptedHTTPServer, sinks: list[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     """API keys never appear in a sink's repr or name, its errors, URL parsing errors or the logs."""
     texts: list[str] = []
     with caplog.at_level(logging.DEBUG):
-        for sink in _sinks(server):
+        for sink in sinks:
             texts.append(repr(sink) + sink.name)
             server.answers = [(401, {})]
             with pytest.raises(PermanentSinkError) as info:
