@@ -31,6 +31,7 @@ from opentelemetry.trace import SpanKind
 
 import otel_user_tracking as out
 from otel_user_tracking import attributes as attrs
+from otel_user_tracking.analytics.intake import MAX_SPANS
 
 
 class NullExporter(SpanExporter):
@@ -84,13 +85,20 @@ def request_spans(count: int) -> list[ReadableSpan]:
 
 
 def run(processor: SpanProcessor, spans: list[ReadableSpan]) -> tuple[float, float]:
-    """Seconds for ``on_end`` of every span, and for that plus the flush that delivers them."""
+    """Seconds for ``on_end`` of every span, and for that plus the flushes that deliver them.
+
+    Spans go in slices no larger than our span queue (``MAX_SPANS``), each flushed before the
+    next, so none is dropped; only the ``on_end`` calls count towards the first figure.
+    """
+    on_end = 0.0
     start = time.perf_counter()
-    for span in spans:
-        processor.on_end(span)
-    handed_over = time.perf_counter()
-    processor.force_flush(60_000)
-    return handed_over - start, time.perf_counter() - start
+    for first in range(0, len(spans), MAX_SPANS):
+        slice_start = time.perf_counter()
+        for span in spans[first : first + MAX_SPANS]:
+            processor.on_end(span)
+        on_end += time.perf_counter() - slice_start
+        processor.force_flush(60_000)
+    return on_end, time.perf_counter() - start
 
 
 def bench(spans: list[ReadableSpan], rounds: int) -> dict[str, float]:

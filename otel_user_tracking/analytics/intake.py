@@ -36,6 +36,10 @@ Convert = Callable[[ReadableSpan, Config], Sequence[AnalyticsEvent]]
 
 MAX_WAIT = 0.5  # seconds a queued span waits at most before conversion
 OFFER_EVERY = 64  # spans converted before their events are handed to the pipelines
+TAKE = OFFER_EVERY  # spans the converter takes from the queue at a time
+# A finished span holds ~3.4 KB (its attribute dict, event and link deques), five times its
+# events: the span queue is kept short, and what waits for a backend is the events.
+MAX_SPANS = 1024
 
 
 class SpanIntake:
@@ -43,7 +47,8 @@ class SpanIntake:
 
     Args:
         pipelines: The sinks' pipelines every event is offered to.
-        settings: ``max_queue_size`` bounds the span queue; ``flush_at`` wakes the converter.
+        settings: ``max_queue_size`` (at most ``MAX_SPANS``) bounds the span queue;
+            ``flush_at`` wakes the converter.
         convert: Span and its app's Config to events (``conversion.convert_span``).
     """
 
@@ -52,7 +57,7 @@ class SpanIntake:
     ) -> None:
         self._pipelines = list(pipelines)
         self._convert = convert
-        self._max_items = settings.max_queue_size
+        self._max_items = min(settings.max_queue_size, MAX_SPANS)
         self._wake_at = max(1, min(settings.flush_at, 512))
         self._interval = min(settings.flush_interval, MAX_WAIT)
         self._reset_state()
@@ -125,20 +130,23 @@ class SpanIntake:
     def _run(self) -> None:
         background_priority()
         with suppress_instrumentation():
+            backlog = False
             while True:
                 with self._lock:
-                    self._wait_for_work()
+                    if not backlog:
+                        self._wait_for_work()
                     if self._stopping and not self._items:
                         return
-                    items = list(self._items)
-                    self._items.clear()
+                    items = [self._items.popleft() for _ in range(min(len(self._items), TAKE))]
                     self._converting = len(items)
                     ticket = self._flush_requested
                 self._convert_all(items)
                 with self._lock:
                     self._converting = 0
-                    self._flush_done = max(self._flush_done, ticket)
-                    self._idle.notify_all()
+                    backlog = bool(self._items)
+                    if not backlog:
+                        self._flush_done = max(self._flush_done, ticket)
+                        self._idle.notify_all()
 
     def _wait_for_work(self) -> None:
         deadline = time.monotonic() + self._interval
@@ -157,8 +165,15 @@ class SpanIntake:
         convert = self._convert
         slicer = TimeSlicer()
         for start in range(0, len(items), OFFER_EVERY):
+            chunk = items[start : start + OFFER_EVERY]
+            if not any(pipeline.has_room() for pipeline in self._pipelines):
+                # Every sink's queue is full (a dead backend): converting would only feed drops.
+                lost = sum(1 + len(span.events) for span, _ in chunk)
+                for pipeline in self._pipelines:
+                    pipeline.count_lost(lost, "the sink's queue is full")
+                continue
             events: list[AnalyticsEvent] = []
-            for span, config in items[start : start + OFFER_EVERY]:
+            for span, config in chunk:
                 slicer.tick()
                 try:
                     events.extend(convert(span, config))

@@ -115,6 +115,10 @@ class SinkPipeline:
                 self._settings.max_queue_size,
             )
 
+    def has_room(self) -> bool:
+        """Whether ``offer`` would accept an event now (read without the lock: a hint)."""
+        return not self._stopping and len(self._queue) < self._settings.max_queue_size
+
     def count_lost(self, events: int, reason: str, outcome: str = "dropped") -> None:
         """Count events that never reached the queue: their span was dropped or not converted."""
         with self._lock:
