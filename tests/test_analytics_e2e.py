@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
+from ._cli import report_json
 from ._uvicorn import CLIENT_HOST, SERVER_HOST, UvicornServer, request
 
 APP = textwrap.dedent(
@@ -82,14 +80,7 @@ def test_sigterm_loses_no_queued_event_and_the_report_reads_them(tmp_path: Path)
     assert [row[5] for row in rows if row[0] == "error"] == ["RuntimeError"]
     assert "jane@example.com" not in repr(rows)  # the email policy (mask) holds in the store
 
-    report = subprocess.run(
-        [sys.executable, "-m", "otel_user_tracking", "report", str(database), "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    data = json.loads(report.stdout)
+    data = report_json(database)
     assert (data["pageviews"], data["errors"], data["custom_events"]) == (9, 1, 1)
     assert data["routes"][0] == {"page": "/products/{product_id}", "pageviews": 7, "visitors": 1}
     assert data["utm_sources"] == [{"value": "newsletter", "count": 7}]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ._cli import report_json
 from ._uvicorn import CLIENT_HOST, SERVER_HOST, UvicornServer, request
 
 APP = textwrap.dedent(
@@ -94,14 +93,7 @@ def test_two_workers_one_store_every_completed_request_is_one_row(tmp_path: Path
         with lock:
             worker = _serving_worker(server, pids)
         os.kill(worker, signal.SIGTERM)  # the supervisor starts a new one; this one flushes
-        result = subprocess.run(
-            [sys.executable, "-m", "otel_user_tracking", "report", str(database), "--format", "json"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert result.returncode == 0, result.stderr
-        reports.append(json.loads(result.stdout))
+        reports.append(report_json(database, timeout=30))
         for thread in threads:
             thread.join(TIME_LIMIT)
         extra = CLIENTS

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from ._cli import report_json
 from ._uvicorn import CLIENT_HOST, SERVER_HOST, request, uvicorn_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,12 +47,5 @@ def test_plain_asgi_example_tags_users_by_its_policy_and_feeds_the_store(tmp_pat
     assert me["client.address"] == "127.0.0.0" and CLIENT_HOST not in json.dumps(exported)
     assert [event["name"] for event in boom["events"]] == ["exception"]
     assert boom["status"]["status_code"] == "ERROR"
-    report = subprocess.run(
-        [sys.executable, "-m", "otel_user_tracking", "report", str(store), "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    totals = json.loads(report.stdout)
+    totals = report_json(store)
     assert (totals["pageviews"], totals["errors"]) == (4, 1)

@@ -6,8 +6,6 @@ import contextlib
 import json
 import random
 import sqlite3
-import subprocess
-import sys
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,6 +25,8 @@ from otel_user_tracking.sinks import (
     SQLiteSink,
     sink_from_url,
 )
+
+from ._cli import report_json
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 PAGES = ["/", "/products/{id}", "/cart", "/checkout", "/users/{id}", "/search"]
@@ -212,14 +212,7 @@ def test_report_cli_as_module_and_errors(tmp_path: Path, capsys: pytest.CaptureF
     """python -m otel_user_tracking report prints JSON; a missing store or bad --since exits with a hint."""
     database = tmp_path / "a.db"
     store(database, [_event("pageview", route="/x", visitor_id="v", timestamp=datetime.now(timezone.utc))])
-    done = subprocess.run(
-        [sys.executable, "-m", "otel_user_tracking", "report", str(database), "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["routes"] == [{"page": "/x", "pageviews": 1, "visitors": 1}]
+    assert report_json(database)["routes"] == [{"page": "/x", "pageviews": 1, "visitors": 1}]
     assert main(["report", str(tmp_path / "missing.db")]) == 2
     assert "no analytics database" in capsys.readouterr().err
     with pytest.raises(SystemExit):
