@@ -248,28 +248,26 @@ def every_value(trace: Any) -> Iterator[str]:
             yield str(tag["value"])
 
 
-def exported_log_records(path: Path) -> list[dict[str, Any]]:
-    """The log records a Collector's ``file`` exporter wrote (OTLP JSON, one request a line)."""
-    records: list[dict[str, Any]] = []
+def _exported(path: Path, signal: str, items: str) -> list[dict[str, Any]]:
+    """What a Collector's ``file`` exporter wrote (OTLP JSON, one request a line), flattened."""
+    found: list[dict[str, Any]] = []
     if not path.exists():
-        return records
+        return found
     for line in path.read_text().splitlines():
-        for resource in json.loads(line).get("resourceLogs", []):
-            for scope in resource.get("scopeLogs", []):
-                records.extend(scope.get("logRecords", []))
-    return records
+        for resource in json.loads(line).get(f"resource{signal}", []):
+            for scope in resource.get(f"scope{signal}", []):
+                found.extend(scope.get(items, []))
+    return found
+
+
+def exported_log_records(path: Path) -> list[dict[str, Any]]:
+    """The log records a Collector's ``file`` exporter wrote."""
+    return _exported(path, "Logs", "logRecords")
 
 
 def exported_spans(path: Path) -> list[dict[str, Any]]:
-    """The spans a Collector's ``file`` exporter wrote (OTLP JSON, one request a line)."""
-    spans: list[dict[str, Any]] = []
-    if not path.exists():
-        return spans
-    for line in path.read_text().splitlines():
-        for resource in json.loads(line).get("resourceSpans", []):
-            for scope in resource.get("scopeSpans", []):
-                spans.extend(scope.get("spans", []))
-    return spans
+    """The spans a Collector's ``file`` exporter wrote."""
+    return _exported(path, "Spans", "spans")
 
 
 def otlp_attributes(item: Mapping[str, Any]) -> dict[str, Any]:
