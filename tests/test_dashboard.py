@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -288,7 +289,7 @@ def evil_database(tmp_path: Path) -> Path:
 
 def test_everything_from_the_store_is_escaped(evil_database: Path) -> None:
     """Markup stored in pages, referrers, errors, event names, meta and ids is shown as text, never run."""
-    with store.connect_readonly(evil_database) as db:
+    with contextlib.closing(store.connect_readonly(evil_database)) as db:
         dashboard = build_dashboard(db, NOW - timedelta(days=1), now=NOW)
         steps = journey(db, "user", (EVIL,), dashboard.window.since_us)
     options = PageOptions(live=True, refresh_seconds=60)
@@ -302,7 +303,7 @@ def test_everything_from_the_store_is_escaped(evil_database: Path) -> None:
 def test_an_empty_store_says_there_is_no_data_yet(tmp_path: Path) -> None:
     """Every chart and table of an empty store says there is nothing yet instead of showing empty boxes."""
     fill(tmp_path / "empty.db", [])
-    with store.connect_readonly(tmp_path / "empty.db") as db:
+    with contextlib.closing(store.connect_readonly(tmp_path / "empty.db")) as db:
         page = render_page(build_dashboard(db, NOW - timedelta(days=7), now=NOW), PageOptions())
     assert page.count('class="chart empty"') == 3
     for what in (
@@ -335,10 +336,18 @@ def _plans(db: sqlite3.Connection, statements: list[str]) -> list[tuple[str, str
     return plans
 
 
-def test_every_page_query_uses_an_index(database: Path) -> None:
-    """No query of the page or of a journey reads the events table by a full scan (EXPLAIN QUERY PLAN)."""
+@pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])
+def test_every_page_query_uses_an_index(
+    database: Path, events: list[AnalyticsEvent], tmp_path: Path, analyzed: bool
+) -> None:
+    """No query of the page or of a journey reads the events table by a full scan (EXPLAIN QUERY PLAN),
+    before and after ANALYZE has given the planner statistics."""
+    if analyzed:
+        database = fill(tmp_path / "analyzed.db", events)
+        with contextlib.closing(store.connect(database)) as writer:
+            writer.execute("ANALYZE")
     statements: list[str] = []
-    with store.connect_readonly(database) as db:
+    with contextlib.closing(store.connect_readonly(database)) as db:
         db.set_trace_callback(statements.append)
         dashboard = build_dashboard(db, NOW - timedelta(days=7), now=NOW)
         for kind in ("user", "visitor", "session"):
@@ -433,3 +442,11 @@ def test_dashboard_command_refuses_a_missing_store(
     """``dashboard`` on a file that does not exist says so and exits 2 instead of serving an error page."""
     assert main(["dashboard", str(tmp_path / "nope.db"), "--port", "0"]) == 2
     assert "no analytics database" in capsys.readouterr().err
+
+
+def test_the_dashboard_package_only_re_exports_a_sorted_all() -> None:
+    """``otel_user_tracking.analytics.dashboard.__all__`` is sorted and every name in it exists."""
+    import otel_user_tracking.analytics.dashboard as dashboard
+
+    assert list(dashboard.__all__) == sorted(dashboard.__all__)
+    assert all(getattr(dashboard, name) is not None for name in dashboard.__all__)

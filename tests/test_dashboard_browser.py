@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import sqlite3
@@ -109,7 +110,7 @@ def report(demo_store: tuple[Path, str]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def server(demo_store: tuple[Path, str]) -> Iterator[DashboardServer]:
     """The live dashboard of the demo store on a free loopback port."""
-    options = PageOptions(jaeger_url=JAEGER, since_text="7d", refresh_seconds=3600, live=True)
+    options = PageOptions(jaeger_url=JAEGER, since_text="7d", refresh_seconds=60, live=True)
     with running(DashboardServer(demo_store[0], host="127.0.0.1", port=0, options=options)) as server:
         yield server
 
@@ -203,7 +204,7 @@ def test_the_journey_search_finds_janes_events_in_order(
     browsed: dict[str, Any], demo_store: tuple[Path, str]
 ) -> None:
     """Searching user-42 shows her pageviews, custom event and error oldest first, each with its trace."""
-    with sqlite3.connect(demo_store[0]) as db:
+    with contextlib.closing(sqlite3.connect(demo_store[0])) as db:
         stored = db.execute(
             "SELECT type, trace_id FROM events WHERE user_id = 'user-42' ORDER BY ts_us, id"
         ).fetchall()

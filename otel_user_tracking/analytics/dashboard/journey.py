@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from ...env import ENV_PREFIX, policy_from_env
-from ...policy import HASH_KEY_ENV, TagPolicy
+from ...policy import FIELD_MODES, HASH_KEY_ENV, TagPolicy
 from ..store import TABLE
 
 IdKind = Literal["user", "visitor", "session"]
@@ -48,7 +48,7 @@ class UserIdForm:
         except ValueError:
             # Hashed ids without the key here (or another bad variable): search by hash.
             declared = source.get(ENV_PREFIX + "ID", "").strip().lower()
-            return cls(mode="hash" if declared == "hash" else declared or "keep")
+            return cls(mode=declared if declared in FIELD_MODES else "keep")
         return cls(mode=policy.id, policy=policy)
 
     @property
