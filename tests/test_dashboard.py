@@ -11,6 +11,7 @@ import math
 import random
 import re
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -450,3 +451,27 @@ def test_the_dashboard_package_only_re_exports_a_sorted_all() -> None:
 
     assert list(dashboard.__all__) == sorted(dashboard.__all__)
     assert all(getattr(dashboard, name) is not None for name in dashboard.__all__)
+
+
+def _kpi_pageviews(page: str) -> int:
+    return int(re.findall(r'data-kpi="pageviews"><b>(\d+)</b>', page)[0])
+
+
+def _join_refreshes() -> None:
+    for thread in threading.enumerate():
+        if thread.name == "dashboard-refresh":
+            thread.join(timeout=30)
+
+
+def test_a_stale_page_is_served_while_it_is_rebuilt(events: list[AnalyticsEvent], tmp_path: Path) -> None:
+    """The live page answers from its last build and rebuilds in the background; the next load is current."""
+    path = fill(tmp_path / "live.db", events)
+    options = PageOptions(since_text="2000-01-01", refresh_seconds=None, live=True)
+    with running(DashboardServer(path, port=0, options=options)) as server:
+        first = _kpi_pageviews(_request(server, "GET", "/")[2])
+        _join_refreshes()
+        fill(path, [_event("pageview", NOW, 10**6, route="/new")])
+        assert _kpi_pageviews(_request(server, "GET", "/")[2]) == first  # the last build, at once
+        _join_refreshes()
+        assert _kpi_pageviews(_request(server, "GET", "/")[2]) == first + 1
+        _join_refreshes()

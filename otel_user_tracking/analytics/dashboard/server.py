@@ -3,10 +3,11 @@
 ``GET /`` renders the page (``?since=`` overrides the window; ``?user=``, ``?visitor=`` or
 ``?session=`` adds a journey by stored id). ``POST /journey`` takes the id as typed, turns a
 user id into its stored form (hashing it under a hashing policy) and redirects to ``GET /``,
-so the typed id never lands in a URL, the history or a log. The built dashboard is cached
-for half the refresh interval behind one lock: a page left open, or several, costs the store
-one set of queries per interval however many tabs refresh. Requests whose ``Host`` is not
-the server's own are refused, so a web page cannot read the dashboard by DNS rebinding.
+so the typed id never lands in a URL, the history or a log. The built dashboard is kept and
+served for half the refresh interval, then rebuilt in the background while the last build is
+still served: tabs left open cost the store one set of queries per interval, and none waits
+on a big store after the first load. Requests whose ``Host`` is not the server's own are
+refused, so a web page cannot read the dashboard by DNS rebinding.
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ class DashboardServer(ThreadingHTTPServer):
         self.limit = limit
         parse_since(self.options.since_text)  # a bad default window fails at start, not per request
         self._cache: dict[str, tuple[float, Dashboard]] = {}
-        self._lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._build_lock = threading.Lock()  # one build at a time: tabs refreshing together share it
+        self._refreshing = False
         super().__init__((host, port), _Handler)
 
     @property
@@ -100,20 +103,43 @@ class DashboardServer(ThreadingHTTPServer):
         return header in {f"{name}:{port}" for name in names}
 
     def dashboard(self, since_text: str) -> Dashboard:
-        """The dashboard for ``since_text``, built at most once per half refresh interval."""
+        """The dashboard for ``since_text``: the last build when there is one, rebuilt in the
+        background once it is older than half the refresh interval, so a page left open never
+        waits on a big store after its first load (its header says when it was generated)."""
         ttl = (self.options.refresh_seconds or 0) / 2
-        with self._lock:
+        with self._cache_lock:
             cached = self._cache.get(since_text)
-            if cached is not None and time.monotonic() - cached[0] < ttl:
+            if cached is not None:
+                if time.monotonic() - cached[0] >= ttl and not self._refreshing:
+                    self._refreshing = True
+                    threading.Thread(
+                        target=self._refresh, args=(since_text,), name="dashboard-refresh", daemon=True
+                    ).start()
                 return cached[1]
-            db = connect_readonly(self.database)
-            try:
-                now = datetime.now(timezone.utc)
-                built = build_dashboard(db, parse_since(since_text, now=now), now=now, limit=self.limit)
-            finally:
-                db.close()
+        with self._build_lock:
+            cached = self._cache.get(since_text)
+            return cached[1] if cached is not None else self._build(since_text)
+
+    def _build(self, since_text: str) -> Dashboard:
+        db = connect_readonly(self.database)
+        try:
+            now = datetime.now(timezone.utc)
+            built = build_dashboard(db, parse_since(since_text, now=now), now=now, limit=self.limit)
+        finally:
+            db.close()
+        with self._cache_lock:
             self._cache = {since_text: (time.monotonic(), built)}
-            return built
+        return built
+
+    def _refresh(self, since_text: str) -> None:
+        try:
+            with self._build_lock:
+                self._build(since_text)
+        except (sqlite3.Error, OSError) as exc:
+            logger.warning("dashboard: the store could not be read (%s)", type(exc).__name__)
+        finally:
+            with self._cache_lock:
+                self._refreshing = False
 
     def journey_view(self, kind: IdKind, values: tuple[str, ...], since_us: int) -> JourneyView:
         db = connect_readonly(self.database)
