@@ -6,10 +6,13 @@ an event never holds anything the span (and therefore the TagPolicy) did not all
 
 from __future__ import annotations
 
+from .policy import USER_FIELDS
+
 USER_ID = "user.id"
 USER_NAME = "user.name"
 USER_EMAIL = "user.email"
 USER_ROLES = "user.roles"
+USER_FIELD_KEYS: tuple[str, ...] = tuple(f"user.{field}" for field in USER_FIELDS)  # user.id, user.name, ...
 CLIENT_ADDRESS = "client.address"
 
 HTTP_ROUTE = "http.route"

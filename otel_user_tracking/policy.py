@@ -19,7 +19,8 @@ IPMode = Literal["keep", "anonymize", "drop"]
 FIELD_MODES: tuple[str, ...] = ("keep", "hash", "mask", "drop")
 IP_MODES: tuple[str, ...] = ("keep", "anonymize", "drop")
 HASH_KEY_ENV = "OTEL_PYTHON_USER_TRACKING_HASH_KEY"
-# The user fields a mode applies to: a TagPolicy field, an env variable and a span attribute each.
+# The user fields a mode applies to. Each is a TagPolicy field, an OTEL_PYTHON_USER_TRACKING_<FIELD>
+# variable, a ``user.<field>`` span attribute and a ``user_<field>`` event field (in this order).
 USER_FIELDS: tuple[str, ...] = ("id", "name", "email")
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -110,9 +111,8 @@ class TagPolicy:
 
         key = hash_key if hash_key is not None else key_from_env()
         params: dict[str, object] = {
+            **dict.fromkeys(USER_FIELDS, "drop"),
             "id": "hash",
-            "name": "drop",
-            "email": "drop",
             "roles": False,
             "ip": "drop",
             "hash_key": key,
@@ -123,7 +123,7 @@ class TagPolicy:
     @classmethod
     def permissive(cls, **overrides: object) -> TagPolicy:
         """Everything is kept, the client address included. For internal tools, not the public."""
-        params: dict[str, object] = {"id": "keep", "name": "keep", "email": "keep", "ip": "keep"}
+        params: dict[str, object] = {**dict.fromkeys(USER_FIELDS, "keep"), "ip": "keep"}
         params.update(overrides)
         return cls(**params)  # type: ignore[arg-type]
 
@@ -131,6 +131,12 @@ class TagPolicy:
     def trusted_networks(self) -> tuple[IPNetwork, ...]:
         """The parsed ``trusted_proxies``."""
         return self._networks
+
+    def apply(self, field: str, value: Optional[str]) -> Optional[str]:
+        """The user field ``field`` (one of ``USER_FIELDS``) as the policy exports it, or None."""
+        if field == "email":
+            return self.apply_email(value)
+        return self._apply(getattr(self, field), value, mask_as_email=False)
 
     def apply_id(self, value: Optional[str]) -> Optional[str]:
         return self._apply(self.id, value, mask_as_email=False)

@@ -140,7 +140,7 @@ def test_unauthenticated_users_are_skipped() -> None:
 )
 def test_ids_of_any_type_become_strings(value: Any, expected: Optional[str]) -> None:
     """Ints and UUIDs become strings; None and booleans are no id."""
-    assert UserInfo.from_values(value, None, None, None).id == expected
+    assert UserInfo.from_values(id=value).id == expected
 
 
 def test_set_user_outside_a_request_does_nothing() -> None:

@@ -37,7 +37,7 @@ def set_user(
     if state is None:
         return
     try:
-        state.explicit_user = UserInfo.from_values(id, name, email, roles)
+        state.explicit_user = UserInfo.from_values(id=id, name=name, email=email, roles=roles)
         apply_user(state, state.explicit_user)
     except Exception as exc:  # never raise into the handler
         report_internal_error("set_user", exc)

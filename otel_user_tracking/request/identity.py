@@ -11,10 +11,13 @@ from typing import Any, NamedTuple, Optional
 
 from .._errors import report_internal_error
 
-_ID_FIELDS = ("identity", "id", "user_id", "pk")
-_NAME_FIELDS = ("display_name", "username", "name")
-_EMAIL_FIELDS = ("email",)
-_ROLE_FIELDS = ("roles", "groups")
+# Where a user object or mapping may hold each UserInfo field: the first present, non-None wins.
+_READ_AS: dict[str, tuple[str, ...]] = {
+    "id": ("identity", "id", "user_id", "pk"),
+    "name": ("display_name", "username", "name"),
+    "email": ("email",),
+    "roles": ("roles", "groups"),
+}
 _MAX_VALUE_LENGTH = 1024
 _MAX_ROLES = 64
 
@@ -29,11 +32,13 @@ class UserInfo(NamedTuple):
 
     @property
     def is_empty(self) -> bool:
-        return not (self.id or self.name or self.email or self.roles)
+        return not any(self)
 
     @classmethod
-    def from_values(cls, id: Any, name: Any, email: Any, roles: Any) -> UserInfo:
-        return cls(_text(id), _text(name), _text(email), _roles(roles))
+    def from_values(cls, **values: Any) -> UserInfo:
+        """From the app's values by field name: text fields trimmed and capped, roles a tuple."""
+        fields: dict[str, Any] = {key: _text(value) for key, value in values.items() if key != "roles"}
+        return cls(**fields, roles=_roles(values.get("roles")))
 
 
 def _text(value: Any) -> Optional[str]:
@@ -91,12 +96,8 @@ def user_from_object(user: Any) -> Optional[UserInfo]:
     is_mapping = isinstance(user, Mapping)
     if _read(user, ("is_authenticated",), is_mapping) is False:
         return None
-    info = UserInfo.from_values(
-        _read(user, _ID_FIELDS, is_mapping),
-        _read(user, _NAME_FIELDS, is_mapping),
-        _read(user, _EMAIL_FIELDS, is_mapping),
-        _read(user, _ROLE_FIELDS, is_mapping),
-    )
+    found = {field: _read(user, names, is_mapping) for field, names in _READ_AS.items()}
+    info = UserInfo.from_values(**found)
     return None if info.is_empty else info
 
 

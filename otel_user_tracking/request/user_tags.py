@@ -7,6 +7,7 @@ from typing import Any, Optional
 from opentelemetry import trace
 
 from .. import attributes as attrs
+from ..policy import USER_FIELDS
 from .identity import UserInfo, resolve_user
 from .state import RequestState
 
@@ -15,11 +16,8 @@ def user_attributes(user: UserInfo, state: RequestState) -> dict[str, Any]:
     """The ``user.*`` attributes the policy allows for ``user``."""
     policy = state.config.tag_policy
     values: dict[str, Any] = {}
-    for key, value in (
-        (attrs.USER_ID, policy.apply_id(user.id)),
-        (attrs.USER_NAME, policy.apply_name(user.name)),
-        (attrs.USER_EMAIL, policy.apply_email(user.email)),
-    ):
+    for field, key in zip(USER_FIELDS, attrs.USER_FIELD_KEYS):
+        value = policy.apply(field, getattr(user, field))
         if value is not None:
             values[key] = value
     if policy.roles and user.roles:
