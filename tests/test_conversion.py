@@ -280,3 +280,12 @@ def test_converting_a_span_twice_gives_identical_events(analytics: Analytics) ->
     config = out.get_config()
     first, second = convert_span(span, config), convert_span(span, config)
     assert first == second and len({event.event_id for event in first}) == 2
+
+
+def test_the_events_user_fields_follow_the_policys_user_fields() -> None:
+    """The event holds ``user_<field>`` for each TagPolicy user field, side by side and in order."""
+    from otel_user_tracking.analytics.events import FIELDS
+    from otel_user_tracking.policy import USER_FIELDS
+
+    start = FIELDS.index("user_id")
+    assert FIELDS[start : start + len(USER_FIELDS)] == tuple(f"user_{field}" for field in USER_FIELDS)

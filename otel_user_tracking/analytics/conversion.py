@@ -30,6 +30,8 @@ from .events import AnalyticsEvent, encode_meta
 _EXCEPTION = "exception"
 _UTM_INDEX = {"utm_source": 0, "utm_medium": 1, "utm_campaign": 2}
 _NO_UTM = (None, None, None)
+# The event's user fields are USER_FIELDS' ``user_<field>``s, in order (tests/test_conversion.py).
+_NO_USER = (None,) * len(attrs.USER_FIELD_KEYS)
 _MAX_UTM = 256
 _make = AnalyticsEvent._make
 
@@ -167,9 +169,7 @@ def _request_fields(attributes: Mapping[str, Any], config: Config) -> tuple[Any,
         *utm,
         get("user_agent.original") or get("http.user_agent"),
         None if private else get(attrs.CLIENT_ADDRESS),
-        None if private else _text(get(attrs.USER_ID)),
-        None if private else _text(get(attrs.USER_NAME)),
-        None if private else _text(get(attrs.USER_EMAIL)),
+        *(_NO_USER if private else [_text(get(key)) for key in attrs.USER_FIELD_KEYS]),
         None if private else get(attrs.VISITOR_ID),
         get(attrs.SESSION_ID),
     )

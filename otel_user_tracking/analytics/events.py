@@ -110,6 +110,10 @@ class EventRecord(NamedTuple):
 
 
 FIELDS: tuple[str, ...] = EventRecord._fields
+# The user's fields besides the id (``user_name``, ``user_email``): what sinks send as traits.
+USER_TRAITS: tuple[str, ...] = tuple(
+    name for name in FIELDS if name.startswith("user_") and name != "user_id"
+)
 _DEFAULTS: dict[str, Any] = dict(EventRecord._field_defaults)
 
 
@@ -174,6 +178,10 @@ class AnalyticsEvent(EventRecord):
             return None
         query = f"?{self.query}" if self.query else ""
         return f"{self.scheme}://{self.host}{self.path}{query}"
+
+    def user_traits(self) -> dict[str, str]:
+        """The user's fields besides the id that the event has, by short name (``name``, ``email``)."""
+        return {field[5:]: value for field in USER_TRAITS if (value := getattr(self, field))}
 
     @property
     def distinct_id(self) -> Optional[str]:

@@ -38,7 +38,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from ..analytics.events import AnalyticsEvent
+from ..analytics.events import FIELDS, AnalyticsEvent
 from ..version import __version__
 from ._base import RetryableSinkError
 from ._url import SinkURL
@@ -54,9 +54,7 @@ _SEMCONV = {
     "status_code": "http.response.status_code",
     "user_agent": "user_agent.original",
     "client_address": "client.address",
-    "user_id": "user.id",
-    "user_name": "user.name",
-    "user_email": "user.email",
+    **{field: field.replace("_", ".", 1) for field in FIELDS if field.startswith("user_")},  # user.id, ...
     "session_id": "session.id",
     "error_type": "exception.type",
     "error_message": "exception.message",

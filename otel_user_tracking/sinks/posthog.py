@@ -95,11 +95,7 @@ def to_posthog(event: AnalyticsEvent) -> dict[str, Any]:
         properties["duration_ms"] = event.duration_ms
     if event.user_id:
         distinct_id = event.user_id
-        person: dict[str, Any] = {}
-        if event.user_name:
-            person["name"] = event.user_name
-        if event.user_email:
-            person["email"] = event.user_email
+        person = event.user_traits()
         if person:
             properties["$set"] = person
     else:

@@ -51,8 +51,7 @@ def to_segment(event: AnalyticsEvent, error_event_name: str = "Exception Occurre
     if event.session_id:
         context["sessionId"] = event.session_id
     if event.user_id:
-        traits = {"name": event.user_name, "email": event.user_email}
-        traits = {key: value for key, value in traits.items() if value}
+        traits = event.user_traits()
         if traits:
             context["traits"] = traits
     context["traceId"], context["spanId"] = event.trace_id, event.span_id
