@@ -20,16 +20,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import functools
 import http.client
 import json
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -40,8 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from examples import demo_requests  # noqa: E402
-from tests._jaeger import GoProcess, JaegerQuery, http_get, require_binaries, server_spans, tags  # noqa: E402
-from tests._uvicorn import CLIENT_HOST, SERVER_HOST, UvicornServer, free_port  # noqa: E402
+from tests._chromium import chromium  # noqa: E402
+from tests._jaeger import GoProcess, JaegerQuery, require_binaries, server_spans, tags  # noqa: E402
+from tests._uvicorn import CLIENT_HOST, SERVER_HOST, UvicornServer  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "jaeger-user-trace.png"
 SERVICE = "demo-shop"
@@ -106,52 +103,6 @@ def run_demo(tmp: Path, jaeger: GoProcess, otelcol_bin: Path) -> str:
     raise RuntimeError(f"no {ROUTE} trace for {USER_ID} in Jaeger")
 
 
-@contextlib.contextmanager
-def chromium(tmp: Path) -> Iterator[str]:
-    """Headless Chromium with the DevTools protocol on loopback; yields its page's WebSocket URL."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        raise SystemExit("chromium not found: apt-get install -y chromium")
-    port = free_port("127.0.0.1")
-    process = subprocess.Popen(
-        [
-            binary,
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            f"--remote-debugging-port={port}",
-            "--remote-debugging-address=127.0.0.1",
-            f"--user-data-dir={tmp / 'chromium'}",
-            f"--window-size={WIDTH},{HEIGHT}",
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + PAGE_TIMEOUT
-        while True:
-            try:
-                status, body = http_get(f"http://127.0.0.1:{port}/json/list")
-                pages = [t for t in json.loads(body) if t["type"] == "page"] if status == 200 else []
-                if pages:
-                    yield pages[0]["webSocketDebuggerUrl"]
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("chromium did not open its DevTools endpoint")
-            time.sleep(0.2)  # another process is starting: nothing to wait on but time
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 async def capture(ws_url: str, url: str, route: str) -> bytes:
     async with websockets.connect(ws_url, max_size=None) as ws:
         ids = iter(range(1, 1_000_000))
@@ -198,7 +149,7 @@ def main() -> None:
         with jaeger:
             trace_id = run_demo(tmp, jaeger, otelcol_bin)
             url = f"http://{jaeger.endpoint('JAEGER_QUERY_HTTP_ENDPOINT')}/trace/{trace_id}"
-            with chromium(tmp) as ws_url:
+            with chromium(tmp, WIDTH, HEIGHT) as ws_url:
                 png = asyncio.run(capture(ws_url, url, ROUTE))
     args.output.write_bytes(png)
     print(f"wrote {args.output} ({len(png)} bytes): trace {trace_id}")
