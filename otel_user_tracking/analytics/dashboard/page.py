@@ -14,28 +14,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from html import escape
 from typing import Optional
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from ..report import CountRow
 from . import svg
 from .journey import IdKind, Step, UserIdForm
+from .markup import STYLE, ms, section, short, table, trace_link
 from .queries import Dashboard
 
 DEFAULT_JAEGER_URL = "http://localhost:16686"
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'"
-_STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#0f172a;background:#f1f5f9}
-header{background:#0f172a;color:#f8fafc;padding:14px 24px}header h1{margin:0;font-size:20px}
-header p{margin:4px 0 0;color:#cbd5e1}main{padding:16px 24px;display:grid;gap:16px;
-grid-template-columns:repeat(auto-fill,minmax(360px,1fr))}section{background:#fff;border-radius:8px;
-padding:12px 16px;box-shadow:0 1px 2px #0002}section.wide{grid-column:1/-1}h2{font-size:16px;margin:0 0 8px}
-table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:3px 8px 3px 0;
-border-bottom:1px solid #e2e8f0;vertical-align:top}td.num,th.num{text-align:right}
-.kpis{display:flex;gap:24px;flex-wrap:wrap}.kpi b{display:block;font-size:26px}.kpi small{color:#64748b}
-.empty{color:#64748b}.note{color:#475569;font-size:13px}svg.chart{max-width:100%;height:auto;font-size:11px}
-svg text{fill:#334155}svg .unit{fill:#64748b;font-style:italic}form{display:flex;gap:8px;flex-wrap:wrap}
-input[type=text]{min-width:320px}code{font-size:12px}.charts{display:flex;flex-wrap:wrap;gap:8px 24px}
-"""
 
 
 @dataclass(frozen=True)
@@ -99,7 +87,7 @@ def render_page(dashboard: Dashboard, options: PageOptions, journey: Optional[Jo
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">{refresh}'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         '<link rel="icon" href="data:,"><title>otel-user-tracking dashboard</title>'
-        f"<style>{_STYLE}</style></head><body><header><h1>otel-user-tracking dashboard</h1>"
+        f"<style>{STYLE}</style></head><body><header><h1>otel-user-tracking dashboard</h1>"
         f"<p>Since {escape(report.since)} ({escape(options.since_text)}, {window} points), "
         f"generated {escape(dashboard.generated_at)}"
         + (f", refreshing every {options.refresh_seconds} s" if options.refresh_seconds else "")
@@ -111,41 +99,10 @@ def _pairs(rows: Sequence[CountRow]) -> list[tuple[object, ...]]:
     return [(row.value, row.count) for row in rows]
 
 
-def _section(key: str, title: str, body: str, wide: bool = False) -> str:
-    css = ' class="wide"' if wide else ""
-    return f'<section id="{key}" data-section="{key}"{css}><h2>{escape(title)}</h2>{body}</section>'
-
-
-def _cell(value: object, raw: bool = False) -> str:
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if numeric or value in _NUMERIC_TEXT:
-        return f'<td class="num">{escape(str(value))}</td>'
-    return f"<td>{value}</td>" if raw else f"<td>{escape(str(value))}</td>"
-
-
-class _NumericText:
-    """Cells that are numbers shown as text (durations, "—"), right-aligned like numbers."""
-
-    def __contains__(self, value: object) -> bool:
-        return isinstance(value, str) and (value == "—" or value.replace(".", "", 1).isdigit())
-
-
-_NUMERIC_TEXT = _NumericText()
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], raw: Sequence[int] = ()) -> str:
-    head = "".join(f"<th>{escape(name)}</th>" for name in headers)
-    body = "".join(
-        "<tr>" + "".join(_cell(value, index in raw) for index, value in enumerate(row)) + "</tr>"
-        for row in rows
-    )
-    return f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
 def _count_table(key: str, title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     if not rows:
-        return _section(key, title, f'<p class="empty">No {escape(headers[0])} data yet in this window.</p>')
-    return _section(key, title, _table(headers, rows))
+        return section(key, title, f'<p class="empty">No {escape(headers[0])} data yet in this window.</p>')
+    return section(key, title, table(headers, rows))
 
 
 def _kpis(dashboard: Dashboard) -> str:
@@ -162,7 +119,7 @@ def _kpis(dashboard: Dashboard) -> str:
         + "</div>"
         for name, value, previous in tiles
     )
-    return _section("kpis", "Totals", f'<div class="kpis">{body}</div>', wide=True)
+    return section("kpis", "Totals", f'<div class="kpis">{body}</div>', wide=True)
 
 
 def _labels(dashboard: Dashboard) -> list[str]:
@@ -217,7 +174,7 @@ def _traffic(dashboard: Dashboard) -> str:
         "requests with Sec-GPC or DNT count as pageviews but not as visitors.</p>"
     )
     body = f'<div class="charts">{"".join(charts)}</div>{note}'
-    return _section("traffic", "Pageviews and unique visitors over time", body, wide=True)
+    return section("traffic", "Pageviews and unique visitors over time", body, wide=True)
 
 
 def _bots(dashboard: Dashboard) -> str:
@@ -229,15 +186,7 @@ def _bots(dashboard: Dashboard) -> str:
         "the bot requests it never saw; the number above is non-zero only for apps running with "
         "<code>ignore_bots</code> off.</p>"
     )
-    return _section("bots", "Bots filtered", body)
-
-
-def _trace_link(options: PageOptions, trace_id: str) -> str:
-    href = f"{options.jaeger_url.rstrip('/')}/trace/{quote(trace_id, safe='')}"
-    return (
-        f'<a class="trace" href="{escape(href)}" target="_blank" rel="noopener noreferrer">'
-        f"{escape(trace_id[:16])}…</a>"
-    )
+    return section("bots", "Bots filtered", body)
 
 
 def _journey_href(options: PageOptions, kind: IdKind, value: str) -> str:
@@ -247,7 +196,7 @@ def _journey_href(options: PageOptions, kind: IdKind, value: str) -> str:
 def _errors(dashboard: Dashboard, options: PageOptions) -> str:
     rows = dashboard.report.error_types
     if not rows:
-        return _section("errors", "Errors", '<p class="empty">No errors yet in this window.</p>', wide=True)
+        return section("errors", "Errors", '<p class="empty">No errors yet in this window.</p>', wide=True)
     people = {person.error_type: person for person in dashboard.error_people}
     table_rows: list[tuple[object, ...]] = []
     for row in rows:
@@ -262,7 +211,7 @@ def _errors(dashboard: Dashboard, options: PageOptions) -> str:
             for kind, value in candidates:
                 if value:
                     href = escape(_journey_href(options, kind, value))
-                    who = f'<a class="journey" href="{href}">{kind} {escape(_short(value))}</a>'
+                    who = f'<a class="journey" href="{href}">{kind} {escape(short(value))}</a>'
                     break
         table_rows.append(
             (
@@ -270,32 +219,22 @@ def _errors(dashboard: Dashboard, options: PageOptions) -> str:
                 row.count,
                 row.last_seen,
                 row.last_message,
-                _trace_link(options, row.trace_id),
+                trace_link(options.jaeger_url, row.trace_id),
                 who,
             )
         )
     headers = ("type", "count", "last seen", "last message", "latest trace", "who saw it last")
-    return _section("errors", "Errors", _table(headers, table_rows, raw=(4, 5)), wide=True)
+    return section("errors", "Errors", table(headers, table_rows, raw=(4, 5)), wide=True)
 
 
 def _custom(dashboard: Dashboard) -> str:
     if not dashboard.custom:
-        return _section(
-            "custom", "Custom events", '<p class="empty">No custom events yet in this window.</p>'
-        )
+        return section("custom", "Custom events", '<p class="empty">No custom events yet in this window.</p>')
     rows = [
         (row.name, row.count, ", ".join(f"{key.value} ({key.count})" for key in row.meta_keys) or "—")
         for row in dashboard.custom
     ]
-    return _section("custom", "Custom events", _table(("event", "count", "meta keys (events)"), rows))
-
-
-def _short(text: str, limit: int = 16) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _ms(value: Optional[float]) -> str:
-    return "—" if value is None else f"{value:.1f}"
+    return section("custom", "Custom events", table(("event", "count", "meta keys (events)"), rows))
 
 
 def _requests(dashboard: Dashboard) -> str:
@@ -303,20 +242,20 @@ def _requests(dashboard: Dashboard) -> str:
         "Status codes", [(row.value, row.count) for row in dashboard.statuses], "requests (pageviews)"
     )
     if not dashboard.routes:
-        table = '<p class="empty">No requests yet in this window.</p>'
+        listing = '<p class="empty">No requests yet in this window.</p>'
     else:
-        table = _table(
+        listing = table(
             ("page", "requests", "4xx", "5xx", "p50 ms", "p95 ms"),
             [
-                (r.page, r.requests, r.client_errors, r.server_errors, _ms(r.p50_ms), _ms(r.p95_ms))
+                (r.page, r.requests, r.client_errors, r.server_errors, ms(r.p50_ms), ms(r.p95_ms))
                 for r in dashboard.routes
             ],
         )
     note = (
         '<p class="note">Durations are the server spans\' (0.1 ms steps); percentiles are nearest-rank.</p>'
     )
-    return _section(
-        "requests", "Status codes and request durations per route", chart + table + note, wide=True
+    return section(
+        "requests", "Status codes and request durations per route", chart + listing + note, wide=True
     )
 
 
@@ -327,7 +266,7 @@ def _journey(options: PageOptions, view: Optional[JourneyView]) -> str:
             '<p class="note">Search a person\'s journey in the live dashboard: '
             "<code>otel-user-tracking dashboard DB</code>.</p>" + explain
         )
-        return _section("journey", "A user's journey", body, wide=True)
+        return section("journey", "A user's journey", body, wide=True)
     selected = view.kind if view else "user"
     choices = "".join(
         f'<option value="{kind}"{" selected" if kind == selected else ""}>{kind} id</option>'
@@ -340,7 +279,7 @@ def _journey(options: PageOptions, view: Optional[JourneyView]) -> str:
         '<input type="text" name="id" placeholder="user-42, a visitor id or a session id" required>'
         '<button type="submit">Show journey</button></form>'
     )
-    return _section("journey", "A user's journey", form + explain + _journey_result(options, view), wide=True)
+    return section("journey", "A user's journey", form + explain + _journey_result(options, view), wide=True)
 
 
 def _journey_result(options: PageOptions, view: Optional[JourneyView]) -> str:
@@ -361,11 +300,11 @@ def _journey_result(options: PageOptions, view: Optional[JourneyView]) -> str:
         else:
             what = f"{step.method or ''} {step.page or ''}".strip()
             detail = (
-                f"{step.status_code or ''} {_ms(step.duration_ms)} ms" if step.duration_ms is not None else ""
+                f"{step.status_code or ''} {ms(step.duration_ms)} ms" if step.duration_ms is not None else ""
             )
-        rows.append((when, step.type, what, detail, _trace_link(options, step.trace_id)))
-    table = _table(("time (UTC)", "type", "page or event", "detail", "trace"), rows, raw=(4,))
+        rows.append((when, step.type, what, detail, trace_link(options.jaeger_url, step.trace_id)))
+    listing = table(("time (UTC)", "type", "page or event", "detail", "trace"), rows, raw=(4,))
     return (
         f'<p id="journey-summary">{len(view.steps)} events of {view.kind} id {searched}, oldest first.</p>'
-        + table.replace('class="data"', 'class="data" id="journey-steps"', 1)
+        + listing.replace('class="data"', 'class="data" id="journey-steps"', 1)
     )
