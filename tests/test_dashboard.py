@@ -11,13 +11,15 @@ import math
 import random
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 
@@ -475,3 +477,39 @@ def test_a_stale_page_is_served_while_it_is_rebuilt(events: list[AnalyticsEvent]
         _join_refreshes()
         assert _kpi_pageviews(_request(server, "GET", "/")[2]) == first + 1
         _join_refreshes()
+
+
+def test_the_dashboard_command_serves_the_store_read_only(database: Path) -> None:
+    """``otel-user-tracking dashboard DB --port 0`` prints its address, serves the page, writes nothing."""
+    before = database.read_bytes()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "otel_user_tracking",
+            "dashboard",
+            str(database),
+            "--port",
+            "0",
+            "--since",
+            "30d",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # printed once the socket listens
+        url = re.findall(r"open (http://127\.0\.0\.1:\d+/)", line)[0]
+        parts = urlsplit(url)
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=30)
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        page = response.read().decode()
+        connection.close()
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+    assert response.status == 200 and "(30d, daily points)" in page
+    assert database.read_bytes() == before
