@@ -131,9 +131,17 @@ def client(app: Any, peer: str = "203.0.113.9", raise_app_exceptions: bool = Fal
 def get(
     app: Any, path: str, headers: Optional[dict[str, str]] = None, peer: str = "203.0.113.9"
 ) -> httpx.Response:
-    async def go() -> httpx.Response:
+    return get_all(app, [path], headers, peer)[0]
+
+
+def get_all(
+    app: Any, paths: Sequence[str], headers: Optional[dict[str, str]] = None, peer: str = "203.0.113.9"
+) -> list[httpx.Response]:
+    """GET each path in turn through one in-process client."""
+
+    async def go() -> list[httpx.Response]:
         async with client(app, peer) as c:
-            return await c.get(path, headers=headers)
+            return [await c.get(path, headers=headers) for path in paths]
 
     return asyncio.run(go())
 

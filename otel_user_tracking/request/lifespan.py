@@ -7,6 +7,7 @@ with them ``TracerProvider.shutdown``) never run; the ASGI lifespan shutdown doe
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Optional
 
@@ -15,6 +16,7 @@ from opentelemetry import trace
 from .._errors import report_internal_error
 from ..types import Message, Send
 
+_logger = logging.getLogger(__name__)
 DEFAULT_BUDGET_SECONDS = 4.0
 
 
@@ -38,6 +40,8 @@ def flush_everything(budget: Optional[float] = None) -> None:
     The budget (default: the processors' ``shutdown_timeout``, 4 s) covers both, so a hung
     backend cannot make a SIGTERM'd server outlive a container's grace period: the provider
     flushes its own processors, ours among them, again, but only within what is left.
+    What is still undelivered then is logged per sink with every counter, since the process
+    usually ends right after (uvicorn re-raises SIGTERM) and the counters go with it.
     """
     from ..analytics.processor import live_processors
 
@@ -50,6 +54,14 @@ def flush_everything(budget: Optional[float] = None) -> None:
     force_flush = getattr(trace.get_tracer_provider(), "force_flush", None)
     if force_flush is not None:
         force_flush(_remaining_ms(deadline))
+    for processor in processors:
+        for name, stats in processor.stats().items():
+            if stats.queued:
+                _logger.warning(
+                    "analytics sink %s: %d events undelivered at shutdown after %.1f s "
+                    "(enqueued %d, sent %d, dropped %d, failed %d)",
+                    name, stats.queued, budget, stats.enqueued, stats.sent, stats.dropped, stats.failed,
+                )  # fmt: skip
 
 
 def _remaining_ms(deadline: float) -> int:
