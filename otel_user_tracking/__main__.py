@@ -99,7 +99,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "dashboard":
         try:
             parse_since(args.since)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             parser.error(str(exc))
         if args.limit < 1:
             parser.error("--limit must be at least 1")
@@ -107,7 +107,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     now = datetime.now(timezone.utc)
     try:
         since = parse_since(args.since, now=now)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         parser.error(str(exc))
     if args.limit < 1:
         parser.error("--limit must be at least 1")

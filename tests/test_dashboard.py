@@ -145,6 +145,13 @@ def test_window_points_line_up_with_the_previous_period() -> None:
     assert current[-1][1] is None and previous[-1][1] == window.since_us
 
 
+@pytest.mark.parametrize(("days", "name", "points"), [(2, "hour", 49), (90, "day", 91), (730, "2 days", 366)])
+def test_long_windows_keep_a_few_hundred_points(days: int, name: str, points: int) -> None:
+    """Past 400 days a point spans whole days, so a window of years stays a few hundred queries."""
+    window = Window.of(NOW - timedelta(days=days), NOW)
+    assert window.point_name == name and len(window.starts()) == points
+
+
 def _nearest_rank(values: list[float], percent: int) -> float:
     ordered = sorted(values)
     return ordered[math.ceil(len(ordered) * percent / 100) - 1]
@@ -399,6 +406,7 @@ def test_the_server_serves_the_page_with_a_strict_policy(server: DashboardServer
     assert '<meta http-equiv="refresh" content="60">' in page and 'action="/journey"' in page
     assert _request(server, "GET", "/favicon.ico")[0] == 404
     assert _request(server, "GET", "/?since=yesterday")[0] == 400
+    assert _request(server, "GET", "/?since=99999999w")[0] == 400
 
 
 def test_a_searched_user_id_reaches_the_url_only_hashed(server: DashboardServer) -> None:

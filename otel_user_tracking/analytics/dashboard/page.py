@@ -81,14 +81,15 @@ def render_page(dashboard: Dashboard, options: PageOptions, journey: Optional[Jo
         _requests(dashboard),
         _journey(options, journey),
     ]
-    window = "hourly" if dashboard.window.hourly else "daily"
+    name = dashboard.window.point_name
+    points = {"hour": "hourly points", "day": "daily points"}.get(name, f"a point per {name}")
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">{refresh}'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         '<link rel="icon" href="data:,"><title>otel-user-tracking dashboard</title>'
         f"<style>{STYLE}</style></head><body><header><h1>otel-user-tracking dashboard</h1>"
-        f"<p>Since {escape(report.since)} ({escape(options.since_text)}, {window} points), "
+        f"<p>Since {escape(report.since)} ({escape(options.since_text)}, {points}), "
         f"generated {escape(dashboard.generated_at)}"
         + (f", refreshing every {options.refresh_seconds} s" if options.refresh_seconds else "")
         + f"</p></header><main>{''.join(sections)}</main></body></html>"
@@ -137,7 +138,7 @@ def _labels(dashboard: Dashboard) -> list[str]:
 
 def _traffic(dashboard: Dashboard) -> str:
     series, labels = dashboard.series, _labels(dashboard)
-    per = "hour" if dashboard.window.hourly else "day"
+    per = dashboard.window.point_name
     x_unit = f"{per} starting (UTC)"
     charts = [
         svg.line_chart(

@@ -23,6 +23,8 @@ HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
 # Hourly points up to this span, daily beyond: at most 72 points either way for common windows.
 HOURLY_UNTIL_US = 3 * DAY_US
+# Beyond 400 days a point spans several days, so a window of years stays a few hundred queries.
+MAX_POINTS = 400
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,13 @@ class Window:
 
     @classmethod
     def of(cls, since: datetime, now: datetime) -> Window:
-        """Hourly points for windows under three days, daily ones beyond."""
+        """Hourly points for windows under three days, daily ones beyond (whole days per point
+        past ``MAX_POINTS`` days)."""
         since_us, now_us = to_us(since), to_us(now)
         span = max(now_us - since_us, 1)
-        return cls(since_us, now_us, HOUR_US if span < HOURLY_UNTIL_US else DAY_US)
+        if span < HOURLY_UNTIL_US:
+            return cls(since_us, now_us, HOUR_US)
+        return cls(since_us, now_us, DAY_US * max(1, -(-span // (DAY_US * MAX_POINTS))))
 
     @property
     def span_us(self) -> int:
@@ -53,6 +58,14 @@ class Window:
     @property
     def hourly(self) -> bool:
         return self.bucket_us == HOUR_US
+
+    @property
+    def point_name(self) -> str:
+        """What one point covers: "hour", "day" or "N days"."""
+        if self.hourly:
+            return "hour"
+        days = self.bucket_us // DAY_US
+        return "day" if days == 1 else f"{days} days"
 
     def starts(self) -> list[int]:
         """Each point's start in the current period: ``since_us``, then every whole hour or day."""

@@ -168,7 +168,7 @@ class _Handler(BaseHTTPRequestHandler):
         since_text = (query.get("since") or [options.since_text])[0].strip() or options.since_text
         try:
             parse_since(since_text)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             self._send(HTTPStatus.BAD_REQUEST, f"<h1>Bad window</h1><p>{escape(str(exc))}</p>")
             return
         try:
