@@ -20,7 +20,7 @@ from requests.adapters import HTTPAdapter
 from ..analytics.events import AnalyticsEvent
 from ..version import __version__
 from ._base import PermanentSinkError, RetryableSinkError, SendResult, SinkError
-from ._url import mask_url
+from ._url import mask_url, sink_name
 
 T = TypeVar("T")
 
@@ -150,6 +150,14 @@ class HTTPTransport:
         self.session.close()
 
 
+def required_key(value: Optional[str], problem: str) -> str:
+    """``value`` stripped of white space; ``ValueError(problem)`` when nothing is left."""
+    key = (value or "").strip()
+    if not key:
+        raise ValueError(problem)
+    return key
+
+
 def encode_json(payload: Any) -> bytes:
     """Compact UTF-8 JSON, the byte form size limits are measured on."""
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -191,7 +199,7 @@ class HTTPBatchSink:
     """The sinks that POST JSON batches (PostHog, Segment, the webhook): one send, one envelope.
 
     A subclass says how one event is encoded (``encode``), what else the body carries
-    (``envelope``), where it goes (``endpoint``) and the backend's limits; this class splits
+    (``envelope``), where it goes (``path``, after the URL) and the backend's limits; this class splits
     the batch by bytes, splices the already encoded events into the envelope (each event is
     encoded once), posts the parts in order and reports what became of each event.
     """
@@ -202,19 +210,17 @@ class HTTPBatchSink:
     max_event_bytes = 32 * 1024
     max_body_bytes = 500 * 1000
     gzip_body = False
+    path = ""  # the API's path after the URL the user gives
 
     def __init__(
-        self, url: str, *, name: str, timeout: float = DEFAULT_TIMEOUT, secrets: Sequence[str] = ()
+        self, url: str, *, kind: str, timeout: float = DEFAULT_TIMEOUT, secrets: Sequence[str] = ()
     ) -> None:
+        name = sink_name(kind, url)
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"{name}: the URL must start with http:// or https://, got {mask_url(url)!r}")
         self.url = url.rstrip("/")
         self.name = name
         self._transport = HTTPTransport(name, timeout=timeout, secrets=secrets)
-
-    @property
-    def endpoint(self) -> str:
-        return self.url
 
     def encode(self, event: AnalyticsEvent) -> Any:
         """The JSON value of one event (encoded by ``send``)."""
@@ -251,7 +257,9 @@ class HTTPBatchSink:
         head = encode_json(self.envelope())
         separator = b"," if len(head) > 2 else b""
         body = head[:-1] + separator + b'"batch":' + join_json_array([data for _, data in part]) + b"}"
-        self._transport.post_bytes(self.endpoint, body, gzip_body=self.gzip_body, **self.request_options())
+        self._transport.post_bytes(
+            self.url + self.path, body, gzip_body=self.gzip_body, **self.request_options()
+        )
 
     def close(self) -> None:
         self._transport.close()

@@ -55,6 +55,19 @@ class SinkURL:
         if self.query:
             raise self.error("a query string is not supported for this sink; remove it")
 
+    def keyed(self, missing: str) -> tuple[str, str]:
+        """A keyed HTTP sink's credential and credential-free URL (no query string allowed).
+
+        Args:
+            missing: What to say when the URL has no credential (where the key goes).
+        """
+        if not self.credential:
+            raise self.error(missing)
+        if not self.host:
+            raise self.error("no host")
+        self.refuse_query()
+        return self.credential, self.base_url
+
     def error(self, problem: str) -> ValueError:
         """A configuration error that shows the expected form, credential masked."""
         form = SINK_SCHEMES.get(self.scheme, ("", "?"))[1]

@@ -17,9 +17,9 @@ from typing import Any
 
 from ..analytics.events import AnalyticsEvent
 from ..version import __version__
-from ._http import HTTPBatchSink
+from ._http import HTTPBatchSink, required_key
 from ._stack import parse_traceback
-from ._url import SinkURL, sink_name
+from ._url import SinkURL
 
 MAX_EVENT_BYTES = 900 * 1024  # the posthog SDK's MAX_MSG_SIZE
 MAX_BATCH_BYTES = 5 * 1024 * 1024  # its BATCH_SIZE_LIMIT
@@ -136,21 +136,12 @@ class PostHogSink(HTTPBatchSink):
     max_event_bytes = MAX_EVENT_BYTES
     max_body_bytes = MAX_BATCH_BYTES
     gzip_body = True
+    path = "/batch/"
 
     def __init__(self, api_key: str, url: str = "https://us.i.posthog.com", *, timeout: float = 10.0) -> None:
-        if not api_key or not api_key.strip():
-            raise ValueError("PostHogSink needs the project API key (Project settings > Project API key)")
-        self._api_key = api_key.strip()
-        super().__init__(
-            url,
-            name=sink_name("posthog", url),
-            timeout=timeout,
-            secrets=(self._api_key,),
-        )
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.url}/batch/"
+        problem = "PostHogSink needs the project API key (Project settings > Project API key)"
+        self._api_key = required_key(api_key, problem)
+        super().__init__(url, kind="posthog", timeout=timeout, secrets=(self._api_key,))
 
     def encode(self, event: AnalyticsEvent) -> dict[str, Any]:
         return to_posthog(event)
@@ -165,9 +156,5 @@ class PostHogSink(HTTPBatchSink):
 
 def from_url(parsed: SinkURL) -> PostHogSink:
     """``posthog+https://PROJECT_API_KEY@us.i.posthog.com``."""
-    if not parsed.credential:
-        raise parsed.error("the project API key goes in the user part of the URL")
-    if not parsed.host:
-        raise parsed.error("no host")
-    parsed.refuse_query()
-    return PostHogSink(parsed.credential, url=parsed.base_url)
+    api_key, url = parsed.keyed("the project API key goes in the user part of the URL")
+    return PostHogSink(api_key, url=url)

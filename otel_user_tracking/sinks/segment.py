@@ -17,8 +17,8 @@ from typing import Any, Optional
 
 from ..analytics.events import AnalyticsEvent
 from ..version import __version__
-from ._http import HTTPBatchSink
-from ._url import SinkURL, sink_name
+from ._http import HTTPBatchSink, required_key
+from ._url import SinkURL
 
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1000  # analytics-python stays under 475 000 to leave room for the envelope
@@ -112,6 +112,7 @@ class SegmentSink(HTTPBatchSink):
     max_batch_size = 500
     max_event_bytes = MAX_MESSAGE_BYTES
     max_body_bytes = MAX_BATCH_BYTES
+    path = "/v1/batch"
 
     def __init__(
         self,
@@ -121,20 +122,10 @@ class SegmentSink(HTTPBatchSink):
         error_event_name: str = "Exception Occurred",
         timeout: float = 10.0,
     ) -> None:
-        if not write_key or not write_key.strip():
-            raise ValueError("SegmentSink needs the source's write key (Source > Settings > API Keys)")
-        self._write_key = write_key.strip()
+        problem = "SegmentSink needs the source's write key (Source > Settings > API Keys)"
+        self._write_key = required_key(write_key, problem)
         self.error_event_name = error_event_name
-        super().__init__(
-            url,
-            name=sink_name("segment", url),
-            timeout=timeout,
-            secrets=(self._write_key,),
-        )
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.url}/v1/batch"
+        super().__init__(url, kind="segment", timeout=timeout, secrets=(self._write_key,))
 
     def encode(self, event: AnalyticsEvent) -> dict[str, Any]:
         return to_segment(event, self.error_event_name)
@@ -149,11 +140,5 @@ class SegmentSink(HTTPBatchSink):
 
 def from_url(parsed: SinkURL, error_event_name: Optional[str] = None) -> SegmentSink:
     """``segment+https://WRITE_KEY@api.segment.io``."""
-    if not parsed.credential:
-        raise parsed.error("the write key goes in the user part of the URL")
-    if not parsed.host:
-        raise parsed.error("no host")
-    parsed.refuse_query()
-    return SegmentSink(
-        parsed.credential, url=parsed.base_url, error_event_name=error_event_name or "Exception Occurred"
-    )
+    write_key, url = parsed.keyed("the write key goes in the user part of the URL")
+    return SegmentSink(write_key, url=url, error_event_name=error_event_name or "Exception Occurred")

@@ -161,11 +161,7 @@ class SwetrixSink:
 
 def from_url(parsed: SinkURL) -> SwetrixSink:
     """``swetrix+https://PROJECT_ID@api.swetrix.com/log`` (self-hosted: any host and path)."""
-    if not parsed.credential:
-        raise parsed.error("the project id goes in the user part of the URL")
-    if not PROJECT_ID.match(parsed.credential):
+    project_id, url = parsed.keyed("the project id goes in the user part of the URL")
+    if not PROJECT_ID.match(project_id):
         raise parsed.error("the project id must be 12 letters, digits or dashes")
-    if not parsed.host:
-        raise parsed.error("no host")
-    parsed.refuse_query()
-    return SwetrixSink(parsed.credential, url=parsed.base_url)
+    return SwetrixSink(project_id, url=url)

@@ -13,7 +13,7 @@ from typing import Any, Optional
 from ..analytics.events import AnalyticsEvent
 from ..env import WEBHOOK_AUTHORIZATION_ENV, webhook_authorization
 from ._http import HTTPBatchSink
-from ._url import SinkURL, sink_name
+from ._url import SinkURL
 
 
 class WebhookSink(HTTPBatchSink):
@@ -40,7 +40,7 @@ class WebhookSink(HTTPBatchSink):
         secrets = [authorization or ""]
         if authorization and " " in authorization:
             secrets.append(authorization.split(" ", 1)[1])  # the token of "Bearer <token>"
-        super().__init__(url, name=sink_name("webhook", url), timeout=timeout, secrets=secrets)
+        super().__init__(url, kind="webhook", timeout=timeout, secrets=secrets)
         self._headers = {"Authorization": authorization} if authorization else {}
         self.gzip_body = gzip
 
