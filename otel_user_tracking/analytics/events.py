@@ -12,7 +12,7 @@ import math
 import uuid
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import Any, Literal, Mapping, NamedTuple, Optional, Union
+from typing import Any, Iterable, Literal, Mapping, NamedTuple, Optional, Union
 
 EventType = Literal["pageview", "error", "custom"]
 MetaValue = Union[str, int, float, bool]
@@ -114,6 +114,7 @@ FIELDS: tuple[str, ...] = EventRecord._fields
 USER_TRAITS: tuple[str, ...] = tuple(
     name for name in FIELDS if name.startswith("user_") and name != "user_id"
 )
+_TRAIT_NAMES = tuple((field, field[len("user_") :]) for field in USER_TRAITS)
 _DEFAULTS: dict[str, Any] = dict(EventRecord._field_defaults)
 
 
@@ -179,9 +180,15 @@ class AnalyticsEvent(EventRecord):
         query = f"?{self.query}" if self.query else ""
         return f"{self.scheme}://{self.host}{self.path}{query}"
 
-    def user_traits(self) -> dict[str, str]:
+    def renamed(self, names: Iterable[tuple[str, str]]) -> dict[str, Any]:
+        """The fields among ``names`` (field, key) the event has, under their keys: a wire
+        format's mapping. None and "" are absent."""
+        found = ((key, getattr(self, field)) for field, key in names)
+        return {key: value for key, value in found if value is not None and value != ""}
+
+    def user_traits(self) -> dict[str, Any]:
         """The user's fields besides the id that the event has, by short name (``name``, ``email``)."""
-        return {field[5:]: value for field in USER_TRAITS if (value := getattr(self, field))}
+        return self.renamed(_TRAIT_NAMES)
 
     @property
     def distinct_id(self) -> Optional[str]:

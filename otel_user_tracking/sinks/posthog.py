@@ -24,6 +24,24 @@ from ._url import SinkURL
 MAX_EVENT_BYTES = 900 * 1024  # the posthog SDK's MAX_MSG_SIZE
 MAX_BATCH_BYTES = 5 * 1024 * 1024  # its BATCH_SIZE_LIMIT
 LIB = "otel-user-tracking"
+# Event field -> the property PostHog's SDK and UI know it by.
+_PROPERTIES = (
+    ("url", "$current_url"),
+    ("path", "$pathname"),
+    ("host", "$host"),
+    ("route", "$route"),
+    ("referrer", "$referrer"),
+    ("user_agent", "$raw_user_agent"),
+    ("locale", "$locale"),
+    ("session_id", "$session_id"),
+    ("client_address", "$ip"),
+    ("utm_source", "utm_source"),
+    ("utm_medium", "utm_medium"),
+    ("utm_campaign", "utm_campaign"),
+    ("method", "http_method"),
+    ("status_code", "http_status_code"),
+    ("duration_ms", "duration_ms"),
+)
 
 
 def _timestamp(when: datetime) -> str:
@@ -63,36 +81,9 @@ def to_posthog(event: AnalyticsEvent) -> dict[str, Any]:
         "$trace_id": event.trace_id,
         "$span_id": event.span_id,
     }
-    if event.url:
-        properties["$current_url"] = event.url
-    if event.path is not None:
-        properties["$pathname"] = event.path
-    if event.host:
-        properties["$host"] = event.host
-    if event.route:
-        properties["$route"] = event.route
-    if event.referrer:
-        properties["$referrer"] = event.referrer
-    if event.user_agent:
-        properties["$raw_user_agent"] = event.user_agent
-    if event.locale:
-        properties["$locale"] = event.locale
-    if event.session_id:
-        properties["$session_id"] = event.session_id
-    if event.client_address:
-        properties["$ip"] = event.client_address
-    else:
+    properties.update(event.renamed(_PROPERTIES))
+    if not event.client_address:
         properties["$geoip_disable"] = True
-    for key in ("utm_source", "utm_medium", "utm_campaign"):
-        value = getattr(event, key)
-        if value:
-            properties[key] = value
-    if event.method:
-        properties["http_method"] = event.method
-    if event.status_code is not None:
-        properties["http_status_code"] = event.status_code
-    if event.duration_ms is not None:
-        properties["duration_ms"] = event.duration_ms
     if event.user_id:
         distinct_id = event.user_id
         person = event.user_traits()

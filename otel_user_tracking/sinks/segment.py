@@ -23,6 +23,10 @@ from ._url import SinkURL
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1000  # analytics-python stays under 475 000 to leave room for the envelope
 LIBRARY = {"name": "otel-user-tracking", "version": __version__}
+# Event field -> Segment's name for it, in the message's context, its page and its campaign.
+_CONTEXT = (("client_address", "ip"), ("user_agent", "userAgent"), ("locale", "locale"))
+_PAGE = (("path", "path"), ("url", "url"), ("referrer", "referrer"))
+_CAMPAIGN = (("utm_source", "source"), ("utm_medium", "medium"), ("utm_campaign", "name"))
 
 
 def _timestamp(when: datetime) -> str:
@@ -31,21 +35,13 @@ def _timestamp(when: datetime) -> str:
 
 def to_segment(event: AnalyticsEvent, error_event_name: str = "Exception Occurred") -> dict[str, Any]:
     """One event as a Segment ``page`` or ``track`` message."""
-    context: dict[str, Any] = {"library": LIBRARY}
-    if event.client_address:
-        context["ip"] = event.client_address
-    if event.user_agent:
-        context["userAgent"] = event.user_agent
-    if event.locale:
-        context["locale"] = event.locale
-    page = {"path": event.path, "url": event.url, "referrer": event.referrer}
+    context: dict[str, Any] = {"library": LIBRARY, **event.renamed(_CONTEXT)}
+    page = event.renamed(_PAGE)
     if event.query:
         page["search"] = f"?{event.query}"
-    page = {key: value for key, value in page.items() if value}
     if page:
         context["page"] = page
-    campaign = {"source": event.utm_source, "medium": event.utm_medium, "name": event.utm_campaign}
-    campaign = {key: value for key, value in campaign.items() if value}
+    campaign = event.renamed(_CAMPAIGN)
     if campaign:
         context["campaign"] = campaign
     if event.session_id:
