@@ -111,17 +111,9 @@ class HTTPTransport:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
-    def post_json(
-        self,
-        url: str,
-        payload: Any,
-        *,
-        headers: Optional[Mapping[str, str]] = None,
-        gzip_body: bool = False,
-        auth: Optional[tuple[str, str]] = None,
-    ) -> requests.Response:
-        """POST ``payload`` as JSON and return the 2xx response, or raise a sink error."""
-        return self.post_bytes(url, encode_json(payload), headers=headers, gzip_body=gzip_body, auth=auth)
+    def post_json(self, url: str, payload: Any, **options: Any) -> requests.Response:
+        """POST ``payload`` as JSON (``options`` as ``post_bytes``'); the 2xx response or a sink error."""
+        return self.post_bytes(url, encode_json(payload), **options)
 
     def post_bytes(
         self,
@@ -132,7 +124,7 @@ class HTTPTransport:
         gzip_body: bool = False,
         auth: Optional[tuple[str, str]] = None,
     ) -> requests.Response:
-        """POST an already encoded JSON body; same answers as ``post_json``."""
+        """POST an already encoded JSON body and return the 2xx response, or raise a sink error."""
         all_headers = {"Content-Type": "application/json"}
         if gzip_body:
             body = gzip.compress(body)
