@@ -149,6 +149,30 @@ def test_a_full_queue_drops_new_spans_counts_them_and_never_blocks(provider: Tra
     assert stats.sent + stats.dropped == 21 and stats.sent == len(sink.delivered)
 
 
+def test_spans_meeting_only_full_queues_are_counted_without_conversion(
+    provider: TracerProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While every sink's queue is full, spans are counted as dropped without being converted."""
+    from otel_user_tracking.analytics import processor as processor_module
+
+    converted: list[object] = []
+    real = processor_module.convert_span
+    monkeypatch.setattr(processor_module, "convert_span", lambda *args: converted.append(1) or real(*args))
+    sink = ScriptedSink()
+    sink.gate = threading.Event()  # the sink hangs until released
+    processor = _processor(provider, sink, flush_at=1, max_queue_size=200)
+    end_request_spans(provider, 1)
+    assert sink.entered.wait(5)
+    for _ in range(5):
+        end_request_spans(provider, 100)
+        processor.force_flush(200)  # converts (or counts) what is queued; the stuck sink makes it False
+    assert len(converted) <= 1 + 200 + 64  # the spans that filled the queue, and one chunk more at most
+    sink.gate.set()
+    assert processor.force_flush(5000)
+    stats = processor.stats()["scripted"]
+    assert stats.enqueued == 501 == stats.sent + stats.dropped and stats.sent == len(sink.delivered) <= 201
+
+
 def test_a_slow_sink_does_not_hold_back_the_others(provider: TracerProvider) -> None:
     """Each sink has its own worker: a hanging sink does not delay delivery to another one."""
     slow, fast = ScriptedSink("slow"), ScriptedSink("fast")
