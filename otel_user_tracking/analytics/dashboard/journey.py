@@ -106,6 +106,11 @@ class Step:
     trace_id: str
 
 
+_ID_INDEXES: dict[str, tuple[str, str]] = {
+    "user": ("user_id", f"{TABLE}_requests"),
+    "visitor": ("visitor_id", f"{TABLE}_pageviews"),
+    "session": ("session_id", f"{TABLE}_requests"),
+}
 _STEP_COLUMNS = (
     "ts_us, type, page, method, status_code, duration_ms, name, error_type, error_message, meta, trace_id"
 )
@@ -116,33 +121,23 @@ def journey(
 ) -> tuple[Step, ...]:
     """The latest ``limit`` events of the person with any of ``values`` since ``since_us``, oldest first.
 
-    User and session ids use their partial indexes; visitor ids are found in the covering
-    ``(type, ts_us, ..., visitor_id)`` index over the window, so no search reads the table
-    beyond the matching rows.
+    The window's entries of a covering ``(type, ts_us, ...)`` index that holds the id are
+    read, and only matching rows are read from the table.
     """
+    if kind not in ID_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(ID_KINDS)}, not {kind!r}")
     if not values:
         return ()
+    column, index = _ID_INDEXES[kind]
     marks = ", ".join("?" * len(values))
-    if kind == "visitor":
-        where = f"type IN ('pageview', 'error', 'custom') AND ts_us >= ? AND visitor_id IN ({marks})"
-    elif kind == "user":
-        where = f"user_id IN ({marks}) AND ts_us >= ?"
-    elif kind == "session":
-        where = f"session_id IN ({marks}) AND ts_us >= ?"
-    else:
-        raise ValueError(f"kind must be one of {', '.join(ID_KINDS)}, not {kind!r}")
-    params = (since_us, *values, limit) if kind == "visitor" else (*values, since_us, limit)
+    where = f"type IN ('pageview', 'error', 'custom') AND ts_us >= ? AND {column} IN ({marks})"
+    params = (since_us, *values, limit)
     select = f"SELECT {_STEP_COLUMNS} FROM {TABLE}"
     order = "ORDER BY ts_us DESC, id DESC LIMIT ?"
-    if kind == "visitor":
-        # Both (type, ts_us, ...) indexes fit the range; only this one holds visitor_id, so
-        # non-matching rows are skipped inside the index. A store without it still answers.
-        try:
-            rows = db.execute(
-                f"{select} INDEXED BY {TABLE}_pageviews WHERE {where} {order}", params
-            ).fetchall()
-        except sqlite3.OperationalError:
-            rows = db.execute(f"{select} WHERE {where} {order}", params).fetchall()
-    else:
+    # Several indexes start with (type, ts_us); only this one holds the id, so rows of other
+    # people are skipped inside the index. A store without it (older schema) still answers.
+    try:
+        rows = db.execute(f"{select} INDEXED BY {index} WHERE {where} {order}", params).fetchall()
+    except sqlite3.OperationalError:
         rows = db.execute(f"{select} WHERE {where} {order}", params).fetchall()
     return tuple(Step(*row) for row in reversed(rows))
