@@ -41,6 +41,7 @@ class ScriptedSink:
         self.calls: list[list[AnalyticsEvent]] = []
         self.delivered: list[AnalyticsEvent] = []
         self.closed = False
+        self.closed_event = threading.Event()  # set by close(), to wait on
         self.gate: Optional[threading.Event] = None
         self.entered = threading.Event()  # set when a send() call has begun
         self._changed = threading.Condition()
@@ -64,6 +65,7 @@ class ScriptedSink:
 
     def close(self) -> None:
         self.closed = True
+        self.closed_event.set()
 
     def wait_delivered(self, count: int, timeout: float = 10.0) -> list[AnalyticsEvent]:
         with self._changed:

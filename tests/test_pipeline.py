@@ -222,6 +222,21 @@ def test_shutdown_keeps_its_timeout_when_a_sink_hangs(provider: TracerProvider) 
     assert stats.sent == 0 and stats.failed + stats.dropped == 3 and sink.closed
 
 
+def test_a_sink_still_sending_at_the_deadline_is_closed_when_its_send_returns(
+    provider: TracerProvider,
+) -> None:
+    """Shutdown never closes a sink under a send() outliving its deadline; the sender closes it after."""
+    sink = ScriptedSink()
+    sink.gate = threading.Event()
+    processor = _processor(provider, sink, flush_at=1)
+    end_request_spans(provider, 1)
+    assert sink.entered.wait(5)
+    processor.shutdown(100)
+    assert not sink.closed  # still inside send()
+    sink.gate.set()
+    assert sink.closed_event.wait(5)
+
+
 def test_delivery_counters_are_exported_as_metrics(provider: TracerProvider) -> None:
     """The per-sink enqueued/sent/retried/failed counters are published through the given MeterProvider."""
     reader = InMemoryMetricReader()

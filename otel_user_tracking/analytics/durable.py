@@ -59,7 +59,6 @@ class DurablePipeline(SinkPipeline):
     def shutdown(self, deadline: float) -> bool:
         """Send what the deadline allows; what is left stays in the outbox for the next start."""
         done = self._stop(deadline)
-        thread = self._thread
         with self._lock:
             leftover = list(self._queue)
             self._queue.clear()
@@ -72,7 +71,7 @@ class DurablePipeline(SinkPipeline):
                 self._backlog,
                 self.outbox.path,
             )
-        self._close_sink(wait=thread is None or not thread.is_alive())
+        self._close_sink()
         return done and not self._backlog
 
     # -- sender -------------------------------------------------------------------------
@@ -86,12 +85,15 @@ class DurablePipeline(SinkPipeline):
                     incoming = list(self._queue)
                     self._queue.clear()
                     self._in_flight = len(incoming)
+                    self._sending = True
                     ticket = self._flush_requested
                     stopping = self._stopping
                 if incoming:
                     self._persist(incoming)
                 if self._backlog and time.monotonic() >= self._retry_at:
                     self._send_oldest()
+                if self._done_sending():
+                    return
                 with self._lock:
                     self._in_flight = 0
                     nothing_left = not self._queue and not self._backlog

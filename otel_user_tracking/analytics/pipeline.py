@@ -71,6 +71,7 @@ class SinkPipeline:
         self._batch_size = max(1, min(settings.flush_at, int(sink.max_batch_size)))
         self._log = ThrottledLog(_logger)
         self._closed = False
+        self._close_pending = False  # closed while the sender was delivering: it closes the sink
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -80,6 +81,7 @@ class SinkPipeline:
         self._idle = threading.Condition(self._lock)
         self._queue: collections.deque[AnalyticsEvent] = collections.deque()
         self._in_flight = 0
+        self._sending = False  # the sender is delivering (in send() or between retries)
         self._abandoned = False  # shutdown counted the batch in flight; the sender must not
         self._flush_requested = 0
         self._flush_done = 0
@@ -180,7 +182,7 @@ class SinkPipeline:
                 leftover,
                 in_flight,
             )
-        self._close_sink(wait=not in_flight)
+        self._close_sink()
         return done and not leftover and not in_flight
 
     def after_fork(self) -> None:
@@ -203,10 +205,13 @@ class SinkPipeline:
                     count = min(len(self._queue), self._batch_size)
                     batch = [self._queue.popleft() for _ in range(count)]
                     self._in_flight = count
+                    self._sending = bool(batch)
                     ticket = self._flush_requested
                     stopping = self._stopping
                 if batch:
                     self._deliver(batch)
+                if self._done_sending():
+                    return
                 with self._lock:
                     self._in_flight = 0
                     if not self._queue:
@@ -318,13 +323,27 @@ class SinkPipeline:
                 reason,
             )
 
-    def _close_sink(self, *, wait: bool) -> None:
+    def _done_sending(self) -> bool:
+        """The sender is back from delivering; True when it closed the sink shutdown left to it."""
+        with self._lock:
+            self._sending = False
+            pending, self._close_pending = self._close_pending, False
+        if pending:
+            self._close_now()
+        return pending
+
+    def _close_sink(self) -> None:
+        """Close the sink now or, while the sender is delivering, as soon as it is back."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        if not wait:
-            return  # the sender is still inside send(); closing under it could crash it
+            if self._sending:
+                self._close_pending = True  # closing under send() could crash it
+                return
+        self._close_now()
+
+    def _close_now(self) -> None:
         try:
             self.sink.close()
         except Exception as exc:
