@@ -241,6 +241,7 @@ def test_the_store_survives_its_file_system_failing(
     assert _rows(path) == after.sent
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["closed port", "never answers"])
 def test_shutdown_with_a_dead_backend_keeps_its_budget_and_counts_everything(
     backend: str, fault_server: FaultServer

@@ -12,6 +12,7 @@ every public object, the report's output, and the store and JSON-lines files.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import re
@@ -100,14 +101,11 @@ def _without_own_credential(request: FaultRequest, header: str = "", field: str 
 @pytest.fixture
 def servers() -> Iterator[dict[str, FaultServer]]:
     names = ("posthog", "segment", "swetrix", "webhook", "otlp-logs", "traces")
-    running = {name: FaultServer().__enter__() for name in names}
-    for server in running.values():
-        server.set("ok", *SCRIPT)
-    try:
-        yield running
-    finally:
+    with contextlib.ExitStack() as stack:
+        running = {name: stack.enter_context(FaultServer()) for name in names}
         for server in running.values():
-            server.__exit__(None, None, None)
+            server.set("ok", *SCRIPT)
+        yield running
 
 
 def test_no_credential_or_hash_key_leaves_through_any_exported_byte(
