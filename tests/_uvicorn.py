@@ -168,6 +168,13 @@ class UvicornServer:
         return process.returncode
 
 
+def app_with_store(tmp_path: Path, source: str, **env: str) -> tuple[Path, dict[str, str]]:
+    """Write ``source`` as ``tmp_path/app.py``; its store, and the env making that the only sink."""
+    (tmp_path / "app.py").write_text(source)
+    database = tmp_path / "analytics.db"
+    return database, {"OTEL_PYTHON_USER_TRACKING_SINKS": f"sqlite:///{database}", **env}
+
+
 @contextlib.contextmanager
 def uvicorn_server(app: str, **options: Any) -> Iterator[UvicornServer]:
     """A started ``UvicornServer`` (see its arguments), stopped when the block ends.

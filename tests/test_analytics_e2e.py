@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 from ._cli import report_json
-from ._uvicorn import CLIENT_HOST, SERVER_HOST, UvicornServer, request
+from ._uvicorn import CLIENT_HOST, SERVER_HOST, UvicornServer, app_with_store, request
 
 APP = textwrap.dedent(
     """
@@ -52,12 +52,7 @@ CLI = ["--traces_exporter", "console", "--metrics_exporter", "none", "--logs_exp
 
 def test_sigterm_loses_no_queued_event_and_the_report_reads_them(tmp_path: Path) -> None:
     """Events still queued (5 s batch interval) reach the store when uvicorn gets SIGTERM."""
-    (tmp_path / "app.py").write_text(APP)
-    database = tmp_path / "analytics.db"
-    env = {
-        "OTEL_PYTHON_USER_TRACKING_SINKS": f"sqlite:///{database}",
-        "OTEL_PYTHON_USER_TRACKING_EMAIL": "mask",
-    }
+    database, env = app_with_store(tmp_path, APP, OTEL_PYTHON_USER_TRACKING_EMAIL="mask")
     server = UvicornServer("app:app", cwd=tmp_path, env=env, host=SERVER_HOST, instrument=CLI).start()
     try:
         statuses = [
@@ -90,9 +85,7 @@ def test_sigterm_loses_no_queued_event_and_the_report_reads_them(tmp_path: Path)
 
 def test_cli_counts_every_request_while_the_sampler_exports_none(tmp_path: Path) -> None:
     """Under the CLI the sampler is wrapped: OTEL_TRACES_SAMPLER=always_off, all pageviews stored."""
-    (tmp_path / "app.py").write_text(APP)
-    database = tmp_path / "analytics.db"
-    env = {"OTEL_PYTHON_USER_TRACKING_SINKS": f"sqlite:///{database}", "OTEL_TRACES_SAMPLER": "always_off"}
+    database, env = app_with_store(tmp_path, APP, OTEL_TRACES_SAMPLER="always_off")
     server = UvicornServer("app:app", cwd=tmp_path, env=env, instrument=CLI).start()
     try:
         for n in range(5):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ._cli import report_json
-from ._uvicorn import CLIENT_HOST, SERVER_HOST, UvicornServer, request
+from ._uvicorn import CLIENT_HOST, SERVER_HOST, UvicornServer, app_with_store, request
 
 APP = textwrap.dedent(
     """
@@ -53,12 +53,7 @@ def _serving_worker(server: UvicornServer, served: set[str]) -> int:
 @pytest.mark.slow
 def test_two_workers_one_store_every_completed_request_is_one_row(tmp_path: Path) -> None:
     """Two workers, one store, a worker restarted mid-load, the report reading meanwhile: no lost row."""
-    (tmp_path / "app.py").write_text(APP)
-    database = tmp_path / "store.db"
-    env = {
-        "OTEL_PYTHON_USER_TRACKING_SINKS": f"sqlite:///{database}",
-        "OTEL_PYTHON_USER_TRACKING_FLUSH_INTERVAL": "0.2",
-    }
+    database, env = app_with_store(tmp_path, APP, OTEL_PYTHON_USER_TRACKING_FLUSH_INTERVAL="0.2")
     server = UvicornServer(
         "app:app", cwd=tmp_path, env=env, host=SERVER_HOST, instrument=CLI, uvicorn_args=["--workers", "2"]
     ).start()
