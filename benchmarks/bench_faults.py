@@ -171,8 +171,8 @@ def env(**extra: str) -> dict[str, str]:
     return base
 
 
-def run_python(code: str, *args: str) -> tuple[str, float]:
-    """Run ``code``; returns its stdout and the wall time until the process was gone."""
+def run_python(code: str, *args: str) -> tuple[str, str, float]:
+    """Run ``code``; returns its stdout, its stderr and the wall time until the process was gone."""
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=LIMIT, env=env()
@@ -180,12 +180,12 @@ def run_python(code: str, *args: str) -> tuple[str, float]:
     ended = time.monotonic()
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
-    return done.stdout, ended - started
+    return done.stdout, done.stderr, ended - started
 
 
 def memory(spans: int) -> dict[str, float]:
     with silent_server() as url:
-        output, _ = run_python(MEMORY, url, str(spans))
+        output, errors, _ = run_python(MEMORY, url, str(spans))
     first, second = output.strip().splitlines()
     growth, queued, dropped, failed, enqueued = (float(x) for x in first.split())
     return {
@@ -195,11 +195,12 @@ def memory(spans: int) -> dict[str, float]:
         "failed": failed,
         "enqueued": enqueued,
         "shutdown_s": round(float(second), 2),
+        "log_lines": len(errors.splitlines()),  # our warnings, throttled; nothing else writes there
     }
 
 
 def shutdown_direct(url: str) -> float:
-    output, _ = run_python(SHUTDOWN, url, "direct")
+    output, _, _ = run_python(SHUTDOWN, url, "direct")
     return round(float(output.strip()), 2)
 
 

@@ -171,11 +171,15 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs mounted in the test's directory (skip where mounting is refused)."""
     mount = tmp_path / "fs"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(
-            f"cannot mount a tmpfs here (needs root and mount rights): {done.stderr.decode().strip()}"
+    try:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True, timeout=10
         )
+        refused = done.stderr.decode().strip() if done.returncode != 0 else ""
+    except OSError as exc:  # no mount command
+        refused = str(exc)
+    if refused:
+        pytest.skip(f"cannot mount a tmpfs here (needs root and mount rights): {refused}")
     try:
         yield mount
     finally:
@@ -392,7 +396,7 @@ MEMORY = textwrap.dedent(
 
 @pytest.mark.slow
 def test_a_full_queue_to_a_dead_sink_stays_small_and_counted() -> None:
-    """60 000 spans to a dead PostHog sink with the default queue add at most 20 MB, every event counted."""
+    """60 000 spans to a dead PostHog sink with the default queue add at most 20 MB, all counted, few logs."""
     code = MEMORY.format(benchmarks=str(ROOT / "benchmarks"), spans=60_000)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -400,3 +404,4 @@ def test_a_full_queue_to_a_dead_sink_stays_small_and_counted() -> None:
     print(f"memory for a full queue: {figures}", file=sys.stderr)
     assert figures["rss_growth_mb"] <= 20, figures
     assert figures["enqueued"] == figures["queued"] + figures["dropped"] + figures["failed"]
+    assert figures["log_lines"] <= 8, figures  # ~50 000 drops and the shutdown's count: a few lines
