@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 PAUSE_SECONDS = 0.0001
 SLICE_SECONDS = 0.0002
@@ -66,3 +66,21 @@ def wait_for(condition: threading.Condition, done: Callable[[], bool], deadline:
             return False
         condition.wait(remaining)
     return True
+
+
+class WorkerState:
+    """What a background worker shares with its callers, made fresh at start and after a fork.
+
+    One lock; ``_wake`` wakes the worker, ``_idle`` tells waiters it caught up; flushes are
+    numbered tickets (``_flush_requested`` asked, ``_flush_done`` served); ``_stopping`` refuses
+    new work; ``_thread`` is the worker, started on first use.
+    """
+
+    def _reset_worker(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._idle = threading.Condition(self._lock)
+        self._flush_requested = 0
+        self._flush_done = 0
+        self._stopping = False
+        self._thread: Optional[threading.Thread] = None

@@ -17,12 +17,12 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import Callable, Optional
+from typing import Callable
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 
-from .._cooperate import TimeSlicer, background_priority, wait_for
+from .._cooperate import TimeSlicer, WorkerState, background_priority, wait_for
 from .._errors import report_internal_error
 from ..config import Config
 from .events import AnalyticsEvent
@@ -42,7 +42,7 @@ TAKE = OFFER_EVERY  # spans the converter takes from the queue at a time
 MAX_SPANS = 1024
 
 
-class SpanIntake:
+class SpanIntake(WorkerState):
     """Queue finished spans; a converter thread turns them into events for the pipelines.
 
     Args:
@@ -63,15 +63,9 @@ class SpanIntake:
         self._reset_state()
 
     def _reset_state(self) -> None:
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._idle = threading.Condition(self._lock)
+        self._reset_worker()
         self._items: collections.deque[Item] = collections.deque()
         self._converting = 0
-        self._flush_requested = 0
-        self._flush_done = 0
-        self._stopping = False
-        self._thread: Optional[threading.Thread] = None
 
     # -- request path -------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from typing import Optional
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from .._cooperate import background_priority, wait_for
+from .._cooperate import WorkerState, background_priority, wait_for
 from .._throttle import ThrottledLog
 from ..sinks import PermanentSinkError, RetryableSinkError, SendResult, Sink
 from .events import AnalyticsEvent
@@ -56,7 +56,7 @@ class DeliveryStats:
     queued: int = 0
 
 
-class SinkPipeline:
+class SinkPipeline(WorkerState):
     """Queue events for one sink; a sender thread batches them out with retries.
 
     Args:
@@ -76,18 +76,12 @@ class SinkPipeline:
 
     def _reset_state(self) -> None:
         """Fresh locks, queue, thread and counters (at start, and in a forked child)."""
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._idle = threading.Condition(self._lock)
+        self._reset_worker()
         self._queue: collections.deque[AnalyticsEvent] = collections.deque()
         self._in_flight = 0
         self._sending = False  # the sender is delivering (in send() or between retries)
         self._abandoned = False  # shutdown counted the batch in flight; the sender must not
-        self._flush_requested = 0
-        self._flush_done = 0
         self._deadline: Optional[float] = None  # of the running flush or shutdown
-        self._stopping = False
-        self._thread: Optional[threading.Thread] = None
         self._counts = dict.fromkeys(OUTCOMES, 0)
 
     # -- fed by the span intake ---------------------------------------------------------
