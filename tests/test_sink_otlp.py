@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -100,3 +101,30 @@ def test_the_url_takes_the_endpoint_from_the_standard_variables(
     assert len(otlp_receiver.log_records()) == 1
     with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"):
         sink_from_url("otlp://collector:4318")
+
+
+@pytest.mark.parametrize("configured", ["argument", "environment"])
+def test_the_exporters_own_log_records_lose_the_credentials(
+    configured: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exporter record quoting an answer that echoes the request (SDK <= 1.41) loses the header values."""
+    token = "SECRETotlpToken8a6f"
+    if configured == "environment":
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_HEADERS", f"authorization=Bearer%20{token}")
+        sink = OTLPLogsSink(OTLPLogExporter(endpoint="http://127.0.0.1:9/v1/logs"))
+    else:
+        exporter = OTLPLogExporter(
+            endpoint="http://127.0.0.1:9/v1/logs", headers={"authorization": f"Bearer {token}"}
+        )
+        sink = OTLPLogsSink(exporter)
+    logger = logging.getLogger(OTLPLogExporter.__module__)
+    answer = f"you sent: POST /v1/logs\r\nauthorization: Bearer {token}\r\n"
+    try:
+        with caplog.at_level(logging.ERROR, logger=logger.name):
+            logger.error("Failed to export logs batch code: %s, reason: %s", 400, answer)
+    finally:
+        sink.close()
+    [record] = caplog.records
+    assert token not in record.getMessage() and "code: 400" in record.getMessage()
+    logger.error("after close: %s", token)  # the filter goes with the sink
+    assert token in caplog.records[-1].getMessage()

@@ -25,6 +25,7 @@ never mix with the app's own logging and the sink's pipeline owns batching and r
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any, Optional
@@ -116,6 +117,10 @@ class OTLPLogsSink:
         self._exporter = exporter if exporter is not None else OTLPLogExporter()
         self._resource = resource
         self._scope = InstrumentationScope("otel_user_tracking", __version__)
+        self._redact = _CredentialRedactor(_header_secrets(self._exporter))
+        self._exporter_logger = logging.getLogger(type(self._exporter).__module__)
+        if self._redact.secrets:
+            self._exporter_logger.addFilter(self._redact)
 
     def _current_resource(self) -> Resource:
         if self._resource is None:
@@ -155,9 +160,39 @@ class OTLPLogsSink:
 
     def close(self) -> None:
         self._exporter.shutdown()  # type: ignore[no-untyped-call]
+        self._exporter_logger.removeFilter(self._redact)
 
     def __repr__(self) -> str:
         return "OTLPLogsSink()"
+
+
+class _CredentialRedactor(logging.Filter):
+    """Cuts the exporter's header values (credentials) out of its own log records.
+
+    Up to SDK 1.41 the OTLP/HTTP exporters log a refusing backend's answer verbatim, and a
+    backend or proxy that echoes the request would put the ``Authorization`` value there.
+    """
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        kept = {secret for secret in secrets if len(secret) >= 4}
+        self.secrets = tuple(sorted(kept, key=len, reverse=True))  # longest first: no partial cuts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(secret in message for secret in self.secrets):
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, ()
+        return True
+
+
+def _header_secrets(exporter: object) -> list[str]:
+    """The values of the exporter's configured headers (and the token of ``Bearer <token>``)."""
+    client = getattr(exporter, "_client", None)  # SDK 1.42+ keeps them on its HTTP client
+    headers = getattr(exporter, "_headers", None) or getattr(client, "_headers", None)
+    values = [str(value) for value in dict(headers or {}).values()]
+    return values + [value.split(" ", 1)[1] for value in values if " " in value]
 
 
 def from_url(parsed: SinkURL) -> OTLPLogsSink:
