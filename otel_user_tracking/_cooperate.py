@@ -17,7 +17,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sized
 from typing import Callable, Optional
+
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 PAUSE_SECONDS = 0.0001
 SLICE_SECONDS = 0.0002
@@ -84,3 +87,32 @@ class WorkerState:
         self._flush_done = 0
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
+
+    def _start_worker(self, name: str) -> None:
+        """Run ``_work`` on a niced daemon thread, with instrumentation suppressed: the worker's
+        own calls (a sink's HTTP requests) must not become spans, nor analytics of analytics."""
+        self._thread = threading.Thread(target=self._main, name=f"otel-user-tracking-{name}", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        background_priority()
+        with suppress_instrumentation():
+            self._work()
+
+    def _work(self) -> None:
+        raise NotImplementedError
+
+    def _wait_for_work(self, pending: Sized, enough: int, interval: float) -> None:
+        """Wait (lock held) for ``enough`` pending items, a flush or a stop, or ``interval`` to
+        pass with something pending."""
+        interval_end = time.monotonic() + interval
+        while not self._stopping and self._flush_requested == self._flush_done:
+            if len(pending) >= enough:
+                return
+            remaining = interval_end - time.monotonic()
+            if remaining <= 0:
+                if pending:
+                    return
+                interval_end = time.monotonic() + interval
+                remaining = interval
+            self._wake.wait(remaining)

@@ -14,9 +14,6 @@ import logging
 import time
 from collections.abc import Sequence
 
-from opentelemetry.instrumentation.utils import suppress_instrumentation
-
-from .._cooperate import background_priority
 from ..sinks import PermanentSinkError, RetryableSinkError, SendResult, Sink
 from .events import AnalyticsEvent
 from .outbox import Outbox
@@ -46,7 +43,7 @@ class DurablePipeline(SinkPipeline):
         self._attempt = 0
         if self._backlog:
             with self._lock:
-                self._start()  # what an earlier process accepted goes out without new traffic
+                self._start_worker(self.name)  # what an earlier process accepted goes out without new traffic
 
     def stats(self) -> DeliveryStats:
         stats = super().stats()
@@ -76,33 +73,31 @@ class DurablePipeline(SinkPipeline):
 
     # -- sender -------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        background_priority()
-        with suppress_instrumentation():
-            while True:
-                with self._lock:
-                    self._wait_for_stored_work()
-                    incoming = list(self._queue)
-                    self._queue.clear()
-                    self._in_flight = len(incoming)
-                    self._sending = True
-                    ticket = self._flush_requested
-                    stopping = self._stopping
-                if incoming:
-                    self._persist(incoming)
-                if self._backlog and time.monotonic() >= self._retry_at:
-                    self._send_oldest()
-                if self._done_sending():
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._wait_for_stored_work()
+                incoming = list(self._queue)
+                self._queue.clear()
+                self._in_flight = len(incoming)
+                self._sending = True
+                ticket = self._flush_requested
+                stopping = self._stopping
+            if incoming:
+                self._persist(incoming)
+            if self._backlog and time.monotonic() >= self._retry_at:
+                self._send_oldest()
+            if self._done_sending():
+                return
+            with self._lock:
+                self._in_flight = 0
+                nothing_left = not self._queue and not self._backlog
+                out_of_time = self._deadline is not None and time.monotonic() >= self._deadline
+                if nothing_left:
+                    self._flush_done = max(self._flush_done, ticket)
+                    self._idle.notify_all()
+                if stopping and not self._queue and (nothing_left or out_of_time):
                     return
-                with self._lock:
-                    self._in_flight = 0
-                    nothing_left = not self._queue and not self._backlog
-                    out_of_time = self._deadline is not None and time.monotonic() >= self._deadline
-                    if nothing_left:
-                        self._flush_done = max(self._flush_done, ticket)
-                        self._idle.notify_all()
-                    if stopping and not self._queue and (nothing_left or out_of_time):
-                        return
 
     def _wait_for_stored_work(self) -> None:
         """Wait (lock held) for events to store, a backlog that may be sent now, or a deadline.

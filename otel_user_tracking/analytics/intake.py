@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import collections
 import logging
-import threading
-import time
 from collections.abc import Sequence
 from typing import Callable
 
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 
-from .._cooperate import TimeSlicer, WorkerState, background_priority, wait_for
+from .._cooperate import TimeSlicer, WorkerState, wait_for
 from .._errors import report_internal_error
 from ..config import Config
 from .events import AnalyticsEvent
@@ -78,7 +75,7 @@ class SpanIntake(WorkerState):
                 refused = False
                 self._items.append(item)
                 if self._thread is None:
-                    self._start()
+                    self._start_worker("convert")
                 if len(self._items) == self._wake_at:
                     self._wake.notify()
         if refused:
@@ -117,43 +114,24 @@ class SpanIntake(WorkerState):
 
     # -- converter ----------------------------------------------------------------------
 
-    def _start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="otel-user-tracking-convert", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        background_priority()
-        with suppress_instrumentation():
-            backlog = False
-            while True:
-                with self._lock:
-                    if not backlog:
-                        self._wait_for_work()
-                    if self._stopping and not self._items:
-                        return
-                    items = [self._items.popleft() for _ in range(min(len(self._items), TAKE))]
-                    self._converting = len(items)
-                    ticket = self._flush_requested
-                self._convert_all(items)
-                with self._lock:
-                    self._converting = 0
-                    backlog = bool(self._items)
-                    if not backlog:
-                        self._flush_done = max(self._flush_done, ticket)
-                        self._idle.notify_all()
-
-    def _wait_for_work(self) -> None:
-        deadline = time.monotonic() + self._interval
-        while not self._stopping and self._flush_requested == self._flush_done:
-            if len(self._items) >= self._wake_at:
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                if self._items:
+    def _work(self) -> None:
+        backlog = False
+        while True:
+            with self._lock:
+                if not backlog:
+                    self._wait_for_work(self._items, self._wake_at, self._interval)
+                if self._stopping and not self._items:
                     return
-                deadline = time.monotonic() + self._interval
-                remaining = self._interval
-            self._wake.wait(remaining)
+                items = [self._items.popleft() for _ in range(min(len(self._items), TAKE))]
+                self._converting = len(items)
+                ticket = self._flush_requested
+            self._convert_all(items)
+            with self._lock:
+                self._converting = 0
+                backlog = bool(self._items)
+                if not backlog:
+                    self._flush_done = max(self._flush_done, ticket)
+                    self._idle.notify_all()
 
     def _convert_all(self, items: list[Item]) -> None:
         convert = self._convert

@@ -17,15 +17,12 @@ from __future__ import annotations
 import collections
 import logging
 import random
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-from opentelemetry.instrumentation.utils import suppress_instrumentation
-
-from .._cooperate import WorkerState, background_priority, wait_for
+from .._cooperate import WorkerState, wait_for
 from .._throttle import ThrottledLog
 from ..sinks import PermanentSinkError, RetryableSinkError, SendResult, Sink
 from .events import AnalyticsEvent
@@ -99,7 +96,7 @@ class SinkPipeline(WorkerState):
             self._counts["dropped"] += refused
             if accepted:
                 if self._thread is None:
-                    self._start()
+                    self._start_worker(self.name)
                 if len(self._queue) >= self._batch_size:
                     self._wake.notify()
         if refused:
@@ -185,53 +182,29 @@ class SinkPipeline(WorkerState):
 
     # -- sender -------------------------------------------------------------------------
 
-    def _start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"otel-user-tracking-{self.name}", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        background_priority()
-        # Our own HTTP calls must not become spans (nor analytics of analytics).
-        with suppress_instrumentation():
-            while True:
-                with self._lock:
-                    self._wait_for_work()
-                    count = min(len(self._queue), self._batch_size)
-                    batch = [self._queue.popleft() for _ in range(count)]
-                    self._in_flight = count
-                    self._sending = bool(batch)
-                    ticket = self._flush_requested
-                    stopping = self._stopping
-                if batch:
-                    self._deliver(batch)
-                if self._done_sending():
-                    return
-                with self._lock:
-                    self._in_flight = 0
-                    if not self._queue:
-                        self._flush_done = max(self._flush_done, ticket)
-                        if self._flush_done >= self._flush_requested:
-                            self._deadline = None
-                        self._idle.notify_all()
-                    if stopping and not self._queue:
-                        return
-
-    def _wait_for_work(self) -> None:
-        """Wait (lock held) until a batch is full, the interval passed, or a flush/stop is asked."""
-        interval = self._settings.flush_interval
-        interval_end = time.monotonic() + interval
+    def _work(self) -> None:
         while True:
-            if self._stopping or self._flush_requested > self._flush_done:
+            with self._lock:
+                self._wait_for_work(self._queue, self._batch_size, self._settings.flush_interval)
+                count = min(len(self._queue), self._batch_size)
+                batch = [self._queue.popleft() for _ in range(count)]
+                self._in_flight = count
+                self._sending = bool(batch)
+                ticket = self._flush_requested
+                stopping = self._stopping
+            if batch:
+                self._deliver(batch)
+            if self._done_sending():
                 return
-            if len(self._queue) >= self._batch_size:
-                return
-            remaining = interval_end - time.monotonic()
-            if remaining <= 0:
-                if self._queue:
+            with self._lock:
+                self._in_flight = 0
+                if not self._queue:
+                    self._flush_done = max(self._flush_done, ticket)
+                    if self._flush_done >= self._flush_requested:
+                        self._deadline = None
+                    self._idle.notify_all()
+                if stopping and not self._queue:
                     return
-                interval_end = time.monotonic() + interval
-                remaining = interval
-            self._wake.wait(remaining)
 
     def _deliver(self, batch: list[AnalyticsEvent]) -> None:
         """Send one batch with retries; count the outcome of every event in it."""
