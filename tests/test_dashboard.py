@@ -121,8 +121,7 @@ def db(database: Path) -> Iterator[sqlite3.Connection]:
 def test_series_points_add_up_to_the_report_totals(
     db: sqlite3.Connection, events: list[AnalyticsEvent], days: float, hourly: bool, points: int
 ) -> None:
-    """Hourly under three days, daily beyond; the points sum to the report's pageviews, and the previous
-    period's to a direct count of the span before the window."""
+    """Hourly under 3 days, daily beyond; points sum to the report's total, the prior period's to a count."""
     since = NOW - timedelta(days=days)
     dashboard = build_dashboard(db, since, now=NOW)
     series = dashboard.series
@@ -230,8 +229,7 @@ KEY = "a-test-key-that-is-long-enough"
 def test_a_typed_user_id_is_searched_in_its_stored_form(
     env: dict[str, str], typed: str, stored: tuple[str, ...], says: str
 ) -> None:
-    """The search hashes (with the policy's keyed HMAC), masks or keeps the typed id as the policy stores it,
-    and the page says which."""
+    """A typed user id is hashed (keyed HMAC), masked or kept as the policy stores it; the page says which."""
     form = UserIdForm.from_env(env)
     assert form.stored(typed) == stored
     assert says in form.explain()
@@ -350,8 +348,7 @@ def _plans(db: sqlite3.Connection, statements: list[str]) -> list[tuple[str, str
 def test_every_page_query_uses_an_index(
     database: Path, events: list[AnalyticsEvent], tmp_path: Path, analyzed: bool
 ) -> None:
-    """No query of the page or of a journey reads the events table by a full scan (EXPLAIN QUERY PLAN),
-    before and after ANALYZE has given the planner statistics."""
+    """No page or journey query scans the events table (EXPLAIN QUERY PLAN), with or without ANALYZE."""
     if analyzed:
         database = fill(tmp_path / "analyzed.db", events)
         with contextlib.closing(store.connect(database)) as writer:
