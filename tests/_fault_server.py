@@ -3,8 +3,8 @@
 ``server.script`` lists the answers to the next requests (then ``server.default``, "ok"):
 
 * ``ok``: 200 with ``{}``; ``error200``: 200 whose body is an error (``{"error": ...}``);
-* ``503``; ``429`` with ``Retry-After: server.retry_after``; ``400echo``: 400 whose body
-  echoes the whole request back, headers included (as some proxies and backends do);
+* ``503``; ``429`` with ``Retry-After: server.retry_after``; ``400``; ``400echo``: 400 whose
+  body echoes the whole request back, headers included (as some proxies and backends do);
 * ``reset``: the connection is reset (RST) once the request is read;
 * ``garbage``: bytes that are not HTTP, then the connection closes;
 * ``hang``: the request is read and never answered, until the server stops.
@@ -127,6 +127,7 @@ class FaultServer:
             "error200": ("200 OK", "", b'{"error": "invalid project", "status": 0}'),
             "503": ("503 Service Unavailable", "", b"busy"),
             "429": ("429 Too Many Requests", f"Retry-After: {self.retry_after}\r\n", b"slow down"),
+            "400": ("400 Bad Request", "", b'{"error": "bad request"}'),
             "400echo": ("400 Bad Request", "", b"you sent: " + request),
         }[mode]
         connection.sendall(
