@@ -134,7 +134,7 @@ def config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
             values[attr] = flag
     status = env.get(ENV_PREFIX + "MIN_STATUS_TO_CAPTURE")
     if status:
-        if not status.strip().isdigit():
+        if not status.strip().isdecimal():
             raise ValueError(
                 f"{ENV_PREFIX}MIN_STATUS_TO_CAPTURE={status!r} is not allowed; use a status such as 500"
             )
@@ -212,6 +212,6 @@ def outbox_settings(env: Optional[Mapping[str, str]] = None) -> tuple[Optional[s
             raise ValueError(f"{name}={raw!r} is not allowed; use sqlite:///path/to/outbox.db")
         path = os.path.expanduser(raw[len("sqlite:///") :])
     raw_size = (source.get(size_name) or "1000000").strip()
-    if not raw_size.isdigit() or not 1 <= int(raw_size) <= 1_000_000_000:
+    if not raw_size.isdecimal() or not 1 <= int(raw_size) <= 1_000_000_000:
         raise ValueError(f"{size_name}={raw_size!r} is not allowed; use a whole number of events, at least 1")
     return path, int(raw_size)
