@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_user_tracking as out
 from otel_user_tracking.analytics.pipeline import DeliveryStats
+from otel_user_tracking.request.lifespan import flush_everything
 from otel_user_tracking.sinks import PostHogSink, SQLiteSink
 from otel_user_tracking.sinks.webhook import WebhookSink
 
@@ -263,6 +264,25 @@ def test_shutdown_with_a_dead_backend_keeps_its_budget_and_counts_everything(
         assert stats.queued == 0 and stats.sent == 0
         assert stats.enqueued == delivery.produced == stats.dropped + stats.failed, stats
         assert elapsed < 4.0 + 1.0, elapsed
+    finally:
+        delivery.close()
+
+
+def test_shutdown_right_after_the_apps_shutdown_flush_spends_no_second_budget(
+    fault_server: FaultServer,
+) -> None:
+    """A shutdown() just after the lifespan's flush (interpreter exit) keeps to that flush's deadline."""
+    fault_server.set("hang")
+    delivery = Delivery(PostHogSink("phc_dead", url=fault_server.url), defaults=True)
+    try:
+        delivery.serve(50)
+        started = time.monotonic()
+        flush_everything(budget=1.0)  # what the ASGI lifespan shutdown runs
+        delivery.processor.shutdown()  # what the SDK's atexit hook runs next
+        elapsed = time.monotonic() - started
+        stats = delivery.stats()
+        assert stats.queued == 0 and stats.enqueued == 50 == stats.dropped + stats.failed, stats
+        assert elapsed < 1.0 + 0.8, elapsed  # not 1 s + the 4 s default budget
     finally:
         delivery.close()
 

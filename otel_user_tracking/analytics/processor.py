@@ -35,6 +35,7 @@ from .settings import DeliverySettings
 _processors: weakref.WeakSet[AnalyticsSpanProcessor] = weakref.WeakSet()
 _processors_lock = threading.Lock()
 DEFAULT_OUTBOX = Path("otel-user-tracking-outbox.db")
+EXIT_GRACE = 1.0  # seconds after the app's shutdown deadline in which shutdown() still keeps to it
 
 
 class AnalyticsSpanProcessor(SpanProcessor):
@@ -81,6 +82,7 @@ class AnalyticsSpanProcessor(SpanProcessor):
         ]
         self._intake = SpanIntake(self._pipelines, self.settings, convert_span)
         self._shutdown = False
+        self._exit_deadline: Optional[float] = None
         self._register_metrics(meter_provider)
         with _processors_lock:
             _processors.add(self)
@@ -105,6 +107,15 @@ class AnalyticsSpanProcessor(SpanProcessor):
         tickets = [(pipeline, pipeline.request_flush(deadline)) for pipeline in self._pipelines]
         return all([pipeline.wait_flushed(ticket, deadline) for pipeline, ticket in tickets]) and converted
 
+    def expect_exit(self, deadline: float) -> None:
+        """The app is shutting down with this monotonic deadline (the ASGI lifespan's flush).
+
+        A ``shutdown()`` soon after (interpreter exit: older uvicorn releases exit normally
+        after SIGTERM, and the SDK's atexit hook shuts the provider down) keeps to it rather
+        than spending a second budget on a backend that already did not answer.
+        """
+        self._exit_deadline = deadline
+
     def shutdown(self, timeout_millis: Optional[int] = None) -> None:
         """Deliver what is queued within the timeout (default ``settings.shutdown_timeout``),
         then close the sinks; what is undelivered then is counted. Later spans are ignored."""
@@ -112,7 +123,10 @@ class AnalyticsSpanProcessor(SpanProcessor):
             return
         self._shutdown = True
         budget = self.settings.shutdown_timeout if timeout_millis is None else timeout_millis / 1000
-        deadline = time.monotonic() + budget
+        now = time.monotonic()
+        deadline = now + budget
+        if self._exit_deadline is not None and now < self._exit_deadline + EXIT_GRACE:
+            deadline = min(deadline, max(now, self._exit_deadline))  # one budget for the whole exit
         self._intake.stop(deadline)
         threads = [
             threading.Thread(target=pipeline.shutdown, args=(deadline,), daemon=True)

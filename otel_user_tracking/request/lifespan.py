@@ -41,7 +41,9 @@ def flush_everything(budget: Optional[float] = None) -> None:
     backend cannot make a SIGTERM'd server outlive a container's grace period: the provider
     flushes its own processors, ours among them, again, but only within what is left.
     What is still undelivered then is logged per sink with every counter, since the process
-    usually ends right after (uvicorn re-raises SIGTERM) and the counters go with it.
+    usually ends right after (uvicorn re-raises SIGTERM) and the counters go with it; where
+    it exits normally instead (uvicorn before 0.29), the processors' ``shutdown()`` at
+    interpreter exit keeps to the same deadline.
     """
     from ..analytics.processor import live_processors
 
@@ -49,6 +51,8 @@ def flush_everything(budget: Optional[float] = None) -> None:
     if budget is None:
         budget = max((p.settings.shutdown_timeout for p in processors), default=DEFAULT_BUDGET_SECONDS)
     deadline = time.monotonic() + budget
+    for processor in processors:
+        processor.expect_exit(deadline)
     for processor in processors:
         processor.force_flush(_remaining_ms(deadline))
     force_flush = getattr(trace.get_tracer_provider(), "force_flush", None)
