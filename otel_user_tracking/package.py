@@ -3,4 +3,4 @@
 from __future__ import annotations
 
 _instruments: tuple[str, ...] = ()
-_instruments_any = ("starlette >= 0.20", "fastapi >= 0.92")
+_instruments_any = ("starlette >= 0.25", "fastapi >= 0.92")

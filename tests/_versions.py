@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import re
 
 import pytest
 
@@ -14,7 +16,14 @@ def _has(module: str) -> bool:
         return False
 
 
+def _release(distribution: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", importlib.metadata.version(distribution))[:2])
+
+
 STARLETTE_OTEL = _has("starlette.middleware.opentelemetry")
+# Up to 1.41 the OTLP/HTTP exporters log a refusing backend's answer verbatim (OpenTelemetry's
+# own log records, whatever the answer echoes); from 1.42 they do not.
+OTLP_HTTP_EXPORTER_LOGS_ANSWERS = _release("opentelemetry-exporter-otlp-proto-http") < (1, 42)
 FASTAPI_NATIVE_TRACING = _has("fastapi.telemetry")
 
 needs_starlette_otel = pytest.mark.skipif(

@@ -8,6 +8,7 @@ hits a real uvicorn under ``opentelemetry-instrument`` in the middle of a burst.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -205,7 +206,7 @@ def _fill(mount: Path) -> Path:
 
 
 def _rows(path: Path) -> int:
-    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+    with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
         return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
 
@@ -372,7 +373,7 @@ def test_sigterm_in_the_middle_of_a_burst_loses_nothing(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert elapsed < EXIT_BOUND, elapsed
-    with sqlite3.connect(tmp_path / "store.db") as db:
+    with contextlib.closing(sqlite3.connect(tmp_path / "store.db")) as db:
         rows, distinct = db.execute("SELECT COUNT(*), COUNT(DISTINCT event_id) FROM events").fetchone()
     # In-flight requests finish during the graceful shutdown; their clients may not read them.
     assert completed <= rows == distinct <= completed + 4, (completed, rows, distinct)

@@ -36,6 +36,14 @@ def test_apps_created_before_instrumentation_are_instrumented() -> None:
     assert len(tracing.server_spans()) == 1
 
 
+def test_the_providers_force_flush_succeeds_with_our_processors() -> None:
+    """provider.force_flush() is True with the instrumentation installed, on every supported SDK."""
+    tracing = new_tracing()
+    with instrumented(tracing):
+        assert get(fastapi_app(tracing), "/public").status_code == 200
+        assert tracing.provider.force_flush(5_000)
+
+
 def test_uninstrument_restores_starlette_and_stops_tracing() -> None:
     """After uninstrument() requests make no spans and Starlette.__call__ is the original."""
     original = Starlette.__call__

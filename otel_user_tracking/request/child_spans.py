@@ -30,6 +30,10 @@ class UserIdSpanProcessor(SpanProcessor):
         ):
             span.set_attribute(attrs.USER_ID, state.user_id)
 
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is held back: True (the SDK's default returns None in 1.39-1.41, a failure)."""
+        return True
+
 
 _registered: weakref.WeakSet[Any] = weakref.WeakSet()
 _lock = threading.Lock()

@@ -13,6 +13,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from .. import attributes as attrs
+from .._compat import matched_route
 from .._spans import span_attributes
 from ..types import Message, Scope
 from .bots import is_bot
@@ -101,7 +102,7 @@ def finish_request(state: RequestState) -> None:
     refresh_user(state)
     state.exceptions.flush()
     scope = state.scope
-    route = route_template(scope)
+    route = route_template(scope, state.before_routing)
     if route is None:
         return
     if state.created or attrs.HTTP_ROUTE not in span_attributes(span):
@@ -111,13 +112,17 @@ def finish_request(state: RequestState) -> None:
         span.update_name(f"{method} {route}")
 
 
-def route_template(scope: Scope) -> Optional[str]:
-    """``/users/{id}`` from Starlette/FastAPI's matched route, mount prefix included."""
-    route = scope.get("route")
+def route_template(scope: Scope, before_routing: Optional[tuple[Any, Any]] = None) -> Optional[str]:
+    """``/users/{id}`` from Starlette/FastAPI's matched route, mount prefix included.
+
+    ``before_routing`` (``RequestState.before_routing``) finds the route where the router
+    does not record it in the scope.
+    """
+    route, root_path = matched_route(scope, before_routing)
     path_format = getattr(route, "path_format", None)
     if not isinstance(path_format, str):
         return None
-    return (str(scope.get("root_path", "")).rstrip("/") + path_format) or "/"
+    return (root_path.rstrip("/") + path_format) or "/"
 
 
 def full_url(scope: Scope) -> str:

@@ -164,7 +164,7 @@ def _placed_stack(
 ) -> Optional[ASGIApp]:
     """The app's stack with our middleware in place; None (run unpatched) if that fails."""
     try:
-        stack = app.middleware_stack
+        stack: Optional[ASGIApp] = app.middleware_stack
         if stack is not None and getattr(app, _PLACED_ATTR, None) is stack:
             return stack
         if stack is None:

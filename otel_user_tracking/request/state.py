@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from opentelemetry.trace import Span
 
+from .._compat import scope_before_routing
 from ..handoff import pin_config
 from .exceptions import ExceptionLedger
 from .identity import UserInfo
@@ -29,6 +30,7 @@ class RequestState:
 
     __slots__ = (
         "applied_user",
+        "before_routing",
         "config",
         "created",
         "exceptions",
@@ -53,6 +55,7 @@ class RequestState:
     ) -> None:
         self.span = span
         self.scope = scope
+        self.before_routing = scope_before_routing(scope)  # to find the route again if needed
         self.config = config
         self.created = created  # the span is ours to name and to give its status
         self.status_setter = status_setter  # sets the HTTP status on a span we made
