@@ -1,16 +1,22 @@
-"""The embedded store at size: insert rate with and without retention, report time, outbox throughput.
+"""The embedded store at size: insert rate, report time and query plans, migration, outbox throughput.
 
 * Insert rate: events per second through ``SQLiteSink.send`` in batches of 1 000, into an
   empty store, with retention off and with retention deleting as it goes (half the events
   are older than the window).
 * Report time: ``build_report`` for the default 24 h window and for ``--since 30d`` on a
-  store of ``--events`` events spread over 30 days (generated straight into the table: the
-  rows are what the sink writes, made faster than spans could be).
+  store of ``--events`` events over 30 days, a tenth of them (``--recent``) in the last 24 h,
+  with ~100 pages, thousands of visitors a day, some users, errors and custom events. The
+  rows are generated straight into the table (what the sink writes, made faster than spans
+  could be) and the file is kept in ``~/.cache/otel-user-tracking/bench`` for the next run.
+  ``--profile`` times each statement the report issues, with its query plan.
+* Migration: opening a store of 1 000 000 events written by the previous schema version.
 * Outbox throughput: events per second written to the outbox and forwarded to a loopback
   PostHog answering 200.
 
-Run: ``python benchmarks/bench_store.py [--events 1000000]`` (10 000 000 takes a few minutes
-to generate and about 3 GB of disk).
+Run: ``python benchmarks/bench_store.py [--events 10000000 --recent 1000000] [--profile]
+[--report-only]``; 10 000 000 events take ~2 minutes of CPU to generate and 4.2 GB of disk.
+Report times are wall clock and CPU (the report's threads included): on a shared machine
+the CPU figure is the steadier one.
 """
 
 from __future__ import annotations
@@ -20,13 +26,17 @@ import gzip
 import json
 import os
 import random
+import shutil
+import sqlite3
 import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 os.environ.setdefault("OTEL_PYTHON_USER_TRACKING_SINKS", "none")
 
@@ -38,7 +48,14 @@ from otel_user_tracking import attributes as attrs
 from otel_user_tracking.analytics.events import AnalyticsEvent
 from otel_user_tracking.analytics.outbox import Outbox
 from otel_user_tracking.analytics.report import build_report
-from otel_user_tracking.analytics.store import INSERT, connect
+from otel_user_tracking.analytics.store import (
+    _MIGRATIONS,
+    INSERT,
+    SCHEMA_VERSION,
+    TABLE,
+    connect,
+    connect_readonly,
+)
 
 PAGES = ["/", "/products", "/products/{id}", "/cart", "/checkout", "/account", "/search", "/blog/{slug}"]
 REFERRERS = [None, None, "https://www.google.com/", "https://news.ycombinator.com/", "https://t.co/x"]
@@ -85,33 +102,182 @@ def insert_rate(directory: Path, retention_days: float, batch: list[AnalyticsEve
     return len(batch) / elapsed
 
 
-def fill(path: Path, count: int) -> None:
-    """``count`` events over the last 30 days, written straight into the table in big transactions."""
-    now = datetime.now(timezone.utc)
-    db = connect(path)
+# The big store: realistic shapes, generated as rows (not events) so 10 million take about a
+# minute and a half. ~100 pages and the other dimensions Zipf-distributed, a few thousand
+# visitors a day of whom some come back, some signed-in users, 1 % errors, 3 % custom events.
+BIG_PAGES = (
+    ["/", "/pricing", "/login", "/signup", "/search", "/cart", "/checkout", "/account", "/products/{id}"]
+    + [f"/{section}/{{slug}}" for section in ("blog", "news", "help", "careers", "changelog")]
+    + [f"/docs/page-{n}" for n in range(86)]
+)
+BIG_REFERRERS = [None] * 40 + [f"https://site{n}.example/" for n in range(60)]
+BIG_LOCALES = [None, "en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "ja-JP", "pt-BR", "it-IT", "nl-NL", "pl-PL"]
+BIG_SOURCES = [None] * 20 + ["newsletter", "twitter", "google", "ads", "partner", "reddit"]
+BIG_ERRORS = [f"{kind}Error" for kind in ("Runtime", "Key", "Value", "Timeout", "Connection", "Type")]
+BIG_CUSTOM = [f"EVENT_{n}" for n in range(20)]
+BIG_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "otel-user-tracking" / "bench"
+_DAY_US = 86_400_000_000
+_GENERATION = 2  # of big_rows: a change makes the cached stores be generated again
+
+
+def _zipf(size: int) -> list[float]:
+    return list(accumulate(1 / (rank + 1) for rank in range(size)))
+
+
+def _digest(key: int) -> str:
+    """16 hex characters, spread like the visitor ids' keyed hashes; distinct keys, distinct ids."""
+    return f"{key * 0x9E3779B97F4A7C15 & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+
+
+def big_rows(count: int, first: int, start_us: int, end_us: int, day_visitors: int) -> list[tuple[Any, ...]]:
+    """Rows ``first`` .. ``first + count`` of a store, evenly spread over ``[start_us, end_us)``."""
+    rng = random.Random(first)
+
+    def pick(values: list[Any], cumulative: Optional[list[float]] = None) -> list[Any]:
+        return rng.choices(values, cum_weights=cumulative or _zipf(len(values)), k=count)
+
+    kinds = rng.choices(["pageview", "error", "custom"], weights=[96, 1, 3], k=count)
+    pages, referrers, locales = pick(BIG_PAGES), pick(BIG_REFERRERS), pick(BIG_LOCALES)
+    sources, errors, names = pick(BIG_SOURCES), pick(BIG_ERRORS), pick(BIG_CUSTOM)
+    day = start_us // _DAY_US
+    returning = 50_000  # visitors seen on any day; the rest are the day's own
+    visitors = [rng.randrange(day_visitors + returning) for _ in range(count)]
+    step = (end_us - start_us) / count
+    rows = []
+    for n in range(count):
+        kind, page, visitor = kinds[n], pages[n], visitors[n]
+        index = first + n
+        hex_id = f"{index:032x}"
+        error = kind == "error"
+        rows.append(
+            (
+                hex_id,
+                kind,
+                start_us + int(n * step),
+                hex_id,
+                hex_id[16:],
+                names[n] if kind == "custom" else None,
+                "GET",
+                "https",
+                "shop.example",
+                page.replace("{id}", "42").replace("{slug}", "post"),
+                None,
+                page,
+                page,
+                500 if error else 200,
+                12.5,
+                referrers[n],
+                locales[n],
+                sources[n],
+                None,
+                None,
+                "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0",
+                None,
+                f"user{visitor % 5000}" if visitor % 10 == 0 else None,
+                None,
+                None,
+                None
+                if visitor % 20 == 1
+                else _digest(visitor if visitor < returning else day << 24 | visitor),
+                None,
+                errors[n] if error else None,
+                f"boom #{index % 1000}" if error else None,
+                None,
+                '{"plan":"pro"}' if kind == "custom" else None,
+            )
+        )
+    return rows
+
+
+def build_big_store(count: int, recent: int, version: int = SCHEMA_VERSION) -> Path:
+    """A store of ``count`` events over 30 days, ``recent`` of them in the last 24 h, cached on disk.
+
+    The events end at a fixed instant (``store_end``), so a cached file gives the same windows
+    however old it is; each schema ``version`` has its own file.
+    """
+    path = BIG_CACHE / f"store-{count}-{recent}-v{version}-g{_GENERATION}.db"
+    if path.exists():
+        return path
+    BIG_CACHE.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_suffix(".partial")
+    scratch.unlink(missing_ok=True)
+    end_us = (int(time.time()) // 86_400) * _DAY_US
+    spans = [(count - recent, end_us - 30 * _DAY_US, end_us - _DAY_US), (recent, end_us - _DAY_US, end_us)]
+    db = sqlite3.connect(scratch, isolation_level=None)
+    db.execute("PRAGMA journal_mode=OFF")  # a scratch file until it is complete: no journal
     db.execute("PRAGMA synchronous=OFF")
-    chunk = 200_000
-    for first in range(0, count, chunk):
-        size = min(chunk, count - first)
-        start = now - timedelta(days=30) + timedelta(days=30) * first / count
-        rows = events(size, start, timedelta(days=30) * size / count, seed=first)
-        db.execute("BEGIN")
-        db.executemany(INSERT, rows)
-        db.execute("COMMIT")
-        print(f"  {first + size} events", flush=True)
-    db.execute("ANALYZE")
+    db.execute("PRAGMA cache_size=-1048576")
+    for statements in _MIGRATIONS[:version]:
+        for statement in statements:
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version = {version}")
+    start = time.perf_counter()
+    first = 0
+    for events_in_span, span_start, span_end in spans:
+        per_day = events_in_span * _DAY_US / (span_end - span_start)
+        chunk = 500_000
+        for offset in range(0, events_in_span, chunk):
+            size = min(chunk, events_in_span - offset)
+            chunk_start = span_start + (span_end - span_start) * offset // events_in_span
+            chunk_end = span_start + (span_end - span_start) * (offset + size) // events_in_span
+            rows = big_rows(size, first, chunk_start, chunk_end, day_visitors=int(per_day / 15))
+            db.execute("BEGIN")
+            db.executemany(INSERT, rows)
+            db.execute("COMMIT")
+            first += size
+            print(f"  {first} events ({time.perf_counter() - start:.0f} s)", flush=True)
+    db.execute("PRAGMA journal_mode=WAL")  # not analyzed, like every store the sink writes
     db.close()
+    os.replace(scratch, path)
+    return path
 
 
-def report_times(path: Path) -> tuple[float, float]:
-    now = datetime.now(timezone.utc)
+def store_end(path: Path) -> datetime:
+    """The instant just after the store's newest event: the ``now`` its report windows count from."""
+    db = connect_readonly(path)
+    (last,) = db.execute(f"SELECT MAX(ts_us) FROM {TABLE}").fetchone()
+    db.close()
+    return datetime.fromtimestamp((last + 1) / 1e6, tz=timezone.utc)
+
+
+def timed(work: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the whole process, threads included) of ``work()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    work()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def report_times(path: Path) -> dict[str, tuple[float, float]]:
+    """Wall and CPU seconds of the report for the default 24 h window and for ``--since 30d``."""
+    end = store_end(path)
+    windows = {"24 h": timedelta(hours=24), "30 d": timedelta(days=30)}
+    return {name: timed(partial(build_report, path, end - window)) for name, window in windows.items()}
+
+
+def profile(path: Path, window: timedelta) -> list[tuple[float, str, list[str]]]:
+    """(seconds, statement, query plan) of each statement the report issues, run one at a time."""
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    issued: list[str] = []
+    connection.set_trace_callback(issued.append)
+    build_report(connection, store_end(path) - window)
+    connection.set_trace_callback(None)
+    measured = []
+    for sql in issued:
+        plan = [row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        start = time.perf_counter()
+        connection.execute(sql).fetchall()
+        measured.append((time.perf_counter() - start, " ".join(sql.split()), plan))
+    connection.close()
+    return measured
+
+
+def migration_time(directory: Path, count: int) -> float:
+    """Seconds to open (migrate) a copy of a ``count``-event store of the previous schema version."""
+    copy = directory / "previous.db"
+    shutil.copyfile(build_big_store(count, count // 10, SCHEMA_VERSION - 1), copy)
     start = time.perf_counter()
-    build_report(path, now - timedelta(hours=24))
-    day = time.perf_counter() - start
-    start = time.perf_counter()
-    build_report(path, now - timedelta(days=30))
-    month = time.perf_counter() - start
-    return day, month
+    connect(copy).close()
+    return time.perf_counter() - start
 
 
 def outbox_rate(directory: Path, count: int) -> tuple[float, float]:
@@ -167,25 +333,43 @@ def outbox_rate(directory: Path, count: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--recent", type=int, default=None, help="events in the last 24 h (a tenth)")
     parser.add_argument("--insert-events", type=int, default=100_000)
     parser.add_argument("--outbox-events", type=int, default=20_000)
+    parser.add_argument("--profile", action="store_true", help="time and explain each report query")
+    parser.add_argument(
+        "--report-only", action="store_true", help="skip the insert, migration and outbox runs"
+    )
     parser.add_argument("--directory", default=None, help="where the stores go (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.directory) as name:
         directory = Path(name)
-        now = datetime.now(timezone.utc)
-        recent = events(args.insert_events, now - timedelta(days=1), timedelta(hours=12))
-        mixed = events(args.insert_events, now - timedelta(days=120), timedelta(days=119))
-        print(f"insert, retention off:        {insert_rate(directory, 0, recent):10.0f} events/s")
-        print(f"insert, retention 90 days on: {insert_rate(directory, 90, mixed):10.0f} events/s")
-        stored, forwarded = outbox_rate(directory, args.outbox_events)
-        print(f"outbox: written in batches of 1000       {stored:10.0f} events/s")
-        print(f"outbox: span end -> outbox -> loopback PostHog {forwarded:10.0f} events/s")
-        path = directory / "big.db"
-        print(f"generating a store of {args.events} events over 30 days ...", flush=True)
-        fill(path, args.events)
-        day, month = report_times(path)
-        print(f"report on {args.events} events: 24 h window {day:.2f} s, --since 30d {month:.2f} s")
+        if not args.report_only:
+            now = datetime.now(timezone.utc)
+            recent = events(args.insert_events, now - timedelta(days=1), timedelta(hours=12))
+            mixed = events(args.insert_events, now - timedelta(days=120), timedelta(days=119))
+            print(f"insert, retention off:        {insert_rate(directory, 0, recent):10.0f} events/s")
+            print(f"insert, retention 90 days on: {insert_rate(directory, 90, mixed):10.0f} events/s")
+            seconds = migration_time(directory, 1_000_000)
+            versions = f"v{SCHEMA_VERSION - 1} -> v{SCHEMA_VERSION}"
+            print(f"migration of a 1000000-event store, {versions}: {seconds:.1f} s")
+            stored, forwarded = outbox_rate(directory, args.outbox_events)
+            print(f"outbox: written in batches of 1000       {stored:10.0f} events/s")
+            print(f"outbox: span end -> outbox -> loopback PostHog {forwarded:10.0f} events/s")
+        recent_count = args.events // 10 if args.recent is None else args.recent
+        print(f"store of {args.events} events over 30 days, {recent_count} in the last 24 h ...", flush=True)
+        seconds, _ = timed(lambda: build_big_store(args.events, recent_count))
+        path = build_big_store(args.events, recent_count)
+        print(f"  {path}: {path.stat().st_size / 1e9:.2f} GB, ready in {seconds:.0f} s (0 when cached)")
+        for name, (wall, cpu) in report_times(path).items():
+            print(f"report, {name} window: {wall:6.2f} s wall, {cpu:6.2f} s CPU")
+        if args.profile:
+            for span in (timedelta(hours=24), timedelta(days=30)):
+                print(f"statements of the report, window {span}, one at a time on one connection:")
+                for seconds, sql, plan in profile(path, span):
+                    print(f"  {seconds:6.2f} s  {sql[:150]}")
+                    for step in plan:
+                        print(f"            {step}")
 
 
 if __name__ == "__main__":

@@ -12,14 +12,21 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from .store import TABLE, connect_readonly
 
 JAEGER_TRACE_URL = "http://localhost:16686/trace/{trace_id}"
+# Pageview sections read millions of rows: pinned to the index covering them, which the planner
+# passed over for a newer, non-covering one when sqlite_stat1 predated it (analyzed, upgraded).
+_PAGEVIEWS = f"{TABLE} INDEXED BY {TABLE}_pageviews"
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -90,21 +97,38 @@ def _iso(ts_us: int) -> str:
 
 
 def build_report(source: Union[str, Path, sqlite3.Connection], since: datetime, limit: int = 10) -> Report:
-    """Query the store at ``source`` (a path or an open connection) for events since ``since``."""
-    connection = source if isinstance(source, sqlite3.Connection) else connect_readonly(source)
+    """Query the store at ``source`` (a path or an open connection) for events since ``since``.
+
+    Unique visitors take longest: they are counted in two halves of the visitor ids, which
+    add up exactly (each visitor is in one half). Given a path, each half runs on its own
+    connection in a thread while this one runs the other queries (SQLite releases the GIL).
+    """
+    since_us = _us(since)
+    if isinstance(source, sqlite3.Connection):
+        return _query(source, since_us, limit, since)
+    connection = connect_readonly(source)
     try:
-        return _query(connection, _us(since), limit, since)
+        with ThreadPoolExecutor(max_workers=len(_VISITOR_HALVES)) as pool:
+            futures = [pool.submit(_visitor_half_at, source, since_us, half) for half in _VISITOR_HALVES]
+            return _query(connection, since_us, limit, since, [future.result for future in futures])
     finally:
-        if connection is not source:
-            connection.close()
+        connection.close()
 
 
-def _query(db: sqlite3.Connection, since_us: int, limit: int, since: datetime) -> Report:
+def _query(
+    db: sqlite3.Connection,
+    since_us: int,
+    limit: int,
+    since: datetime,
+    visitor_halves: Optional[Sequence[Callable[[], Optional[_Half]]]] = None,
+) -> Report:
+    """The report from ``db``; the visitor halves are counted on it too unless given."""
     window = "ts_us >= ?"
 
     def counts(column: str, type_: str = "pageview") -> tuple[CountRow, ...]:
         rows = db.execute(
-            f"SELECT {column}, COUNT(*) AS n FROM {TABLE} WHERE type = ? AND {window} "
+            f"SELECT {column}, COUNT(*) AS n FROM {_PAGEVIEWS if type_ == 'pageview' else TABLE} "
+            f"WHERE type = ? AND {window} "
             f"AND {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC, {column} LIMIT ?",
             (type_, since_us, limit),
         ).fetchall()
@@ -112,41 +136,108 @@ def _query(db: sqlite3.Connection, since_us: int, limit: int, since: datetime) -
 
     totals = dict(
         db.execute(
-            f"SELECT type, COUNT(*) FROM {TABLE} WHERE type IN ('pageview', 'error', 'custom') "
-            f"AND {window} GROUP BY type",
+            f"SELECT type, COUNT(*) FROM {TABLE} WHERE type IN ('error', 'custom') AND {window} "
+            "GROUP BY type",
             (since_us,),
         ).fetchall()
     )
-    (visitors,) = db.execute(
-        f"SELECT COUNT(DISTINCT visitor_id) FROM {TABLE} WHERE type = 'pageview' AND {window}", (since_us,)
-    ).fetchone()
-    routes = db.execute(
-        f"SELECT page, COUNT(*) AS n, COUNT(DISTINCT visitor_id) FROM {TABLE} "
-        f"WHERE type = 'pageview' AND {window} GROUP BY page ORDER BY n DESC, page LIMIT ?",
-        (since_us, limit),
-    ).fetchall()
     # SQLite takes bare columns from the row holding MAX(ts_us): the latest message and trace.
     errors = db.execute(
         f"SELECT coalesce(error_type, '?'), COUNT(*) AS n, MAX(ts_us), error_message, trace_id FROM {TABLE} "
         f"WHERE type = 'error' AND {window} GROUP BY error_type ORDER BY n DESC, error_type LIMIT ?",
         (since_us, limit),
     ).fetchall()
+    referrers, locales, utm_sources = counts("referrer"), counts("locale"), counts("utm_source")
+    custom = counts("name", "custom")
+    if visitor_halves is None:
+        visitor_halves = [partial(_visitor_half, db, since_us, half) for half in _VISITOR_HALVES]
+    pages, visitors = _pages(db, since_us, [half() for half in visitor_halves])
+    ranked = sorted(pages, key=lambda page: (-pages[page][0], page is not None, page or ""))[:limit]
     return Report(
         since=since.astimezone(timezone.utc).isoformat(timespec="seconds"),
-        pageviews=int(totals.get("pageview", 0)),
-        visitors=int(visitors),
+        pageviews=sum(views for views, _ in pages.values()),
+        visitors=visitors,
         errors=int(totals.get("error", 0)),
         custom_events=int(totals.get("custom", 0)),
-        routes=tuple(RouteRow(str(page), int(n), int(v)) for page, n, v in routes),
-        referrers=counts("referrer"),
-        locales=counts("locale"),
-        utm_sources=counts("utm_source"),
+        routes=tuple(RouteRow(str(page), *pages[page]) for page in ranked),
+        referrers=referrers,
+        locales=locales,
+        utm_sources=utm_sources,
         error_types=tuple(
             ErrorRow(str(kind), int(n), _iso(int(last)), str(message or ""), str(trace_id))
             for kind, n, last, message, trace_id in errors
         ),
-        custom=counts("name", "custom"),
+        custom=custom,
     )
+
+
+_SEPARATOR = "\x1f"
+# Visitor ids are hex digests, so these halves are about even; any other id is in exactly one.
+_VISITOR_HALVES = ("(visitor_id IS NULL OR visitor_id < '8')", "visitor_id >= '8'")
+PageCounts = dict[Optional[str], tuple[int, int]]  # page -> (pageviews, unique visitors)
+# Of one half of the visitors: pageviews per page, unique visitors per page, unique visitors.
+_Half = tuple["Counter[Optional[str]]", "Counter[Optional[str]]", int]
+
+
+def _visitor_half(db: sqlite3.Connection, since_us: int, half: str) -> Optional[_Half]:
+    """Pageviews and unique visitors per page, and unique visitors, for one half of the visitors.
+
+    Grouping by visitor sorts the pageviews once; each visitor's pages come back joined and
+    Python counts them, a third less work than ``COUNT(DISTINCT)`` overall and per page. A
+    page holding the separator would be split wrongly: the per-visitor count catches that,
+    and the answer is None (``_pages_by_distinct`` counts instead).
+    """
+    views: Counter[Optional[str]] = Counter()
+    people: Counter[Optional[str]] = Counter()
+    visitors = 0
+    rows = db.execute(
+        f"SELECT visitor_id, COUNT(*), COUNT(page), group_concat(page, char(31)) FROM {_PAGEVIEWS} "
+        f"WHERE type = 'pageview' AND ts_us >= ? AND {half} GROUP BY visitor_id",
+        (since_us,),
+    )
+    for visitor, count, named, joined in rows:
+        seen = joined.split(_SEPARATOR) if joined is not None else []
+        if len(seen) != named:
+            return None
+        views.update(seen)
+        views[None] += count - named  # pageviews without a page
+        if visitor is not None:
+            visitors += 1
+            distinct: set[Optional[str]] = set(seen)
+            if count > named:
+                distinct.add(None)
+            people.update(distinct)
+    return views, people, visitors
+
+
+def _visitor_half_at(path: Union[str, Path], since_us: int, half: str) -> Optional[_Half]:
+    with closing(connect_readonly(path)) as connection:
+        return _visitor_half(connection, since_us, half)
+
+
+def _pages(db: sqlite3.Connection, since_us: int, halves: list[Optional[_Half]]) -> tuple[PageCounts, int]:
+    counted = [half for half in halves if half is not None]
+    if len(counted) < len(halves):
+        return _pages_by_distinct(db, since_us)
+    views: Counter[Optional[str]] = Counter()
+    people: Counter[Optional[str]] = Counter()
+    for half_views, half_people, _ in counted:
+        views.update(half_views)
+        people.update(half_people)
+    pages = {page: (views[page], people[page]) for page in views if views[page]}
+    return pages, sum(visitors for _, _, visitors in counted)
+
+
+def _pages_by_distinct(db: sqlite3.Connection, since_us: int) -> tuple[PageCounts, int]:
+    window = "type = 'pageview' AND ts_us >= ?"
+    pages = db.execute(
+        f"SELECT page, COUNT(*), COUNT(DISTINCT visitor_id) FROM {_PAGEVIEWS} WHERE {window} GROUP BY page",
+        (since_us,),
+    )
+    (visitors,) = db.execute(
+        f"SELECT COUNT(DISTINCT visitor_id) FROM {_PAGEVIEWS} WHERE {window}", (since_us,)
+    ).fetchone()
+    return {page: (int(n), int(v)) for page, n, v in pages}, int(visitors)
 
 
 def _table(title: str, headers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
