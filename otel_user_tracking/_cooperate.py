@@ -14,10 +14,11 @@ it preempts a busy worker; a niced worker is preempted at once yet still gets it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Sized
+from collections.abc import Iterator, Sized
 from typing import Callable, Optional
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
@@ -42,8 +43,31 @@ class TimeSlicer:
     def tick(self) -> None:
         now = time.perf_counter()
         if now - self._since >= self._slice:
-            time.sleep(PAUSE_SECONDS)
+            if not _awaited:
+                time.sleep(PAUSE_SECONDS)
             self._since = time.perf_counter()
+
+
+# Callers blocked until the workers are done (force_flush, shutdown). While there is one, the
+# workers do not pause: the thread they would step aside for is, in a server, the event loop
+# that is itself waiting for them (the lifespan's flush), so a pause would only idle the core.
+_awaited: set[int] = set()
+_awaited_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def awaited() -> Iterator[None]:
+    """Mark the calling thread as blocked on the workers for the duration of the block."""
+    key = threading.get_ident()
+    with _awaited_lock:
+        nested = key in _awaited
+        _awaited.add(key)
+    try:
+        yield
+    finally:
+        if not nested:
+            with _awaited_lock:
+                _awaited.discard(key)
 
 
 BACKGROUND_NICENESS = 10

@@ -20,6 +20,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
+from .._cooperate import awaited
 from ..config import get_config
 from ..env import sinks_setting
 from ..handoff import take_pinned_config
@@ -103,9 +104,11 @@ class AnalyticsSpanProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Deliver everything queued now; False if the timeout passed first."""
         deadline = time.monotonic() + timeout_millis / 1000
-        converted = self._intake.flush(deadline)
-        tickets = [(pipeline, pipeline.request_flush(deadline)) for pipeline in self._pipelines]
-        return all([pipeline.wait_flushed(ticket, deadline) for pipeline, ticket in tickets]) and converted
+        with awaited():
+            converted = self._intake.flush(deadline)
+            tickets = [(pipeline, pipeline.request_flush(deadline)) for pipeline in self._pipelines]
+            flushed = all([pipeline.wait_flushed(ticket, deadline) for pipeline, ticket in tickets])
+        return flushed and converted
 
     def expect_exit(self, deadline: float) -> None:
         """The app is shutting down with this monotonic deadline (the ASGI lifespan's flush).
@@ -127,6 +130,14 @@ class AnalyticsSpanProcessor(SpanProcessor):
         deadline = now + budget
         if self._exit_deadline is not None and now < self._exit_deadline + EXIT_GRACE:
             deadline = min(deadline, max(now, self._exit_deadline))  # one budget for the whole exit
+        with awaited():
+            self._stop_workers(deadline)
+        if self.outbox is not None:
+            self.outbox.close()
+        with _processors_lock:
+            _processors.discard(self)
+
+    def _stop_workers(self, deadline: float) -> None:
         self._intake.stop(deadline)
         threads = [
             threading.Thread(target=pipeline.shutdown, args=(deadline,), daemon=True)
@@ -137,10 +148,6 @@ class AnalyticsSpanProcessor(SpanProcessor):
             thread.start()
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
-        if self.outbox is not None:
-            self.outbox.close()
-        with _processors_lock:
-            _processors.discard(self)
 
     def stats(self) -> dict[str, DeliveryStats]:
         """Delivery counters per sink name."""
