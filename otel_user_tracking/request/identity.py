@@ -37,8 +37,7 @@ class UserInfo(NamedTuple):
     @classmethod
     def from_values(cls, **values: Any) -> UserInfo:
         """From the app's values by field name: text fields trimmed and capped, roles a tuple."""
-        fields: dict[str, Any] = {key: _text(value) for key, value in values.items() if key != "roles"}
-        return cls(**fields, roles=_roles(values.get("roles")))
+        return cls._make(clean(values.get(field)) for field, (clean, _) in zip(cls._fields, _READERS))
 
 
 def _text(value: Any) -> Optional[str]:
@@ -93,12 +92,21 @@ def user_from_object(user: Any) -> Optional[UserInfo]:
         return user
     if isinstance(user, (str, int)) and not isinstance(user, bool):
         return UserInfo(id=_text(user))
-    is_mapping = isinstance(user, Mapping)
-    if _read(user, ("is_authenticated",), is_mapping) is False:
+    is_mapping = type(user) is dict or isinstance(user, Mapping)
+    if _read(user, _AUTHENTICATED, is_mapping) is False:
         return None
-    found = {field: _read(user, names, is_mapping) for field, names in _READ_AS.items()}
-    info = UserInfo.from_values(**found)
+    # Positional and in UserInfo's field order: this runs once per request.
+    info = UserInfo._make(
+        convert(_read(user, names, is_mapping)) for convert, names in _READERS
+    )
     return None if info.is_empty else info
+
+
+_AUTHENTICATED = ("is_authenticated",)
+# (how to clean, where to read) for each UserInfo field, in its order.
+_READERS = tuple(
+    (_roles if field == "roles" else _text, _READ_AS[field]) for field in UserInfo._fields
+)
 
 
 def resolve_user(
