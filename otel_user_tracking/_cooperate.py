@@ -18,6 +18,7 @@ import contextlib
 import os
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sized
 from typing import Callable, Optional
 
@@ -43,7 +44,7 @@ class TimeSlicer:
     def tick(self) -> None:
         now = time.perf_counter()
         if now - self._since >= self._slice:
-            if not _awaited:
+            if not _waiting:
                 time.sleep(PAUSE_SECONDS)
             self._since = time.perf_counter()
 
@@ -51,23 +52,21 @@ class TimeSlicer:
 # Callers blocked until the workers are done (force_flush, shutdown). While there is one, the
 # workers do not pause: the thread they would step aside for is, in a server, the event loop
 # that is itself waiting for them (the lifespan's flush), so a pause would only idle the core.
-_awaited: set[int] = set()
-_awaited_lock = threading.Lock()
+_waiting = 0
+_waiting_lock = threading.Lock()
 
 
 @contextlib.contextmanager
 def awaited() -> Iterator[None]:
-    """Mark the calling thread as blocked on the workers for the duration of the block."""
-    key = threading.get_ident()
-    with _awaited_lock:
-        nested = key in _awaited
-        _awaited.add(key)
+    """Count the calling thread as blocked on the workers for the duration of the block."""
+    global _waiting
+    with _waiting_lock:
+        _waiting += 1
     try:
         yield
     finally:
-        if not nested:
-            with _awaited_lock:
-                _awaited.discard(key)
+        with _waiting_lock:
+            _waiting -= 1
 
 
 BACKGROUND_NICENESS = 10
@@ -95,7 +94,7 @@ def wait_for(condition: threading.Condition, done: Callable[[], bool], deadline:
     return True
 
 
-class WorkerState:
+class WorkerState(ABC):
     """What a background worker shares with its callers, made fresh at start and after a fork.
 
     One lock; ``_wake`` wakes the worker, ``_idle`` tells waiters it caught up; flushes are
@@ -123,8 +122,9 @@ class WorkerState:
         with suppress_instrumentation():
             self._work()
 
+    @abstractmethod
     def _work(self) -> None:
-        raise NotImplementedError
+        """The worker's loop (the intake converts, a pipeline sends); returns when stopped."""
 
     def _wait_for_work(self, pending: Sized, enough: int, interval: float) -> None:
         """Wait (lock held) for ``enough`` pending items, a flush or a stop, or ``interval`` to

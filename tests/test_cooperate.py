@@ -31,7 +31,7 @@ def test_no_pause_while_a_caller_waits_for_the_workers(pauses: list[float]) -> N
     """Inside awaited() (force_flush, shutdown) the slicer never pauses: the waiter is whom it yields to."""
     slicer = TimeSlicer(slice_seconds=0.0)
     with awaited():
-        with awaited():  # nested (shutdown flushing) keeps the mark until the outer block ends
+        with awaited():  # nested (shutdown flushing): still marked until the outer block ends
             slicer.tick()
         slicer.tick()
     assert pauses == []
@@ -76,7 +76,7 @@ def test_force_flush_and_shutdown_mark_their_caller_as_waiting() -> None:
         max_batch_size = 1000
 
         def send(self, batch: object) -> None:
-            seen.append(bool(_cooperate._awaited))
+            seen.append(bool(_cooperate._waiting))
 
         def close(self) -> None:
             return None
@@ -89,4 +89,4 @@ def test_force_flush_and_shutdown_mark_their_caller_as_waiting() -> None:
     end_request_spans(provider, 2)
     processor.shutdown()
     assert seen == [True, True]
-    assert not _cooperate._awaited
+    assert not _cooperate._waiting

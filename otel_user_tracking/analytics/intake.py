@@ -32,8 +32,7 @@ Item = tuple[ReadableSpan, Config]
 Convert = Callable[[ReadableSpan, Config], Sequence[AnalyticsEvent]]
 
 MAX_WAIT = 0.5  # seconds a queued span waits at most before conversion
-OFFER_EVERY = 64  # spans converted before their events are handed to the pipelines
-TAKE = OFFER_EVERY  # spans the converter takes from the queue at a time
+TAKE = 64  # spans the converter takes from the queue at a time, converts and hands over
 # A finished span holds ~3.4 KB (its attribute dict, event and link deques), five times its
 # events: the span queue is kept short, and what waits for a backend is the events.
 MAX_SPANS = 1024
@@ -134,27 +133,24 @@ class SpanIntake(WorkerState):
                     self._idle.notify_all()
 
     def _convert_all(self, items: list[Item]) -> None:
+        """Convert up to ``TAKE`` spans and offer their events to every pipeline."""
+        if not any(pipeline.has_room() for pipeline in self._pipelines):
+            # Every sink's queue is full (a dead backend): converting would only feed drops.
+            lost = sum(1 + len(span.events) for span, _ in items)
+            for pipeline in self._pipelines:
+                pipeline.count_lost(lost, "the sink's queue is full")
+            return
         convert = self._convert
         slicer = TimeSlicer()
-        for start in range(0, len(items), OFFER_EVERY):
-            chunk = items[start : start + OFFER_EVERY]
-            if not any(pipeline.has_room() for pipeline in self._pipelines):
-                # Every sink's queue is full (a dead backend): converting would only feed drops.
-                lost = sum(1 + len(span.events) for span, _ in chunk)
+        events: list[AnalyticsEvent] = []
+        for span, config in items:
+            slicer.tick()
+            try:
+                events.extend(convert(span, config))
+            except Exception as exc:
+                # Never raised here: it would kill the converter and stop all analytics.
+                report_internal_error("convert_span", exc, user_code=True)
                 for pipeline in self._pipelines:
-                    pipeline.count_lost(lost, "the sink's queue is full")
-                continue
-            events: list[AnalyticsEvent] = []
-            for span, config in chunk:
-                slicer.tick()
-                try:
-                    events.extend(convert(span, config))
-                except Exception as exc:
-                    # Never raised here: it would kill the converter and stop all analytics.
-                    report_internal_error("convert_span", exc, user_code=True)
-                    for pipeline in self._pipelines:
-                        pipeline.count_lost(
-                            1, f"converting a span failed with {type(exc).__name__}", "failed"
-                        )
-            for pipeline in self._pipelines:
-                pipeline.offer(events)
+                    pipeline.count_lost(1, f"converting a span failed with {type(exc).__name__}", "failed")
+        for pipeline in self._pipelines:
+            pipeline.offer(events)

@@ -126,13 +126,8 @@ def _query(
     window = "ts_us >= ?"
 
     def counts(column: str, type_: str = "pageview") -> tuple[CountRow, ...]:
-        rows = db.execute(
-            f"SELECT {column}, COUNT(*) AS n FROM {_PAGEVIEWS if type_ == 'pageview' else TABLE} "
-            f"WHERE type = ? AND {window} "
-            f"AND {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC, {column} LIMIT ?",
-            (type_, since_us, limit),
-        ).fetchall()
-        return tuple(CountRow(str(value), int(count)) for value, count in rows)
+        source = _PAGEVIEWS if type_ == "pageview" else TABLE
+        return top_values(db, column, since_us, limit, type_=type_, source=source)
 
     totals = dict(
         db.execute(
@@ -169,6 +164,27 @@ def _query(
         ),
         custom=custom,
     )
+
+
+def top_values(
+    db: sqlite3.Connection,
+    column: str,
+    since_us: int,
+    limit: int,
+    *,
+    type_: str = "pageview",
+    source: str = TABLE,
+) -> tuple[CountRow, ...]:
+    """The most frequent non-null values of ``column`` among events of ``type_`` since ``since_us``.
+
+    ``source`` is the table, or the table with an ``INDEXED BY`` that covers ``column``.
+    """
+    rows = db.execute(
+        f"SELECT {column}, COUNT(*) AS n FROM {source} WHERE type = ? AND ts_us >= ? "
+        f"AND {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC, {column} LIMIT ?",
+        (type_, since_us, limit),
+    ).fetchall()
+    return tuple(CountRow(str(value), int(count)) for value, count in rows)
 
 
 _SEPARATOR = "\x1f"

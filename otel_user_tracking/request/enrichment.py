@@ -99,10 +99,11 @@ def finish_request(state: RequestState) -> None:
     if state.finished or not span.is_recording():
         return
     state.finished = True
+    scope = state.scope
+    # Kept for the span's end (duration metric), so older Starlette's re-match runs once.
+    route = state.route = route_template(scope, state.before_routing)
     refresh_user(state)
     state.exceptions.flush()
-    scope = state.scope
-    route = route_template(scope, state.before_routing)
     if route is None:
         return
     if state.created or attrs.HTTP_ROUTE not in span_attributes(span):

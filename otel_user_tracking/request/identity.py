@@ -96,17 +96,13 @@ def user_from_object(user: Any) -> Optional[UserInfo]:
     if _read(user, _AUTHENTICATED, is_mapping) is False:
         return None
     # Positional and in UserInfo's field order: this runs once per request.
-    info = UserInfo._make(
-        convert(_read(user, names, is_mapping)) for convert, names in _READERS
-    )
+    info = UserInfo._make(convert(_read(user, names, is_mapping)) for convert, names in _READERS)
     return None if info.is_empty else info
 
 
 _AUTHENTICATED = ("is_authenticated",)
 # (how to clean, where to read) for each UserInfo field, in its order.
-_READERS = tuple(
-    (_roles if field == "roles" else _text, _READ_AS[field]) for field in UserInfo._fields
-)
+_READERS = tuple((_roles if field == "roles" else _text, _READ_AS[field]) for field in UserInfo._fields)
 
 
 def resolve_user(

@@ -140,7 +140,7 @@ class UserTrackingMiddleware:
                 await self._run(state, receive, send)
         finally:
             try:
-                route = route_template(scope, state.before_routing)
+                route = state.route if state.finished else route_template(scope, state.before_routing)
                 prepared.maker.end(span, token, scope, metric_attributes, started, state.status_code, route)
             except Exception as exc:
                 report_internal_error("span_end", exc)

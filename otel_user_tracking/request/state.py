@@ -36,6 +36,7 @@ class RequestState:
         "exceptions",
         "explicit_user",
         "finished",
+        "route",
         "scope",
         "span",
         "status_code",
@@ -65,6 +66,7 @@ class RequestState:
         self.user_id: Optional[str] = None  # policy-processed, copied onto child spans
         self.status_code: Optional[int] = None
         self.finished = False
+        self.route: Optional[str] = None  # the route template, once finish_request found it
         self.exceptions = ExceptionLedger(span)
         self.exceptions.install()
         pin_config(span, config)

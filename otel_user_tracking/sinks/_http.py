@@ -12,6 +12,7 @@ import gzip
 import json
 import re
 import time
+from abc import ABC, abstractmethod
 from typing import Any, Mapping, Optional, Sequence, TypeVar
 
 import requests
@@ -187,7 +188,7 @@ def join_json_array(encoded: Sequence[bytes]) -> bytes:
     return b"[" + b",".join(encoded) + b"]"
 
 
-class HTTPBatchSink:
+class HTTPBatchSink(ABC):
     """The sinks that POST JSON batches (PostHog, Segment, the webhook): one send, one envelope.
 
     A subclass says how one event is encoded (``encode``), what else the body carries
@@ -214,9 +215,9 @@ class HTTPBatchSink:
         self.name = name
         self._transport = HTTPTransport(name, timeout=timeout, secrets=secrets)
 
+    @abstractmethod
     def encode(self, event: AnalyticsEvent) -> Any:
-        """The JSON value of one event (encoded by ``send``)."""
-        raise NotImplementedError
+        """The JSON value of one event (encoded by ``send``): each backend's own mapping."""
 
     def envelope(self) -> dict[str, Any]:
         """The body's fields besides ``batch``, made per request (a ``sentAt``, a key)."""

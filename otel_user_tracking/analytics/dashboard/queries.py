@@ -16,7 +16,7 @@ from typing import Optional
 
 from ...request.bots import is_bot
 from ..events import to_us
-from ..report import CountRow, Report, build_report
+from ..report import CountRow, Report, build_report, top_values
 from ..store import TABLE
 
 HOUR_US = 3_600_000_000
@@ -166,7 +166,7 @@ def build_dashboard(
             series=_series(db, window),
             statuses=statuses,
             routes=routes,
-            campaigns=_campaigns(db, window.since_us, limit),
+            campaigns=top_values(db, "utm_campaign", window.since_us, limit),
             custom=tuple(
                 CustomRow(row.value, row.count, _meta_keys(db, row.value, window.since_us))
                 for row in report.custom
@@ -273,15 +273,6 @@ def _percentile(histogram: dict[int, int], percent: int) -> Optional[float]:
         if seen >= rank:
             return tenths / 10
     return None  # unreachable: seen reaches total >= rank
-
-
-def _campaigns(db: sqlite3.Connection, since_us: int, limit: int) -> tuple[CountRow, ...]:
-    rows = db.execute(
-        f"SELECT utm_campaign, COUNT(*) AS n FROM {TABLE} WHERE type = 'pageview' AND ts_us >= ? "
-        "AND utm_campaign IS NOT NULL GROUP BY utm_campaign ORDER BY n DESC, utm_campaign LIMIT ?",
-        (since_us, limit),
-    ).fetchall()
-    return tuple(CountRow(str(value), int(n)) for value, n in rows)
 
 
 def _meta_keys(db: sqlite3.Connection, name: str, since_us: int) -> tuple[CountRow, ...]:
