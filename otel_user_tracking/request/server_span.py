@@ -1,11 +1,12 @@
 """Making the SERVER span in one pass, policy-clean from its first attribute.
 
-Built from ``opentelemetry-instrumentation-asgi``'s own pieces (request attributes, span
-name, context extraction, status mapping, semconv mode), so the span looks exactly like the
-ASGI middleware's. Doing it here rather than through the middleware's ``__call__`` means the
-client address and raw query never touch the span (no span processor's ``on_start`` sees
-them) and attributes are set once instead of twice: at most a third of the plain middleware's
-per-request cost. ``internal_spans=True`` uses the full ASGI middleware instead.
+Built from ``opentelemetry-instrumentation-asgi``'s pieces (context extraction, semconv mode,
+header capture; request attributes, span name and status mapping through ``semconv.py``,
+which computes what the contrib helpers do at a fifth of their cost and proves it against
+them), so the span looks exactly like the ASGI middleware's. Doing it here rather than through
+the middleware's ``__call__`` means the client address and raw query never touch the span (no
+span processor's ``on_start`` sees them) and attributes are set once instead of twice.
+``internal_spans=True`` uses the full ASGI middleware instead.
 
 The standard ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`` /
 ``_SERVER_RESPONSE`` / ``_SANITIZE_FIELDS`` variables work as on the contrib middleware's
@@ -24,13 +25,7 @@ from opentelemetry.instrumentation._semconv import (
     _OpenTelemetrySemanticConventionStability,
     _OpenTelemetryStabilitySignalType,
 )
-from opentelemetry.instrumentation.asgi import (
-    asgi_getter,
-    collect_custom_headers_attributes,
-    collect_request_attributes,
-    get_default_span_details,
-    set_status_code,
-)
+from opentelemetry.instrumentation.asgi import asgi_getter, collect_custom_headers_attributes
 from opentelemetry.instrumentation.utils import _start_internal_or_server_span
 from opentelemetry.metrics import get_meter
 from opentelemetry.util.http import (
@@ -47,6 +42,7 @@ from .._errors import report_internal_error
 from ..types import Message, Scope, Send
 from ..version import __version__
 from .scrubbing import QueryScrubber, clean_attributes, enforce_on_span
+from .semconv import HttpSemconv
 
 try:
     from opentelemetry.instrumentation._semconv import HTTP_DURATION_HISTOGRAM_BUCKETS_NEW
@@ -66,6 +62,7 @@ class ServerSpanMaker:
         self.mode = _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
             _OpenTelemetryStabilitySignalType.HTTP
         )
+        self.semconv = HttpSemconv(self.mode)
         schema_url = _get_schema_url(self.mode)
         self.tracer = trace.get_tracer(
             "otel_user_tracking", __version__, tracer_provider, schema_url=schema_url
@@ -104,9 +101,8 @@ class ServerSpanMaker:
     def _start(
         self, scope: Scope, clean: Callable[[dict[str, Any]], dict[str, Any]]
     ) -> tuple[trace.Span, Optional[object], dict[str, Any]]:
-        attributes = collect_request_attributes(scope, self.mode)
-        name, details = get_default_span_details(scope)  # type: ignore[arg-type]
-        attributes.update(details)
+        attributes = self.semconv.request_attributes(scope)
+        name = self.semconv.span_name(scope)
         if self.capture_request:
             attributes.update(self._capture(scope, self.capture_request, normalise_request_header_name))
         span, token = _start_internal_or_server_span(
@@ -165,7 +161,7 @@ class ServerSpanMaker:
             return collect_custom_headers_attributes(well_formed, self.sanitize, patterns, normalise)
 
     def set_status(self, span: trace.Span, status: int) -> None:
-        set_status_code(span, status, None, self.mode)
+        self.semconv.set_status(span, status)
 
     def end(
         self,
