@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
 import otel_user_tracking as out
+from otel_user_tracking.analytics.pipeline import batch_sizes
+from otel_user_tracking.analytics.settings import DeliverySettings
 from otel_user_tracking.sinks import SendResult
 
 from ._sinks import ScriptedSink, end_request_spans, permanent, retry
@@ -65,6 +68,42 @@ def test_batches_respect_the_sinks_own_size_limit(provider: TracerProvider) -> N
     end_request_spans(provider, 10)
     assert processor.force_flush(5000)
     assert [len(call) for call in sink.calls] == [4, 4, 2]
+
+
+def test_a_local_sink_that_prefers_big_batches_gathers_them(provider: TracerProvider) -> None:
+    """A sink with ``preferred_batch_size`` (the store) is sent nothing unprompted until that
+    many events wait, then up to its ``max_batch_size`` at a time; a flush sends the rest."""
+    sink = ScriptedSink(max_batch_size=80)
+    sink.preferred_batch_size = 50  # type: ignore[attr-defined]
+    processor = _processor(provider, sink, flush_at=10)
+    end_request_spans(provider, 49)
+    assert processor._intake.flush(time.monotonic() + 5)  # the events are queued for the sink
+    assert sink.calls == []
+    end_request_spans(provider, 151)
+    sink.wait_delivered(150)
+    assert all(50 <= len(call) <= 80 for call in sink.calls)
+    assert processor.force_flush(5000)
+    assert sum(len(call) for call in sink.calls) == 200
+    assert len(set(_ids(sink.delivered))) == 200
+
+
+@pytest.mark.parametrize(
+    ("options", "preferred", "expected"),
+    [
+        ({"flush_at": 100}, 0, (100, 100)),  # remote sinks: flush_at is the batch
+        ({"flush_at": 2000}, 0, (1000, 1000)),  # capped by the sink's max_batch_size
+        ({"flush_at": 100}, 1000, (1000, 1000)),  # the store's default
+        ({"flush_at": 100, "max_queue_size": 600}, 1000, (300, 1000)),  # half the queue
+        ({"flush_at": 100, "max_queue_size": 50}, 1000, (100, 1000)),  # never below flush_at
+        ({"flush_at": 500}, 200, (500, 500)),  # flush_at above the preference wins
+    ],
+)
+def test_batch_sizes(options: dict[str, int], preferred: int, expected: tuple[int, int]) -> None:
+    """When the sender wakes and how much one send takes, per sink and settings."""
+    sink = ScriptedSink(max_batch_size=1000)
+    if preferred:
+        sink.preferred_batch_size = preferred  # type: ignore[attr-defined]
+    assert batch_sizes(sink, DeliverySettings(**options)) == expected
 
 
 def test_retryable_failures_are_retried_until_delivered_once(provider: TracerProvider) -> None:

@@ -53,6 +53,25 @@ class DeliveryStats:
     queued: int = 0
 
 
+def batch_sizes(sink: Sink, settings: DeliverySettings) -> tuple[int, int]:
+    """How many queued events wake the sender, and how many one ``send`` takes at most.
+
+    A batch is ``flush_at`` events, capped by the sink's ``max_batch_size``: for a remote
+    backend that is the documented request size. A sink that writes locally may say it
+    prefers bigger batches (``preferred_batch_size``, the store: one transaction costs
+    about as much for 1 000 rows as for 100, in pages rewritten and syscalls); it is then
+    woken at that many events (never fewer than ``flush_at``, at most half the queue, so
+    the queue keeps room while it writes) and takes whatever is queued up to its
+    ``max_batch_size``. ``flush_interval`` still bounds how long an event waits.
+    """
+    most = max(1, int(sink.max_batch_size))
+    batch = min(settings.flush_at, most)
+    preferred = int(getattr(sink, "preferred_batch_size", 0) or 0)
+    if preferred <= batch:
+        return batch, batch
+    return max(batch, min(preferred, most, settings.max_queue_size // 2)), most
+
+
 class SinkPipeline(WorkerState):
     """Queue events for one sink; a sender thread batches them out with retries.
 
@@ -65,7 +84,7 @@ class SinkPipeline(WorkerState):
         self.sink = sink
         self.name = sink.name
         self._settings = settings
-        self._batch_size = max(1, min(settings.flush_at, int(sink.max_batch_size)))
+        self._batch_size, self._take = batch_sizes(sink, settings)
         self._log = ThrottledLog(_logger)
         self._closed = False
         self._close_pending = False  # closed while the sender was delivering: it closes the sink
@@ -186,7 +205,7 @@ class SinkPipeline(WorkerState):
         while True:
             with self._lock:
                 self._wait_for_work(self._queue, self._batch_size, self._settings.flush_interval)
-                count = min(len(self._queue), self._batch_size)
+                count = min(len(self._queue), self._take)
                 batch = [self._queue.popleft() for _ in range(count)]
                 self._in_flight = count
                 self._sending = bool(batch)

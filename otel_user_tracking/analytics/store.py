@@ -17,8 +17,11 @@ from __future__ import annotations
 import sqlite3
 import sys
 import typing
+from collections.abc import Callable, Sequence
+from itertools import chain, compress, repeat
+from operator import itemgetter, ne
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from .events import FIELDS, EventRecord
 
@@ -73,8 +76,65 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 _VALUES = f"({', '.join('?' * len(COLUMNS))})"
 INSERT = f"INSERT OR IGNORE INTO {TABLE} ({', '.join(COLUMNS)}) VALUES {_VALUES}"
-CHUNK = 16  # rows per multi-row INSERT: one statement step instead of sixteen
-INSERT_CHUNK = f"INSERT OR IGNORE INTO {TABLE} ({', '.join(COLUMNS)}) VALUES {', '.join([_VALUES] * CHUNK)}"
+# Rows per multi-row INSERT (one statement step for them all). SQLite before 3.32 takes at
+# most 999 bound parameters a statement: 32 rows of 31 columns fit. Bigger chunks save
+# little more and hold the GIL longer between the writer's pauses (binding holds it).
+_MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+CHUNK = max(1, min(32, _MAX_PARAMETERS // len(COLUMNS)))
+MAX_SHAPES = 64  # column sets with their own statements; beyond, chunks bind every column
+_ALL_COLUMNS = tuple(range(len(COLUMNS)))
+_NONES = [(None,) * size for size in range(CHUNK + 1)]
+_Shape = tuple[str, Callable[[EventRecord], tuple[object, ...]]]
+_shapes: dict[tuple[tuple[int, ...], int], _Shape] = {}
+
+
+def insert_events(
+    connection: sqlite3.Connection,
+    events: Sequence[EventRecord],
+    between: Optional[Callable[[], None]] = None,
+) -> None:
+    """Insert events (``INSERT OR IGNORE``), ``CHUNK`` rows a statement, in the caller's transaction.
+
+    An event is its row (the columns are its fields in order). A typical event leaves a
+    third of its 31 fields empty (no query, referrer, UTM, session, error, meta), and
+    binding a ``None`` costs ``sqlite3`` more than binding a string (the adaptation lookup,
+    ``_bind_none_fast``). So each chunk's statement names only the columns some row of the
+    chunk fills; the others are NULL as they would be when bound (no column has a default),
+    which stores the same row. A chunk shorter than ``CHUNK`` (a batch's tail) goes in
+    power-of-two pieces, so a handful of statements serves every batch size; ``sqlite3``
+    keeps them prepared. ``between`` runs after each chunk (the writer steps aside there).
+    """
+    start, total = 0, len(events)
+    while start < total:
+        left = total - start
+        size = CHUNK if left >= CHUNK else 1 << (left.bit_length() - 1)
+        rows = events[start : start + size]
+        start += size
+        # The columns some row fills: a column tuple differs from all-None.
+        filled = tuple(compress(_ALL_COLUMNS, map(ne, zip(*rows), repeat(_NONES[size]))))
+        statement, pick = _shape(filled, size)
+        connection.execute(statement, tuple(chain.from_iterable(map(pick, rows))))
+        if between is not None:
+            between()
+
+
+def _shape(filled: tuple[int, ...], size: int) -> _Shape:
+    """The statement inserting ``size`` rows of the ``filled`` columns, and what picks them.
+
+    Past ``MAX_SHAPES`` column sets (events that vary without end), chunks bind every
+    column as before; a set of one column would make ``itemgetter`` return a bare value.
+    """
+    shape = _shapes.get((filled, size))
+    if shape is None:
+        if len(filled) < 2 or len(_shapes) >= MAX_SHAPES:
+            filled = _ALL_COLUMNS
+            shape = _shapes.get((filled, size))
+        if shape is None:
+            values = f"({', '.join('?' * len(filled))})"
+            columns = ", ".join(COLUMNS[index] for index in filled)
+            statement = f"INSERT OR IGNORE INTO {TABLE} ({columns}) VALUES {', '.join([values] * size)}"
+            shape = _shapes[(filled, size)] = (statement, itemgetter(*filled))
+    return shape
 
 
 class SchemaError(Exception):
