@@ -13,14 +13,22 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from opentelemetry import trace
 from opentelemetry.instrumentation import asgi as contrib
 from opentelemetry.instrumentation._semconv import _StabilityMode
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from otel_user_tracking import TagPolicy, UserTrackingMiddleware
+from otel_user_tracking.attributes import CLIENT_ADDRESS_KEYS
 from otel_user_tracking.request import semconv
 from otel_user_tracking.request.semconv import HttpSemconv
 from otel_user_tracking.request.server_span import _well_formed, _well_formed_headers
+
+from ._asgi import http_scope, ok_app, serve
 
 MODES = [_StabilityMode.DEFAULT, _StabilityMode.HTTP, _StabilityMode.HTTP_DUP]
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -146,3 +154,51 @@ def test_a_contrib_release_that_disagrees_makes_every_span_the_contrib_way(
     assert not fast.fast
     scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "server": ("h", 80)}
     assert fast.request_attributes(scope)["http.new_in_this_release"] == "yes"
+
+
+def _one_span(wrap: Any, scope: dict[str, Any], under: Any = None) -> Any:
+    """The span a middleware made for one request (run under the span ``under``, if given)."""
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = wrap(ok_app, provider)
+    if under is None:
+        serve(app, scope)
+    else:
+        with trace.use_span(under):
+            serve(app, scope)
+    (span,) = [span for span in exporter.get_finished_spans() if span.name != "outer"]
+    return span
+
+
+OURS = lambda app, provider: UserTrackingMiddleware(app, tracer_provider=provider, tag_policy=KEEP_ALL)  # noqa: E731
+CONTRIB = lambda app, provider: OpenTelemetryMiddleware(  # noqa: E731
+    app, tracer_provider=provider, exclude_spans=["receive", "send"]
+)
+KEEP_ALL = TagPolicy(ip="keep")
+TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.mark.parametrize("under_a_span", [False, True])
+def test_the_span_has_the_contrib_middlewares_parent_kind_name_status_and_attributes(
+    under_a_span: bool,
+) -> None:
+    """Same trace, parent, kind (SERVER, or INTERNAL under a current span), name, status and
+    semconv attributes as the contrib middleware's span, with a propagated trace context."""
+    scope = http_scope(
+        "/users/7", query=b"a=1", headers=[(b"traceparent", TRACEPARENT), (b"host", b"h.example")]
+    )
+    outer = TracerProvider().get_tracer("test").start_span("outer") if under_a_span else None
+    ours, theirs = _one_span(OURS, scope, outer), _one_span(CONTRIB, scope, outer)
+    assert ours.context.trace_id == theirs.context.trace_id
+    assert ours.parent.span_id == theirs.parent.span_id
+    assert (ours.kind, ours.name, ours.status.status_code) == (
+        theirs.kind,
+        theirs.name,
+        theirs.status.status_code,
+    )
+    # The policy moves the address to client.address (kept here) whatever key the contrib used.
+    address = theirs.attributes.get("net.peer.ip") or theirs.attributes.get("client.address")
+    assert ours.attributes["client.address"] == address == "198.51.100.7"
+    shared = {key: value for key, value in theirs.attributes.items() if key not in CLIENT_ADDRESS_KEYS}
+    assert {key: ours.attributes.get(key) for key in shared} == shared

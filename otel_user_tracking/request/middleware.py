@@ -134,10 +134,7 @@ class UserTrackingMiddleware:
         )
         send = prepared.maker.police_response_headers(span, send, prepared.scrubber, ours=True)
         try:
-            with trace.use_span(
-                span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-            ):
-                await self._run(state, receive, send)
+            await self._run(state, receive, send)  # the span is current (``start`` made it so)
         finally:
             try:
                 route = state.route if state.finished else route_template(scope, state.before_routing)

@@ -19,15 +19,15 @@ import time
 from typing import Any, Callable, Optional
 from urllib.parse import quote_from_bytes
 
-from opentelemetry import context, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.instrumentation._semconv import (
     _get_schema_url,
     _OpenTelemetrySemanticConventionStability,
     _OpenTelemetryStabilitySignalType,
 )
 from opentelemetry.instrumentation.asgi import asgi_getter, collect_custom_headers_attributes
-from opentelemetry.instrumentation.utils import _start_internal_or_server_span
 from opentelemetry.metrics import get_meter
+from opentelemetry.trace import SpanKind
 from opentelemetry.util.http import (
     OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS,
     OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST,
@@ -51,6 +51,7 @@ except ImportError:  # opentelemetry-instrumentation < 0.52b0
         0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
     )  # fmt: skip
 
+_ASGI_GETTER: Any = asgi_getter  # a Getter[dict]; scopes are typed as mutable mappings
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 
 
@@ -88,7 +89,8 @@ class ServerSpanMaker:
     def start(
         self, scope: Scope, clean: Callable[[dict[str, Any]], dict[str, Any]]
     ) -> tuple[trace.Span, Optional[object], dict[str, Any]]:
-        """Start the span with the ASGI middleware's attributes after ``clean`` applied the policy.
+        """Start the span with the ASGI middleware's attributes after ``clean`` applied the policy,
+        and make it current.
 
         Returns the span, the context token to detach, and the metric attributes.
         """
@@ -105,14 +107,17 @@ class ServerSpanMaker:
         name = self.semconv.span_name(scope)
         if self.capture_request:
             attributes.update(self._capture(scope, self.capture_request, normalise_request_header_name))
-        span, token = _start_internal_or_server_span(
-            tracer=self.tracer,
-            span_name=name,
-            start_time=None,
-            context_carrier=scope,
-            context_getter=asgi_getter,
-            attributes=clean(attributes),
-        )
+        # As the contrib ``_start_internal_or_server_span``: a SERVER span continuing the
+        # propagated trace, or INTERNAL under a span already current. The context made current
+        # holds the span itself, so the request needs one attach (``use_span`` would add another).
+        if trace.get_current_span() is trace.INVALID_SPAN:
+            parent = propagate.extract(scope, getter=_ASGI_GETTER)
+            kind = SpanKind.SERVER
+        else:
+            parent = context.get_current()
+            kind = SpanKind.INTERNAL
+        span = self.tracer.start_span(name, context=parent, kind=kind, attributes=clean(attributes))
+        token = context.attach(trace.set_span_in_context(span, parent))
         method = str(scope.get("method", "")).upper()
         metric_attributes = {
             "http.request.method": method if method in _KNOWN_METHODS else "_OTHER",
