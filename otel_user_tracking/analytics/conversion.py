@@ -33,7 +33,10 @@ _NO_UTM = (None, None, None)
 # The event's user fields are USER_FIELDS' ``user_<field>``s, in order (tests/test_conversion.py).
 _NO_USER = (None,) * len(attrs.USER_FIELD_KEYS)
 _MAX_UTM = 256
-_make = AnalyticsEvent._make
+_NO_ERROR_OR_META = (None, None, None, None)
+# Events are built as plain records in the store's column order: tuple.__new__ skips
+# namedtuple's Python-level _make (its length check is this module's tests' job).
+_new = tuple.__new__
 
 
 def is_candidate(span: ReadableSpan) -> bool:
@@ -55,16 +58,17 @@ def convert_span(span: ReadableSpan, config: Config) -> list[AnalyticsEvent]:
     if request_type is None or attributes.get(attrs.EXCLUDED):
         return []
     context = span.context
-    trace_id = format(context.trace_id, "032x") if context else "0" * 32
-    span_id = format(context.span_id, "016x") if context else "0" * 16
+    trace_id = f"{context.trace_id:032x}" if context else "0" * 32
+    span_id = f"{context.span_id:016x}" if context else "0" * 16
     prefix = f"{trace_id}:{span_id}:"
-    request = _request_fields(attributes, config)
+    head, tail = _request_fields(attributes, config)
     events: list[AnalyticsEvent] = []
     start = span.start_time or 0
-    if request_type == "http" and _counts_as_pageview(attributes, request[0], config):
+    if request_type == "http" and _counts_as_pageview(attributes, head[0], config):
         end = span.end_time
         duration = round((end - start) / 1e6, 3) if end is not None and start else None
-        pageview = _make(
+        pageview = _new(
+            AnalyticsEvent,
             (
                 _derived_id(prefix + "pageview:0"),
                 "pageview",
@@ -72,18 +76,18 @@ def convert_span(span: ReadableSpan, config: Config) -> list[AnalyticsEvent]:
                 trace_id,
                 span_id,
                 None,
-                *request[:8],
+                *head,
                 duration,
-                *request[8:],
-                None,
-                None,
-                None,
-                None,
-            )
+                *tail,
+                *_NO_ERROR_OR_META,
+            ),
         )
         if config.pageview_filter is None or _filter_allows(config, pageview):
             events.append(pageview)
-    for index, event in enumerate(span_events(span)):
+    span_events_ = span_events(span)
+    if not span_events_:
+        return events
+    for index, event in enumerate(span_events_):
         event_attributes: Mapping[str, Any] = event.attributes or _NONE
         kind = event_attributes.get(attrs.EVENT_TYPE)
         if event.name == _EXCEPTION and kind is None:
@@ -91,58 +95,46 @@ def convert_span(span: ReadableSpan, config: Config) -> list[AnalyticsEvent]:
                 _text(event_attributes.get("exception.type")),
                 _text(event_attributes.get("exception.message")),
                 _text(event_attributes.get("exception.stacktrace")),
+                None,
             )
-            events.append(
-                _make(
-                    (
-                        _derived_id(f"{prefix}error:{index}"),
-                        "error",
-                        event.timestamp // 1000,
-                        trace_id,
-                        span_id,
-                        None,
-                        *request[:8],
-                        None,
-                        *request[8:],
-                        *error,
-                        None,
-                    )
-                )
-            )
+            error_id = _derived_id(f"{prefix}error:{index}")
+            when = event.timestamp // 1000
+            row = (error_id, "error", when, trace_id, span_id, None, *head, None, *tail, *error)
+            events.append(_new(AnalyticsEvent, row))
         elif kind == "custom":
             given = event_attributes.get(attrs.EVENT_ID)
             event_id = given if isinstance(given, str) else _derived_id(f"{prefix}custom:{index}")
             meta = encode_meta(_meta(event_attributes))
-            events.append(
-                _make(
-                    (
-                        event_id,
-                        "custom",
-                        event.timestamp // 1000,
-                        trace_id,
-                        span_id,
-                        event.name,
-                        *request[:8],
-                        None,
-                        *request[8:],
-                        None,
-                        None,
-                        None,
-                        meta,
-                    )
-                )
+            when = event.timestamp // 1000
+            row = (
+                event_id,
+                "custom",
+                when,
+                trace_id,
+                span_id,
+                event.name,
+                *head,
+                None,
+                *tail,
+                None,
+                None,
+                None,
+                meta,
             )
+            events.append(_new(AnalyticsEvent, row))
     return events
 
 
 _NONE: Mapping[str, Any] = {}
+_TEXT_TYPES = {str, type(None)}
 
 
-def _request_fields(attributes: Mapping[str, Any], config: Config) -> tuple[Any, ...]:
-    """The request's fields shared by all its events, in ``EventRecord`` order.
+def _request_fields(attributes: Mapping[str, Any], config: Config) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The request's fields shared by all its events, in ``EventRecord`` order, in two parts.
 
-    From ``method`` to ``status_code`` (8 fields), then from ``referrer`` to ``session_id``;
-    the privacy signal (``Sec-GPC``/``DNT``) removes the user fields and the visitor id.
+    From ``method`` to ``status_code`` (8 fields), then from ``referrer`` to ``session_id``
+    (each event puts its duration between them); the privacy signal (``Sec-GPC``/``DNT``)
+    removes the user fields and the visitor id.
     """
     get = attributes.get
     path = get("url.path")
@@ -153,9 +145,14 @@ def _request_fields(attributes: Mapping[str, Any], config: Config) -> tuple[Any,
     status = get("http.response.status_code") or get("http.status_code")
     utm = _utm(query) if query and ("tm_" in query or "TM_" in query) else _NO_UTM
     private = config.honor_privacy_signals and get(attrs.PRIVACY_SIGNAL)
-    # Semantic-convention and our own attributes are strings; user fields set by other code
-    # may not be, and the policy's outputs are.
-    return (
+    user: tuple[Optional[str], ...] = _NO_USER
+    if not private:
+        # Semantic-convention and our own attributes are strings; user fields set by other
+        # code may not be, and the policy's outputs are.
+        user = tuple(map(get, attrs.USER_FIELD_KEYS))
+        if not _TEXT_TYPES.issuperset(map(type, user)):
+            user = tuple(map(_text, user))
+    head = (
         get("http.request.method") or get("http.method"),
         get("url.scheme") or get("http.scheme"),
         get(attrs.HOST) or get("server.address") or get("http.host") or get("net.host.name"),
@@ -164,15 +161,18 @@ def _request_fields(attributes: Mapping[str, Any], config: Config) -> tuple[Any,
         route,
         route or path,
         status if type(status) is int else _status(status),
+    )
+    tail = (
         get(attrs.REFERRER),
         get(attrs.LOCALE),
         *utm,
         get("user_agent.original") or get("http.user_agent"),
         None if private else get(attrs.CLIENT_ADDRESS),
-        *(_NO_USER if private else [_text(get(key)) for key in attrs.USER_FIELD_KEYS]),
+        *user,
         None if private else get(attrs.VISITOR_ID),
         get(attrs.SESSION_ID),
     )
+    return head, tail
 
 
 def _old_semconv_path_and_query(attributes: Mapping[str, Any]) -> tuple[Any, Any]:
