@@ -58,11 +58,12 @@ def batch_sizes(sink: Sink, settings: DeliverySettings) -> tuple[int, int]:
 
     A batch is ``flush_at`` events, capped by the sink's ``max_batch_size``: for a remote
     backend that is the documented request size. A sink that writes locally may say it
-    prefers bigger batches (``preferred_batch_size``, the store: one transaction costs
-    about as much for 1 000 rows as for 100, in pages rewritten and syscalls); it is then
-    woken at that many events (never fewer than ``flush_at``, at most half the queue, so
-    the queue keeps room while it writes) and takes whatever is queued up to its
-    ``max_batch_size``. ``flush_interval`` still bounds how long an event waits.
+    prefers bigger batches (``preferred_batch_size``; the store: every transaction rewrites
+    the last, partly filled page of the table and of each index, so ten of 100 events cost
+    more than one of 1 000); it is then woken at that many events (never fewer than
+    ``flush_at``, at most half the queue, so the queue keeps room while it writes) and takes
+    whatever is queued up to its ``max_batch_size``. ``flush_interval`` still bounds how
+    long an event waits.
     """
     most = max(1, int(sink.max_batch_size))
     batch = min(settings.flush_at, most)
