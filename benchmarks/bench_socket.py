@@ -6,7 +6,10 @@ client). Rounds interleave the variants so the machine's drift hits all of them 
 figures are medians over rounds, and the ratios are against the OTel 1-span middleware of
 the same run. After each run the server is stopped with SIGTERM and the benchmark checks that
 the variant did its work: spans exported, rows in the store equal to completed requests,
-captures received by the loopback PostHog server.
+captures received by the loopback PostHog server. Beside the throughput, the server's CPU time
+per request under load is read from ``/proc`` for its event-loop thread and for all its other
+threads: a figure that another process on the machine disturbs much less than requests per
+second.
 
 Then a tail-latency probe: one request at a time on one connection, client and server each
 on their own core, for ours with and without analytics.
@@ -56,6 +59,8 @@ class Run:
     p50_ms: float
     p99_ms: float
     check: str
+    loop_us: float  # server CPU per request: the event loop's thread
+    others_us: float  # and every other thread (span export, analytics)
 
 
 class CaptureServer:
@@ -104,8 +109,8 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(variant: str, workdir: Path, posthog_url: str) -> Iterator[tuple[int, Path, Path]]:
-    """Run one variant's uvicorn; yield (port, store path, stats path); SIGTERM it at the end."""
+def serve(variant: str, workdir: Path, posthog_url: str) -> Iterator[tuple[int, Path, Path, int]]:
+    """Run one variant's uvicorn; yield (port, store path, stats path, pid); SIGTERM it at the end."""
     port = _free_port()
     database = workdir / f"{variant}.db"
     stats = workdir / f"{variant}.json"
@@ -142,7 +147,7 @@ def serve(variant: str, workdir: Path, posthog_url: str) -> Iterator[tuple[int, 
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_until_listening(port, process)
-        yield port, database, stats
+        yield port, database, stats, process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -277,9 +282,14 @@ def run_variant(
     variant: str, workdir: Path, capture: CaptureServer, duration: float, connections: int
 ) -> Run:
     before = capture.events
-    with serve(variant, workdir, capture.url) as (port, database, stats):
+    with serve(variant, workdir, capture.url) as (port, database, stats, pid):
         warm = len(sequential(port, 300, 10))
+        cpu_before = thread_cpu(pid)
         requests, rps, p50, p99 = load(port, duration, connections)
+        cpu_after = thread_cpu(pid)
+    spent = {tid: cpu_after[tid] - cpu_before.get(tid, 0.0) for tid in cpu_after}
+    loop = spent.pop(pid, 0.0)  # the main thread runs the event loop; its id is the pid
+    per_request = 1e6 / max(requests, 1)
     return Run(
         variant,
         requests,
@@ -287,12 +297,26 @@ def run_variant(
         p50,
         p99,
         check(variant, requests + warm, connections, database, stats, capture, before),
+        loop * per_request,
+        sum(spent.values()) * per_request,
     )
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of process ``pid`` (Linux; else empty)."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    seconds: dict[int, float] = {}
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+                seconds[int(tid)] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
 
 
 def probe(variant: str, workdir: Path, capture: CaptureServer, count: int) -> tuple[float, float]:
     """(p50 ms, p99 ms) of one request at a time."""
-    with serve(variant, workdir, capture.url) as (port, _, _):
+    with serve(variant, workdir, capture.url) as (port, _, _, _):
         sequential(port, 300, 10)
         ordered = sorted(sequential(port, count, 60))
     return _pct(ordered, 0.5) * 1000, _pct(ordered, 0.99) * 1000
@@ -317,7 +341,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                 runs[variant].append(run)
                 print(
                     f"round {round_number + 1} {variant:18} {run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms"
-                    f"  p99 {run.p99_ms:6.2f} ms  ({run.check})",
+                    f"  p99 {run.p99_ms:6.2f} ms  CPU/request {run.loop_us:5.1f} + {run.others_us:4.1f} µs"
+                    f"  ({run.check})",
                     flush=True,
                 )
         medians = {
@@ -325,6 +350,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                 statistics.median(r.rps for r in rs),
                 statistics.median(r.p50_ms for r in rs),
                 statistics.median(r.p99_ms for r in rs),
+                statistics.median(r.loop_us for r in rs),
+                statistics.median(r.others_us for r in rs),
             )
             for name, rs in runs.items()
         }
@@ -332,11 +359,17 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(
             f"\nmedians of {args.rounds} rounds, {args.connections} connections, {args.duration:.0f} s each"
         )
-        print(f"{'variant':18} {'req/s':>8} {'vs 1-span':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99 vs':>7}")
-        for name, (rps, p50, p99) in medians.items():
+        print(
+            f"{'variant':18} {'req/s':>8} {'vs 1-span':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99 vs':>7}"
+            f"  {'CPU µs/request: loop + other threads'}"
+        )
+        for name, (rps, p50, p99, loop_us, others_us) in medians.items():
             ratio = f"{rps / base[0]:.2f}" if base else "-"
             tail = f"{p99 / base[2]:.2f}" if base else "-"
-            print(f"{name:18} {rps:8.0f} {ratio:>9} {p50:7.2f} {p99:7.2f} {tail:>7}")
+            print(
+                f"{name:18} {rps:8.0f} {ratio:>9} {p50:7.2f} {p99:7.2f} {tail:>7}"
+                f"  {loop_us:6.1f} + {others_us:4.1f} = {loop_us + others_us:6.1f}"
+            )
         if args.probe_requests:
             print(f"\none request at a time ({args.probe_requests} requests), per-request latency")
             probes = {
@@ -345,8 +378,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             }
             for name, (p50, p99) in probes.items():
                 print(f"{name:18} p50 {p50:6.3f} ms  p99 {p99:6.3f} ms")
-            ratio = probes["ours-default"][1] / probes["ours-no-analytics"][1]
-            print(f"  p99 default stack / without analytics: {ratio:.2f}")
+            probe_ratio = probes["ours-default"][1] / probes["ours-no-analytics"][1]
+            print(f"  p99 default stack / without analytics: {probe_ratio:.2f}")
     capture.close()
 
 
