@@ -370,6 +370,14 @@ def main(argv: Optional[list[str]] = None) -> None:
                 f"{name:18} {rps:8.0f} {ratio:>9} {p50:7.2f} {p99:7.2f} {tail:>7}"
                 f"  {loop_us:6.1f} + {others_us:4.1f} = {loop_us + others_us:6.1f}"
             )
+        if BASELINE in runs:
+            # Each round's ratio pairs runs a few seconds apart, so slow drift of the machine
+            # cancels out of it; the ratio of medians above pairs runs of different rounds.
+            print("\nmedian of the per-round ratios to the 1-span middleware (req/s):")
+            for name, rs in runs.items():
+                paired = [run.rps / base_run.rps for run, base_run in zip(rs, runs[BASELINE])]
+                rounds = ", ".join(f"{ratio:.2f}" for ratio in paired)
+                print(f"{name:18} {statistics.median(paired):5.2f}  ({rounds})")
         if args.probe_requests:
             print(f"\none request at a time ({args.probe_requests} requests), per-request latency")
             probes = {
