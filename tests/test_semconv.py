@@ -25,7 +25,7 @@ from opentelemetry.trace import StatusCode
 from otel_user_tracking import TagPolicy, UserTrackingMiddleware
 from otel_user_tracking.attributes import CLIENT_ADDRESS_KEYS
 from otel_user_tracking.request import semconv
-from otel_user_tracking.request.semconv import HttpSemconv
+from otel_user_tracking.request.semconv import HttpSemconv, _outcome
 from otel_user_tracking.request.server_span import _well_formed, _well_formed_headers
 
 from ._asgi import http_scope, ok_app, serve
@@ -74,14 +74,6 @@ scopes = st.fixed_dictionaries(
         ),
     },
 )
-
-
-def _outcome(function: Any, *args: Any) -> Any:
-    """What a call returns, or the type of what it raises."""
-    try:
-        return function(*args)
-    except Exception as exc:
-        return type(exc)
 
 
 def _as_the_span_gets_it(function: Any, scope: dict[str, Any], *args: Any) -> Any:

@@ -40,6 +40,16 @@ _contrib: Any = contrib  # its helpers are untyped in some releases; looked up p
 _MAX_REMEMBERED = 256  # methods and user agents remembered; others are computed each time
 _MAX_REMEMBERED_AGENT = 512  # characters: longer user agents are not remembered
 _UNSET = Status(StatusCode.UNSET)
+# The old and the new semantic convention's names of the attributes both carry.
+_OLD_AND_NEW = {
+    "scheme": ("http.scheme", "url.scheme"),
+    "host": ("http.host", "server.address"),
+    "port": ("net.host.port", "server.port"),
+    "flavor": ("http.flavor", "network.protocol.version"),
+    "peer_port": ("net.peer.port", "client.port"),
+    "method": ("http.method", "http.request.method"),
+    "agent": ("http.user_agent", "user_agent.original"),
+}
 _HOST = b"host"
 _USER_AGENT = b"user-agent"
 _PROBE_LENGTHS = frozenset({len(_HOST), len(_USER_AGENT)})
@@ -65,6 +75,11 @@ class HttpSemconv:
         self.mode = mode
         self._old = _report_old(mode)
         self._new = _report_new(mode)
+        # Each attribute's key(s) in this mode: the old convention's, the new one's, or both.
+        self._keys = {
+            name: tuple(key for key, wanted in zip(pair, (self._old, self._new)) if wanted)
+            for name, pair in _OLD_AND_NEW.items()
+        }
         self._methods: dict[str, tuple[tuple[str, str], ...]] = {}
         self._names: dict[str, str] = {}
         self._agents: dict[bytes, tuple[tuple[str, str], ...]] = {}
@@ -110,42 +125,36 @@ class HttpSemconv:
                 query = query.decode("utf8")
             http_url += "?" + unquote(query)
 
-        old, new = self._old, self._new
+        keys = self._keys
         result: dict[str, Any] = {}
         scheme = scope.get("scheme")
         if scheme:
-            if old:
-                result["http.scheme"] = scheme
-            if new:
-                result["url.scheme"] = scheme
+            for key in keys["scheme"]:
+                result[key] = scheme
         if server_host:
-            if old:
-                result["http.host"] = server_host
-            if new:
-                result["server.address"] = server_host
+            for key in keys["host"]:
+                result[key] = server_host
         if port:
-            _set_int(result, "net.host.port" if old else None, "server.port" if new else None, port)
+            _set_int(result, keys["port"], port)
         flavor = scope.get("http_version")
         if flavor:
-            if old:
-                result["http.flavor"] = flavor
-            if new:
-                result["network.protocol.version"] = flavor
+            for key in keys["flavor"]:
+                result[key] = flavor
         if path:
-            if old:
+            if self._old:
                 result["http.target"] = path
-            if new:
+            if self._new:
                 result["url.path"] = path
                 if query:
                     result["url.query"] = query
-        if old:
+        if self._old:
             if "@" in http_url or "?" in http_url or "#" in http_url:
                 http_url = redact_url(http_url)
             result["http.url"] = http_url
         method = scope.get("method", "")
         if method:
             result.update(self._method_attributes(method))
-        if hosts and old:
+        if hosts and self._old:
             result["http.server_name"] = ",".join(hosts)
         if agent is not None:
             result.update(self._agent_attributes(agent))
@@ -153,14 +162,12 @@ class HttpSemconv:
             client = scope["client"]
             address, client_port = client[0], client[1]
             if address:
-                if old:
+                if self._old:
                     result["net.peer.ip"] = address
-                if new and not result.get("client.address"):
+                if self._new and not result.get("client.address"):
                     result["client.address"] = address
             if client_port:
-                _set_int(
-                    result, "net.peer.port" if old else None, "client.port" if new else None, client_port
-                )
+                _set_int(result, keys["peer_port"], client_port)
         return result
 
     def _method_attributes(self, method: str) -> tuple[tuple[str, str], ...]:
@@ -173,10 +180,7 @@ class HttpSemconv:
         if original != normalized and self._new and original:
             pairs.append(("http.request.method_original", original))
         if normalized:
-            if self._old:
-                pairs.append(("http.method", normalized))
-            if self._new:
-                pairs.append(("http.request.method", normalized))
+            pairs.extend((key, normalized) for key in self._keys["method"])
         return _remember(self._methods, method, tuple(pairs))
 
     def _agent_attributes(self, raw: bytes) -> tuple[tuple[str, str], ...]:
@@ -186,10 +190,7 @@ class HttpSemconv:
         value = _normalize_agent(raw.decode())
         pairs: list[tuple[str, str]] = []
         if value:
-            if self._old:
-                pairs.append(("http.user_agent", value))
-            if self._new:
-                pairs.append(("user_agent.original", value))
+            pairs.extend((key, value) for key in self._keys["agent"])
         synthetic = _detect_synthetic(value) if _detect_synthetic is not None else None
         if synthetic:
             pairs.append((_SYNTHETIC_KEY, synthetic))
@@ -234,49 +235,44 @@ class HttpSemconv:
 
     def _agrees_with_contrib(self) -> bool:
         """Whether the fast path gives the contrib functions' answers on every probe request."""
+        agrees = True
         for scope in _probes():
-            try:
-                expected: Any = _contrib.collect_request_attributes(scope, self.mode)
-            except Exception as exc:
-                expected = type(exc)
-            try:
-                got: Any = self.request_attributes(scope)
-            except Exception as exc:
-                got = type(exc)
-            try:
-                expected_name: Any = _contrib.get_default_span_details(scope)[0]
-            except Exception as exc:
-                expected_name = type(exc)
-            try:
-                got_name: Any = self.span_name(scope)
-            except Exception as exc:
-                got_name = type(exc)
-            if got != expected or got_name != expected_name:
+            expected = _outcome(_contrib.collect_request_attributes, scope, self.mode)
+            expected_name = _outcome(lambda probe: _contrib.get_default_span_details(probe)[0], scope)
+            if (
+                _outcome(self.request_attributes, scope) != expected
+                or _outcome(self.span_name, scope) != expected_name
+            ):
                 _logger.debug(
                     "otel_user_tracking: the installed opentelemetry-instrumentation-asgi differs from "
                     "the fast path on %r; its own functions make every span's attributes",
                     scope,
                 )
-                self._methods.clear()
-                self._names.clear()
-                self._agents.clear()
-                return False
+                agrees = False
+                break
+        # What the probes taught the caches is not what requests will ask.
         self._methods.clear()
         self._names.clear()
         self._agents.clear()
-        return True
+        return agrees
 
 
-def _set_int(result: dict[str, Any], old_key: Optional[str], new_key: Optional[str], value: Any) -> None:
-    """The contrib ``set_int_attribute`` for both conventions: a value that is no integer is left out."""
+def _outcome(function: Callable[..., Any], *args: Any) -> Any:
+    """What a call returns, or the type of the exception it raises."""
+    try:
+        return function(*args)
+    except Exception as exc:
+        return type(exc)
+
+
+def _set_int(result: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
+    """The contrib ``set_int_attribute`` under each key: a value that is no integer is left out."""
     try:
         number = int(value)
     except (ValueError, TypeError):
         return
-    if old_key:
-        result[old_key] = number
-    if new_key:
-        result[new_key] = number
+    for key in keys:
+        result[key] = number
 
 
 _K = TypeVar("_K")
