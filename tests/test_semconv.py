@@ -17,10 +17,13 @@ from opentelemetry import trace
 from opentelemetry.instrumentation import asgi as contrib
 from opentelemetry.instrumentation._semconv import _StabilityMode
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from opentelemetry.util.http import sanitize_method
 
 from otel_user_tracking import TagPolicy, UserTrackingMiddleware
 from otel_user_tracking.attributes import CLIENT_ADDRESS_KEYS
@@ -194,3 +197,26 @@ def test_the_span_has_the_contrib_middlewares_parent_kind_name_status_and_attrib
     assert ours.attributes["client.address"] == address == "198.51.100.7"
     shared = {key: value for key, value in theirs.attributes.items() if key not in CLIENT_ADDRESS_KEYS}
     assert {key: ours.attributes.get(key) for key in shared} == shared
+
+
+@pytest.mark.parametrize("method", ["GET", "get", "PURGE", "QUERY"])
+def test_the_request_metrics_name_the_method_as_the_span_does(method: str) -> None:
+    """The duration metric's ``http.request.method`` is the span's sanitized method (``_OTHER``
+    for one the conventions do not know), from the same computation."""
+    reader = InMemoryMetricReader()
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = UserTrackingMiddleware(ok_app, tracer_provider=provider, meter_provider=MeterProvider([reader]))
+    serve(app, {**http_scope("/"), "method": method})
+    (span,) = exporter.get_finished_spans()
+    expected = sanitize_method(method)
+    assert span.attributes["http.method"] == expected
+    (metric,) = [
+        metric
+        for resource in reader.get_metrics_data().resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "http.server.request.duration"
+    ]
+    assert [point.attributes["http.request.method"] for point in metric.data.data_points] == [expected]

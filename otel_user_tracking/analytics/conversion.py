@@ -84,10 +84,7 @@ def convert_span(span: ReadableSpan, config: Config) -> list[AnalyticsEvent]:
         )
         if config.pageview_filter is None or _filter_allows(config, pageview):
             events.append(pageview)
-    span_events_ = span_events(span)
-    if not span_events_:
-        return events
-    for index, event in enumerate(span_events_):
+    for index, event in enumerate(span_events(span)):
         event_attributes: Mapping[str, Any] = event.attributes or _NONE
         kind = event_attributes.get(attrs.EVENT_TYPE)
         if event.name == _EXCEPTION and kind is None:

@@ -112,9 +112,11 @@ class UserTrackingMiddleware:
         elif config.internal_spans:
             await self._with_asgi_middleware(scope, receive, send, prepared)
         else:
-            await self._with_new_span(scope, receive, send, prepared)
+            await self._with_new_span(scope, receive, send, prepared, current)
 
-    async def _with_new_span(self, scope: Scope, receive: Receive, send: Send, prepared: Prepared) -> None:
+    async def _with_new_span(
+        self, scope: Scope, receive: Receive, send: Send, prepared: Prepared, current: trace.Span
+    ) -> None:
         """Make the server span ourselves, policy-clean from the start, and run the app in it."""
         try:
             request = RequestView(scope, prepared)
@@ -123,14 +125,14 @@ class UserTrackingMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            span, token, metric_attributes = prepared.maker.start(scope, request.clean_with_ours)
+            span, token, metric_attributes = prepared.maker.start(scope, request.clean_with_ours, current)
         except Exception as exc:  # the ASGI helpers reject some requests (non-UTF-8 query)
             report_internal_error("span_start", exc, user_code=True)
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         state = RequestState(
-            span, scope, prepared.config, created=True, status_setter=prepared.maker.set_status
+            span, scope, prepared.config, created=True, status_setter=prepared.maker.semconv.set_status
         )
         send = prepared.maker.police_response_headers(span, send, prepared.scrubber, ours=True)
         try:

@@ -49,6 +49,7 @@ _OLD_AND_NEW = {
     "peer_port": ("net.peer.port", "client.port"),
     "method": ("http.method", "http.request.method"),
     "agent": ("http.user_agent", "user_agent.original"),
+    "status": ("http.status_code", "http.response.status_code"),
 }
 _HOST = b"host"
 _USER_AGENT = b"user-agent"
@@ -80,8 +81,8 @@ class HttpSemconv:
             name: tuple(key for key, wanted in zip(pair, (self._old, self._new)) if wanted)
             for name, pair in _OLD_AND_NEW.items()
         }
-        self._methods: dict[str, tuple[tuple[str, str], ...]] = {}
-        self._names: dict[str, str] = {}
+        # method as sent -> (its sanitized form, its span attributes)
+        self._methods: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
         self._agents: dict[bytes, tuple[tuple[str, str], ...]] = {}
         self.fast = True
         self.fast = self._agrees_with_contrib()
@@ -153,7 +154,7 @@ class HttpSemconv:
             result["http.url"] = http_url
         method = scope.get("method", "")
         if method:
-            result.update(self._method_attributes(method))
+            result.update(self._method(method)[1])
         if hosts and self._old:
             result["http.server_name"] = ",".join(hosts)
         if agent is not None:
@@ -170,18 +171,27 @@ class HttpSemconv:
                 _set_int(result, keys["peer_port"], client_port)
         return result
 
-    def _method_attributes(self, method: str) -> tuple[tuple[str, str], ...]:
+    def sanitized_method(self, method: str) -> str:
+        """``sanitize_method(method)``: the method as the span and the metrics name it, or ``_OTHER``.
+
+        Remembered per method, so ``OTEL_PYTHON_INSTRUMENTATION_HTTP_CAPTURE_ALL_METHODS`` is read
+        when a method is first seen (the contrib helper reads it per call).
+        """
+        return self._method(method)[0]
+
+    def _method(self, method: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """The sanitized method and the method attributes, computed once per method sent."""
         remembered = self._methods.get(method)
         if remembered is not None:
             return remembered
-        original = method.strip()
-        normalized = sanitize_method(method).strip()
+        sanitized = sanitize_method(method)
+        original, normalized = method.strip(), sanitized.strip()
         pairs: list[tuple[str, str]] = []
         if original != normalized and self._new and original:
             pairs.append(("http.request.method_original", original))
         if normalized:
             pairs.extend((key, normalized) for key in self._keys["method"])
-        return _remember(self._methods, method, tuple(pairs))
+        return _remember(self._methods, method, (sanitized, tuple(pairs)))
 
     def _agent_attributes(self, raw: bytes) -> tuple[tuple[str, str], ...]:
         remembered = self._agents.get(raw)
@@ -205,11 +215,9 @@ class HttpSemconv:
         if self.fast:
             try:
                 path = scope.get("path", "").strip()
-                method = scope.get("method", "").strip()
-                shown = self._names.get(method)
-                if shown is None:
-                    sanitized = sanitize_method(method)
-                    shown = _remember(self._names, method, "HTTP" if sanitized == "_OTHER" else sanitized)
+                shown = self.sanitized_method(scope.get("method", "").strip())
+                if shown == "_OTHER":
+                    shown = "HTTP"
                 if shown and path:
                     return f"{shown} {path}"
                 return path or shown
@@ -223,10 +231,8 @@ class HttpSemconv:
         if self.fast and type(status) is int and 100 <= status < 500:
             # A status the server span does not count as an error: the attribute(s), and the
             # span status set to UNSET as the contrib middleware does.
-            if self._old:
-                span.set_attribute("http.status_code", status)
-            if self._new:
-                span.set_attribute("http.response.status_code", status)
+            for key in self._keys["status"]:
+                span.set_attribute(key, status)
             span.set_status(_UNSET)
             return
         _contrib.set_status_code(span, status, None, self.mode)
@@ -252,7 +258,6 @@ class HttpSemconv:
                 break
         # What the probes taught the caches is not what requests will ask.
         self._methods.clear()
-        self._names.clear()
         self._agents.clear()
         return agrees
 

@@ -52,7 +52,6 @@ except ImportError:  # opentelemetry-instrumentation < 0.52b0
     )  # fmt: skip
 
 _ASGI_GETTER: Any = asgi_getter  # a Getter[dict]; scopes are typed as mutable mappings
-_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 
 
 class ServerSpanMaker:
@@ -87,21 +86,22 @@ class ServerSpanMaker:
         )
 
     def start(
-        self, scope: Scope, clean: Callable[[dict[str, Any]], dict[str, Any]]
+        self, scope: Scope, clean: Callable[[dict[str, Any]], dict[str, Any]], current: trace.Span
     ) -> tuple[trace.Span, Optional[object], dict[str, Any]]:
         """Start the span with the ASGI middleware's attributes after ``clean`` applied the policy,
         and make it current.
 
+        ``current`` is the span current when the request came in (the middleware read it already).
         Returns the span, the context token to detach, and the metric attributes.
         """
         try:
-            return self._start(scope, clean)
+            return self._start(scope, clean, current)
         except (UnicodeDecodeError, IndexError, TypeError, ValueError):
             # The helpers decode the query and headers and index ``client``; servers pass anything.
-            return self._start(_well_formed(scope), clean)
+            return self._start(_well_formed(scope), clean, current)
 
     def _start(
-        self, scope: Scope, clean: Callable[[dict[str, Any]], dict[str, Any]]
+        self, scope: Scope, clean: Callable[[dict[str, Any]], dict[str, Any]], current: trace.Span
     ) -> tuple[trace.Span, Optional[object], dict[str, Any]]:
         attributes = self.semconv.request_attributes(scope)
         name = self.semconv.span_name(scope)
@@ -110,7 +110,7 @@ class ServerSpanMaker:
         # As the contrib ``_start_internal_or_server_span``: a SERVER span continuing the
         # propagated trace, or INTERNAL under a span already current. The context made current
         # holds the span itself, so the request needs one attach (``use_span`` would add another).
-        if trace.get_current_span() is trace.INVALID_SPAN:
+        if current is trace.INVALID_SPAN:
             parent = propagate.extract(scope, getter=_ASGI_GETTER)
             kind = SpanKind.SERVER
         else:
@@ -118,9 +118,8 @@ class ServerSpanMaker:
             kind = SpanKind.INTERNAL
         span = self.tracer.start_span(name, context=parent, kind=kind, attributes=clean(attributes))
         token = context.attach(trace.set_span_in_context(span, parent))
-        method = str(scope.get("method", "")).upper()
         metric_attributes = {
-            "http.request.method": method if method in _KNOWN_METHODS else "_OTHER",
+            "http.request.method": self.semconv.sanitized_method(str(scope.get("method", ""))),
             "url.scheme": scope.get("scheme", "http"),
         }
         if scope["type"] == "http":
@@ -164,9 +163,6 @@ class ServerSpanMaker:
         except (UnicodeDecodeError, TypeError, ValueError):
             well_formed = {"headers": _well_formed_headers(holder.get("headers"))}
             return collect_custom_headers_attributes(well_formed, self.sanitize, patterns, normalise)
-
-    def set_status(self, span: trace.Span, status: int) -> None:
-        self.semconv.set_status(span, status)
 
     def end(
         self,
