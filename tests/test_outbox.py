@@ -202,3 +202,29 @@ def test_accepted_events_survive_kill_9_during_an_outage(tmp_path: Path, backend
         restarted.stop()
     assert set(delivered) == set(accepted)  # at least once, with the same event ids
     assert _backlog(outbox) == []
+
+
+def test_a_sender_still_retrying_when_shutdown_closes_the_outbox_stops_quietly(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Past shutdown's deadline the processor closes the outbox while the sender may still be
+    retrying a dead backend; the sender then stops (what it held stays in the file for the
+    next start) instead of dying on a closed database in its thread."""
+    provider = TracerProvider()
+    processor = _processor(
+        provider, backend, tmp_path / "outbox.db", initial_backoff=0.001, max_backoff=0.002
+    )
+    end_request_spans(provider, 20)
+    assert processor.force_flush(200) is False  # converted and stored; the backend is down
+    name = f"otel-user-tracking-{processor.sinks[0].name}"
+    (sender,) = [thread for thread in threading.enumerate() if thread.name == name]
+    failures: list[BaseException] = []
+    previous, threading.excepthook = threading.excepthook, lambda args: failures.append(args.exc_value)
+    try:
+        processor.shutdown(timeout_millis=50)  # the backend refuses connections: still retrying
+        sender.join(5)
+    finally:
+        threading.excepthook = previous
+    assert not sender.is_alive()
+    assert failures == []
+    assert len(_backlog(tmp_path / "outbox.db")) == 20

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from ..sinks import PermanentSinkError, RetryableSinkError, SendResult, Sink
 from .events import AnalyticsEvent
-from .outbox import Outbox
+from .outbox import Outbox, OutboxClosed
 from .pipeline import DeliveryStats, SinkPipeline
 from .settings import DeliverySettings
 
@@ -83,10 +83,17 @@ class DurablePipeline(SinkPipeline):
                 self._sending = True
                 ticket = self._flush_requested
                 stopping = self._stopping
-            if incoming:
-                self._persist(incoming)
-            if self._backlog and time.monotonic() >= self._retry_at:
-                self._send_oldest()
+            try:
+                if incoming:
+                    self._persist(incoming)
+                if self._backlog and time.monotonic() >= self._retry_at:
+                    self._send_oldest()
+            except OutboxClosed:
+                # Shutdown's deadline passed while this sender still retried, and the processor
+                # closed the outbox: what it leased stays in the file for the next start (events
+                # it could not store any more were counted as dropped by _persist).
+                self._done_sending()
+                return
             if self._done_sending():
                 return
             with self._lock:

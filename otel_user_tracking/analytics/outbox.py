@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from .events import AnalyticsEvent
 
@@ -53,7 +53,13 @@ class Outbox:
         self.max_events = max_events
         self._busy_timeout = busy_timeout
         self._lock = threading.Lock()
-        self._connection = self._open()
+        self._connection: Optional[sqlite3.Connection] = self._open()
+
+    def _live(self) -> sqlite3.Connection:
+        """The connection (lock held); ``OutboxClosed`` once ``close()`` ran."""
+        if self._connection is None:
+            raise OutboxClosed(f"{self!r} is closed")
+        return self._connection
 
     def _open(self) -> sqlite3.Connection:
         if self.path.parent != Path(""):
@@ -80,7 +86,7 @@ class Outbox:
         """Store events for ``sink`` in one transaction; returns how many old ones were dropped
         to stay within ``max_events``."""
         rows = [(sink, json.dumps(list(event), separators=(",", ":"))) for event in events]
-        with self._lock, _transaction(self._connection) as db:
+        with self._lock, _transaction(self._live()) as db:
             db.executemany("INSERT INTO outbox (sink, event) VALUES (?, ?)", rows)
             (count,) = db.execute("SELECT COUNT(*) FROM outbox WHERE sink = ?", (sink,)).fetchone()
             excess = int(count) - self.max_events
@@ -92,7 +98,7 @@ class Outbox:
     def lease(self, sink: str, limit: int) -> list[tuple[int, AnalyticsEvent]]:
         """Up to ``limit`` of ``sink``'s oldest events that no live process holds, now held by us."""
         now = time.time()
-        with self._lock, _transaction(self._connection) as db:
+        with self._lock, _transaction(self._live()) as db:
             rows = db.execute(
                 "SELECT id, event, owner, lease_until FROM outbox WHERE sink = ? ORDER BY id LIMIT ?",
                 (sink, limit * 4),
@@ -110,28 +116,34 @@ class Outbox:
 
     def release(self, ids: Sequence[int]) -> None:
         """Give back leased rows (to be sent again later) without deleting them."""
-        with self._lock, _transaction(self._connection) as db:
+        with self._lock, _transaction(self._live()) as db:
             db.executemany("UPDATE outbox SET lease_until = 0 WHERE id = ?", [(row_id,) for row_id in ids])
 
     def remove(self, ids: Sequence[int]) -> None:
         """Delete rows the backend acknowledged or refused for good."""
-        with self._lock, _transaction(self._connection) as db:
+        with self._lock, _transaction(self._live()) as db:
             db.executemany("DELETE FROM outbox WHERE id = ?", [(row_id,) for row_id in ids])
 
     def backlog(self, sink: str) -> int:
         """Undelivered events of ``sink``, whoever holds them."""
         with self._lock:
-            (count,) = self._connection.execute(
-                "SELECT COUNT(*) FROM outbox WHERE sink = ?", (sink,)
-            ).fetchone()
+            (count,) = self._live().execute("SELECT COUNT(*) FROM outbox WHERE sink = ?", (sink,)).fetchone()
         return int(count)
 
     def close(self) -> None:
+        """Close the file; later calls raise ``OutboxClosed`` (a sender still retrying past
+        shutdown's deadline stops on it, leaving its events in the file)."""
         with self._lock:
-            self._connection.close()
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
     def __repr__(self) -> str:
         return f"Outbox({str(self.path)!r})"
+
+
+class OutboxClosed(RuntimeError):
+    """The outbox was closed: the processor shut down, nothing more is stored or sent."""
 
 
 class _transaction:
