@@ -112,7 +112,12 @@ async def page(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
+_at_shutdown: list[Any] = []  # profiling aids' reports
+
+
 async def shutdown() -> None:
+    for report in _at_shutdown:
+        report()
     stats: dict[str, Any] = {}
     if analytics is not None:
         analytics.force_flush(30_000)
@@ -163,24 +168,52 @@ if os.environ.get("BENCH_GC_LOG"):  # profiling aid: how long the collector paus
 
     _gc_started: list[float] = []
     _gc_pauses: list[tuple[int, float]] = []
+    _gc_collected = [0, 0, 0]
 
     def _gc_timer(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             _gc_started.append(_time.perf_counter())
         elif _gc_started:
             _gc_pauses.append((info["generation"], _time.perf_counter() - _gc_started.pop()))
+            _gc_collected[info["generation"]] += info["collected"]
 
     gc.callbacks.append(_gc_timer)
 
-    import atexit
-
-    @atexit.register
     def _report_gc() -> None:
         for generation in (0, 1, 2):
             pauses = sorted(p for g, p in _gc_pauses if g == generation)
             if pauses:
                 print(
-                    f"gc gen{generation}: {len(pauses)} pauses, max {pauses[-1] * 1000:.2f} ms, "
-                    f"total {sum(pauses) * 1000:.1f} ms",
+                    f"gc gen{generation}: {len(pauses)} pauses, "
+                    f"median {pauses[len(pauses) // 2] * 1000:.2f} ms, "
+                    f"max {pauses[-1] * 1000:.2f} ms, over 1 ms {sum(p > 0.001 for p in pauses)}, "
+                    f"total {sum(pauses) * 1000:.1f} ms, collected {_gc_collected[generation]}",
                     file=sys.stderr,
+                    flush=True,
                 )
+
+    _at_shutdown.append(_report_gc)
+
+if os.environ.get("BENCH_GC_TYPES"):  # profiling aid: what the youngest generation holds at collections
+    import collections as _collections
+    import gc as _gc
+    import sys as _sys
+
+    _young: _collections.Counter[str] = _collections.Counter()
+    _samples = [0, 0]
+
+    def _gc_types(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start" and info["generation"] == 0:
+            _samples[0] += 1
+            if _samples[0] % 20 == 0:
+                _samples[1] += 1
+                _young.update(f"{type(o).__module__}.{type(o).__qualname__}" for o in _gc.get_objects(0))
+
+    _gc.callbacks.append(_gc_types)
+
+    def _report_types() -> None:
+        print(f"young generation at {_samples[1]} sampled collections:", file=_sys.stderr)
+        for name, count in _young.most_common(25):
+            print(f"  {count / max(_samples[1], 1):7.1f} {name}", file=_sys.stderr, flush=True)
+
+    _at_shutdown.append(_report_types)

@@ -15,7 +15,7 @@ from .. import attributes as attrs
 from .._errors import report_internal_error
 from ..analytics.events import new_event_id, validate_event_name, validate_meta
 from .identity import UserInfo
-from .state import _current, current_request
+from .state import current_request
 from .user_tags import apply_user
 
 _logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def set_user(
 
 def capture_exception(exc: BaseException) -> None:
     """Record a handled exception as one ``exception`` event on the request's server span."""
-    state = _current.get()
+    state = current_request()
     if state is None:
         return
     try:
@@ -65,7 +65,7 @@ def track(name: str, meta: Optional[Mapping[str, Any]] = None) -> None:
     """
     validate_event_name(name)
     clean = validate_meta(meta)
-    state = _current.get()
+    state = current_request()
     if state is None:
         _logger.debug("track() called outside a request; event dropped")
         return

@@ -10,7 +10,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from .. import attributes as attrs
-from .state import current_request
+from .state import _current
 
 
 class UserIdSpanProcessor(SpanProcessor):
@@ -21,12 +21,13 @@ class UserIdSpanProcessor(SpanProcessor):
     """
 
     def on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
-        state = current_request()
+        # Also after the request is over (a task it started): a retired state keeps the user id.
+        state = _current.get()
         if (
             state is not None
             and state.user_id is not None
             and state.config.child_spans
-            and span is not state.span
+            and (state.retired or span is not state.span)
         ):
             span.set_attribute(attrs.USER_ID, state.user_id)
 

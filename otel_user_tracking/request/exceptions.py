@@ -48,6 +48,19 @@ class ExceptionLedger:
         except (AttributeError, TypeError):
             return
 
+    def uninstall(self) -> None:
+        """Give the span its own ``record_exception`` back, once nothing can report to it any
+        more (it ended): the ledger and its lists then go with the request instead of living
+        as long as the span waits in an export queue."""
+        span = self._span()
+        # An instance attribute wins over the class's method: this is ours only while installed.
+        if span is None or getattr(span, "record_exception", None) is not self:
+            return
+        if self._replaced is not None:
+            span.record_exception = self._replaced
+        else:
+            del span.record_exception
+
     def __call__(
         self,
         exception: BaseException,

@@ -143,6 +143,7 @@ class UserTrackingMiddleware:
                 prepared.maker.end(span, token, scope, metric_attributes, started, state.status_code, route)
             except Exception as exc:
                 report_internal_error("span_end", exc)
+            _retire(state, ended=True)
 
     async def _enrich_span_of_another_layer(
         self, span: trace.Span, scope: Scope, receive: Receive, send: Send, prepared: Prepared
@@ -153,9 +154,11 @@ class UserTrackingMiddleware:
             report_internal_error("request_start", exc)
             await self.app(scope, receive, send)
             return
-        await self._run(
-            state, receive, prepared.maker.police_response_headers(span, send, prepared.scrubber, ours=False)
-        )
+        send = prepared.maker.police_response_headers(span, send, prepared.scrubber, ours=False)
+        try:
+            await self._run(state, receive, send)
+        finally:
+            _retire(state, ended=False)
 
     async def _with_asgi_middleware(
         self, scope: Scope, receive: Receive, send: Send, prepared: Prepared
@@ -241,8 +244,25 @@ class _SpanEnricher:
         else:
             prepared = self.owner._prepare()
             send = prepared.maker.police_response_headers(state.span, send, prepared.scrubber, ours=False)
-            await self.owner._run(state, receive, send)
+            try:
+                await self.owner._run(state, receive, send)
+            finally:
+                _retire(state, ended=False)
         scope[_PHASE_KEY] = "done"
+
+
+def _retire(state: RequestState, *, ended: bool) -> None:
+    """The request is over: let its state go (``RequestState.retire``).
+
+    A span we ended gets its own ``record_exception`` back; a span another layer ends keeps
+    the ledger, since that layer may still report the exception that escaped.
+    """
+    try:
+        if ended:
+            state.exceptions.uninstall()
+        state.retire()
+    except Exception as exc:
+        report_internal_error("request_end", exc)
 
 
 def _ensure_child_span_processor(tracer_provider: Optional[trace.TracerProvider]) -> None:
