@@ -27,6 +27,36 @@ def test_a_worker_steps_aside_once_its_slice_is_used(pauses: list[float]) -> Non
     assert pauses == [_cooperate.PAUSE_SECONDS]
 
 
+def test_slices_stay_short_while_the_loop_idles_and_grow_while_it_is_saturated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The slice after a pause is a tenth of how long the worker then waited for its turn,
+    within [MIN_SLICE_SECONDS, MAX_SLICE_SECONDS]: an idle loop hands the GIL back at once
+    (short slices: a request arriving waits little), a saturated one after milliseconds
+    (longer slices: fewer hand-overs, and the worker keeps up)."""
+    clock = [1000.0]
+    others_hold_the_gil_for = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds + others_hold_the_gil_for[0]
+
+    monkeypatch.setattr(_cooperate.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(_cooperate.time, "sleep", sleep)
+    slicer = TimeSlicer()
+    seen = [slicer.slice_seconds]
+    for waited in (0.0002, 0.005, 0.003, 0.02, 0.0001):
+        others_hold_the_gil_for[0] = waited
+        clock[0] += slicer.slice_seconds / 2
+        slicer.tick()  # within the slice: no pause, no change
+        assert slicer.slice_seconds == seen[-1]
+        clock[0] += slicer.slice_seconds
+        slicer.tick()
+        seen.append(slicer.slice_seconds)
+    low, high = _cooperate.MIN_SLICE_SECONDS, _cooperate.MAX_SLICE_SECONDS
+    assert seen == pytest.approx([low, low, high, 0.0003, high, low])
+    assert TimeSlicer(slice_seconds=0.001).slice_seconds == 0.001  # a fixed slice stays fixed
+
+
 def test_no_pause_while_a_caller_waits_for_the_workers(pauses: list[float]) -> None:
     """Inside awaited() (force_flush, shutdown) the slicer never pauses: the waiter is whom it yields to."""
     slicer = TimeSlicer(slice_seconds=0.0)

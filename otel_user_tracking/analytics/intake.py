@@ -62,6 +62,7 @@ class SpanIntake(WorkerState):
         self._reset_worker()
         self._items: collections.deque[Item] = collections.deque()
         self._converting = 0
+        self._slicer = TimeSlicer()
 
     # -- request path -------------------------------------------------------------------
 
@@ -141,7 +142,8 @@ class SpanIntake(WorkerState):
                 pipeline.count_lost(lost, "the sink's queue is full")
             return
         convert = self._convert
-        slicer = TimeSlicer()
+        slicer = self._slicer
+        slicer.restart()
         events: list[AnalyticsEvent] = []
         for span, config in items:
             slicer.tick()

@@ -80,6 +80,7 @@ class SQLiteSink:
         self._inode: Optional[int] = None
         self._lock = threading.Lock()
         self._next_maintenance = 0.0
+        self._slicer = TimeSlicer()  # used by the pipeline's sender thread only
 
     def check(self) -> None:
         """Open (creating or migrating) the store now: a problem stops the start, with its fix.
@@ -98,7 +99,9 @@ class SQLiteSink:
         with self._lock:
             try:
                 connection = self._connect()
-                _in_transaction(connection, lambda: _insert(connection, batch))
+                slicer = self._slicer
+                slicer.restart()
+                _in_transaction(connection, lambda: insert_events(connection, batch, slicer.tick))
                 self._maintain(connection)
             except SchemaError as exc:
                 raise PermanentSinkError(f"{self.name}: {exc}") from None
@@ -129,7 +132,7 @@ class SQLiteSink:
         if now < self._next_maintenance or not (self.retention_days or self.max_store_mb):
             return
         self._next_maintenance = now + self.maintenance_interval
-        slicer = TimeSlicer()
+        slicer = self._slicer
         if self.retention_days:
             cutoff = int((time.time() - self.retention_days * 86_400) * 1_000_000)
             for _ in range(_MAX_CHUNKS_PER_PASS):
@@ -188,12 +191,6 @@ def _in_transaction(connection: sqlite3.Connection, work: object) -> int:
             connection.execute("ROLLBACK")
         raise
     return int(result or 0)
-
-
-def _insert(connection: sqlite3.Connection, batch: Sequence[AnalyticsEvent]) -> None:
-    """Insert the batch, stepping aside between chunks: the event loop never waits out a GIL
-    switch interval behind a long insert."""
-    insert_events(connection, batch, TimeSlicer().tick)
 
 
 def _used_bytes(connection: sqlite3.Connection) -> int:
