@@ -78,6 +78,24 @@ def test_the_size_cap_stops_the_file_growing_in_steady_state(
     assert max(sizes[6:]) <= max(sizes[:6]) * 1.1, sizes  # steady state: no growth past the first rounds
 
 
+def test_a_new_store_has_16k_pages_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
+    """New stores get 16 KiB pages (fewer WAL pages per transaction); a store made with 4 KiB
+    pages keeps them and still migrates. Either way the WAL is checkpointed at about 4 MiB."""
+    with contextlib.closing(connect(tmp_path / "new.db")) as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == 16_384
+        assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 256
+    old = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(old)) as db:
+        db.execute("PRAGMA page_size=4096")
+        db.execute("CREATE TABLE unrelated (x)")
+        db.commit()
+    with contextlib.closing(connect(old)) as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == 4096
+        assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1024
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
+
+
 def test_report_queries_use_indexes_not_full_scans(tmp_path: Path) -> None:
     """Every query of the report is served by an index of the store (checked by EXPLAIN QUERY PLAN)."""
     from otel_user_tracking.analytics import report

