@@ -180,6 +180,7 @@ if os.environ.get("BENCH_GC_LOG"):  # profiling aid: how long the collector paus
     gc.callbacks.append(_gc_timer)
 
     def _report_gc() -> None:
+        print(f"gc tracked objects: {len(gc.get_objects())}", file=sys.stderr)
         for generation in (0, 1, 2):
             pauses = sorted(p for g, p in _gc_pauses if g == generation)
             if pauses:
@@ -217,3 +218,8 @@ if os.environ.get("BENCH_GC_TYPES"):  # profiling aid: what the youngest generat
             print(f"  {count / max(_samples[1], 1):7.1f} {name}", file=_sys.stderr, flush=True)
 
     _at_shutdown.append(_report_types)
+
+if os.environ.get("BENCH_GC_OFF"):  # profiling aid: the tail without the collector's pauses
+    import gc as _gc_off
+
+    _gc_off.disable()
