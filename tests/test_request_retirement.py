@@ -17,6 +17,7 @@ from typing import Any
 from opentelemetry import trace
 
 import otel_user_tracking as out
+from otel_user_tracking.request.state import current_request
 
 from ._apps import new_tracing
 from ._asgi import drive, http_scope
@@ -113,3 +114,40 @@ def test_a_task_the_request_started_runs_on_after_it_harmlessly() -> None:
     assert late.attributes["user.id"] == "user-42"
     assert server.attributes["user.id"] == "user-42"
     assert not server.events
+
+
+def test_what_the_server_schedules_at_the_last_body_message_does_not_hold_the_request() -> None:
+    """uvicorn schedules its keep-alive timer, with a copy of the current context, while it
+    sends the last body message; that copy sees neither our span nor the request's state.
+    Up to that message the span is current for the layers outside, as before."""
+    tracing = new_tracing()
+    live: list[Any] = []
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        live.append(trace.get_current_span())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"o", "more_body": True})
+        await send({"type": "http.response.body", "body": b"k"})
+
+    async def server_send(message: dict[str, Any]) -> None:
+        copy = contextvars.copy_context()  # as loop.call_later() does
+        seen[f"{message['type']}:{message.get('more_body', False)}"] = (
+            copy.run(trace.get_current_span),
+            copy.run(current_request),
+        )
+
+    middleware = out.UserTrackingMiddleware(app, tracer_provider=tracing.provider)
+    asyncio.run(middleware(http_scope("/"), _no_body, server_send))
+    [span] = tracing.server_spans()
+    assert span.name == "GET /" and span.status.is_ok
+    start_span, start_state = seen["http.response.start:False"]
+    assert start_span is live[0] and start_state is not None
+    assert seen["http.response.body:True"][0] is live[0]
+    last_span, last_state = seen["http.response.body:False"]
+    assert last_span is not live[0] and not last_span.get_span_context().is_valid
+    assert last_state is None
+
+
+async def _no_body() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}

@@ -13,7 +13,9 @@ import time
 from dataclasses import replace
 from typing import Any, Optional
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -124,6 +126,7 @@ class UserTrackingMiddleware:
             report_internal_error("request_start", exc)
             await self.app(scope, receive, send)
             return
+        outside = otel_context.get_current()  # the context around our span, for the last send
         try:
             span, token, metric_attributes = prepared.maker.start(scope, request.clean_with_ours, current)
         except Exception as exc:  # the ASGI helpers reject some requests (non-UTF-8 query)
@@ -136,7 +139,7 @@ class UserTrackingMiddleware:
         )
         send = prepared.maker.police_response_headers(span, send, prepared.scrubber, ours=True)
         try:
-            await self._run(state, receive, send)  # the span is current (``start`` made it so)
+            await self._run(state, receive, send, outside)  # the span is current (``start`` made it so)
         finally:
             try:
                 route = state.route if state.finished else route_template(scope, state.before_routing)
@@ -180,8 +183,20 @@ class UserTrackingMiddleware:
         else:
             scope.pop(_PHASE_KEY, None)
 
-    async def _run(self, state: RequestState, receive: Receive, send: Send) -> None:
-        """Run the app with the request state set; track the response and what escapes."""
+    async def _run(
+        self, state: RequestState, receive: Receive, send: Send, outside: Optional[Context] = None
+    ) -> None:
+        """Run the app with the request state set; track the response and what escapes.
+
+        With ``outside`` (the span is ours and we made it current), the last body message is
+        sent in that outer context: what the server schedules while it completes the response
+        copies the current context, and uvicorn's keep-alive timer keeps its copy in the
+        loop's timer heap for a hundred requests more. Sent inside, that copy held the span
+        and the request state, which then lived long enough to reach the garbage collector's
+        older generations (young collections up 20 %, more full collections). Layers outside
+        this middleware see the span current up to the last body message, as before, but not
+        during it.
+        """
         scope = state.scope
         token = _current.set(state)
         scope[SCOPE_KEY] = state
@@ -199,6 +214,9 @@ class UserTrackingMiddleware:
                     finish_request(state)
                 except Exception as exc:
                     report_internal_error("response_end", exc)
+                if outside is not None:
+                    await _send_outside(outside, send, message)
+                    return
             await send(message)
 
         try:
@@ -249,6 +267,17 @@ class _SpanEnricher:
             finally:
                 _retire(state, ended=False)
         scope[_PHASE_KEY] = "done"
+
+
+async def _send_outside(outside: Context, send: Send, message: Message) -> None:
+    """``send(message)`` with ``outside`` current and no request state (see ``_run``)."""
+    token = otel_context.attach(outside)
+    request = _current.set(None)
+    try:
+        await send(message)
+    finally:
+        _current.reset(request)
+        otel_context.detach(token)
 
 
 def _retire(state: RequestState, *, ended: bool) -> None:
