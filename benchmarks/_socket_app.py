@@ -18,9 +18,13 @@ the benchmark can check that each variant did its work.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import gc
 import json
 import os
+import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -162,19 +166,15 @@ class Lifespan:
 app = Lifespan(LoggedIn(traced))
 
 if os.environ.get("BENCH_GC_LOG"):  # profiling aid: how long the collector pauses the server
-    import gc
-    import sys
-    import time as _time
-
     _gc_started: list[float] = []
     _gc_pauses: list[tuple[int, float]] = []
     _gc_collected = [0, 0, 0]
 
     def _gc_timer(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            _gc_started.append(_time.perf_counter())
+            _gc_started.append(time.perf_counter())
         elif _gc_started:
-            _gc_pauses.append((info["generation"], _time.perf_counter() - _gc_started.pop()))
+            _gc_pauses.append((info["generation"], time.perf_counter() - _gc_started.pop()))
             _gc_collected[info["generation"]] += info["collected"]
 
     gc.callbacks.append(_gc_timer)
@@ -196,11 +196,7 @@ if os.environ.get("BENCH_GC_LOG"):  # profiling aid: how long the collector paus
     _at_shutdown.append(_report_gc)
 
 if os.environ.get("BENCH_GC_TYPES"):  # profiling aid: what the youngest generation holds at collections
-    import collections as _collections
-    import gc as _gc
-    import sys as _sys
-
-    _young: _collections.Counter[str] = _collections.Counter()
+    _young: collections.Counter[str] = collections.Counter()
     _samples = [0, 0]
 
     def _gc_types(phase: str, info: dict[str, Any]) -> None:
@@ -208,18 +204,16 @@ if os.environ.get("BENCH_GC_TYPES"):  # profiling aid: what the youngest generat
             _samples[0] += 1
             if _samples[0] % 20 == 0:
                 _samples[1] += 1
-                _young.update(f"{type(o).__module__}.{type(o).__qualname__}" for o in _gc.get_objects(0))
+                _young.update(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects(0))
 
-    _gc.callbacks.append(_gc_types)
+    gc.callbacks.append(_gc_types)
 
     def _report_types() -> None:
-        print(f"young generation at {_samples[1]} sampled collections:", file=_sys.stderr)
+        print(f"young generation at {_samples[1]} sampled collections:", file=sys.stderr)
         for name, count in _young.most_common(25):
-            print(f"  {count / max(_samples[1], 1):7.1f} {name}", file=_sys.stderr, flush=True)
+            print(f"  {count / max(_samples[1], 1):7.1f} {name}", file=sys.stderr, flush=True)
 
     _at_shutdown.append(_report_types)
 
 if os.environ.get("BENCH_GC_OFF"):  # profiling aid: the tail without the collector's pauses
-    import gc as _gc_off
-
-    _gc_off.disable()
+    gc.disable()

@@ -102,7 +102,8 @@ class UserTrackingMiddleware:
             prepared = self._prepare()
             config = prepared.config
             skip = config.is_excluded(full_url(scope)) if config.excluded_urls else False
-            current = trace.get_current_span()
+            outside = otel_context.get_current()  # the context the request came in with
+            current = trace.get_current_span(outside)
             enrich_current = current.is_recording() and getattr(current, "kind", None) is SpanKind.SERVER
         except Exception as exc:
             report_internal_error("middleware", exc)
@@ -114,10 +115,10 @@ class UserTrackingMiddleware:
         elif config.internal_spans:
             await self._with_asgi_middleware(scope, receive, send, prepared)
         else:
-            await self._with_new_span(scope, receive, send, prepared, current)
+            await self._with_new_span(scope, receive, send, prepared, outside)
 
     async def _with_new_span(
-        self, scope: Scope, receive: Receive, send: Send, prepared: Prepared, current: trace.Span
+        self, scope: Scope, receive: Receive, send: Send, prepared: Prepared, outside: Context
     ) -> None:
         """Make the server span ourselves, policy-clean from the start, and run the app in it."""
         try:
@@ -126,9 +127,8 @@ class UserTrackingMiddleware:
             report_internal_error("request_start", exc)
             await self.app(scope, receive, send)
             return
-        outside = otel_context.get_current()  # the context around our span, for the last send
         try:
-            span, token, metric_attributes = prepared.maker.start(scope, request.clean_with_ours, current)
+            span, token, metric_attributes = prepared.maker.start(scope, request.clean_with_ours, outside)
         except Exception as exc:  # the ASGI helpers reject some requests (non-UTF-8 query)
             report_internal_error("span_start", exc, user_code=True)
             await self.app(scope, receive, send)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 from urllib.parse import quote_from_bytes
 
 from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.instrumentation._semconv import (
     _get_schema_url,
     _OpenTelemetrySemanticConventionStability,
@@ -86,22 +87,22 @@ class ServerSpanMaker:
         )
 
     def start(
-        self, scope: Scope, clean: Callable[[dict[str, Any]], dict[str, Any]], current: trace.Span
+        self, scope: Scope, clean: Callable[[dict[str, Any]], dict[str, Any]], outside: Context
     ) -> tuple[trace.Span, Optional[object], dict[str, Any]]:
         """Start the span with the ASGI middleware's attributes after ``clean`` applied the policy,
         and make it current.
 
-        ``current`` is the span current when the request came in (the middleware read it already).
+        ``outside`` is the context current when the request came in (the middleware read it already).
         Returns the span, the context token to detach, and the metric attributes.
         """
         try:
-            return self._start(scope, clean, current)
+            return self._start(scope, clean, outside)
         except (UnicodeDecodeError, IndexError, TypeError, ValueError):
             # The helpers decode the query and headers and index ``client``; servers pass anything.
-            return self._start(_well_formed(scope), clean, current)
+            return self._start(_well_formed(scope), clean, outside)
 
     def _start(
-        self, scope: Scope, clean: Callable[[dict[str, Any]], dict[str, Any]], current: trace.Span
+        self, scope: Scope, clean: Callable[[dict[str, Any]], dict[str, Any]], outside: Context
     ) -> tuple[trace.Span, Optional[object], dict[str, Any]]:
         attributes = self.semconv.request_attributes(scope)
         name = self.semconv.span_name(scope)
@@ -110,11 +111,11 @@ class ServerSpanMaker:
         # As the contrib ``_start_internal_or_server_span``: a SERVER span continuing the
         # propagated trace, or INTERNAL under a span already current. The context made current
         # holds the span itself, so the request needs one attach (``use_span`` would add another).
-        if current is trace.INVALID_SPAN:
+        if trace.get_current_span(outside) is trace.INVALID_SPAN:
             parent = propagate.extract(scope, getter=_ASGI_GETTER)
             kind = SpanKind.SERVER
         else:
-            parent = context.get_current()
+            parent = outside
             kind = SpanKind.INTERNAL
         span = self.tracer.start_span(name, context=parent, kind=kind, attributes=clean(attributes))
         token = context.attach(trace.set_span_in_context(span, parent))

@@ -5,14 +5,15 @@ concurrency each request sees only its own user, and ``set_user()`` reaches the 
 even when called under a child span.
 
 Copies of the request's context outlive it: every task the handler starts and every loop
-callback scheduled during the request (uvicorn's keep-alive timer, made while the response
-is sent, waits in the loop's timer heap until a later purge) keeps the value of this
-contextvar. So when the request is over its state is retired: it lets go of the span, the
-scope, the user objects and the exception ledger, and keeps only what a late child span
-still needs (the user id). Otherwise each request would keep a dozen objects alive for a
-hundred requests more, long enough for the garbage collector to move them to its older
-generations: under load that doubled the young collections and made the full collections,
-the longest pauses of the event loop, twice as frequent.
+callback scheduled during the request keeps the value of this contextvar (uvicorn's
+keep-alive timer, made while the last body message is sent, waits in the loop's timer heap
+for a hundred requests; the middleware sends that message outside the request's context when
+the span is its own, but not when another layer made it). So when the request is over its
+state is retired: it lets go of the span, the scope, the user objects and the exception
+ledger, and keeps only what a late child span still needs (the user id). Otherwise each
+request would keep a dozen objects alive long enough for the garbage collector to move them
+to its older generations: under load that doubled the young collections and made the full
+collections, the longest pauses of the event loop, more frequent.
 """
 
 from __future__ import annotations
