@@ -166,15 +166,16 @@ class Lifespan:
 app = Lifespan(LoggedIn(traced))
 
 if os.environ.get("BENCH_GC_LOG"):  # profiling aid: how long the collector pauses the server
-    _gc_started: list[float] = []
-    _gc_pauses: list[tuple[int, float]] = []
+    _gc_started: list[tuple[float, float]] = []
+    _gc_pauses: list[tuple[int, float, float]] = []
     _gc_collected = [0, 0, 0]
 
     def _gc_timer(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            _gc_started.append(time.perf_counter())
+            _gc_started.append((time.perf_counter(), time.thread_time()))
         elif _gc_started:
-            _gc_pauses.append((info["generation"], time.perf_counter() - _gc_started.pop()))
+            wall, cpu = _gc_started.pop()
+            _gc_pauses.append((info["generation"], time.perf_counter() - wall, time.thread_time() - cpu))
             _gc_collected[info["generation"]] += info["collected"]
 
     gc.callbacks.append(_gc_timer)
@@ -182,13 +183,15 @@ if os.environ.get("BENCH_GC_LOG"):  # profiling aid: how long the collector paus
     def _report_gc() -> None:
         print(f"gc tracked objects: {len(gc.get_objects())}", file=sys.stderr)
         for generation in (0, 1, 2):
-            pauses = sorted(p for g, p in _gc_pauses if g == generation)
+            pauses = sorted(p for g, p, _ in _gc_pauses if g == generation)
+            cpu = sorted(c for g, _, c in _gc_pauses if g == generation)
             if pauses:
                 print(
                     f"gc gen{generation}: {len(pauses)} pauses, "
                     f"median {pauses[len(pauses) // 2] * 1000:.2f} ms, "
                     f"max {pauses[-1] * 1000:.2f} ms, over 1 ms {sum(p > 0.001 for p in pauses)}, "
-                    f"total {sum(pauses) * 1000:.1f} ms, collected {_gc_collected[generation]}",
+                    f"total {sum(pauses) * 1000:.1f} ms (CPU median {cpu[len(cpu) // 2] * 1000:.2f}, "
+                    f"total {sum(cpu) * 1000:.1f}), collected {_gc_collected[generation]}",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -8,7 +8,8 @@ idempotent backends do not double count.
 
 It runs once per request, so it is written for speed: the request's fields are read once
 into one tuple, and each event is that tuple plus its own few fields, in the store's
-column order (``EventRecord``), built without keyword arguments or per-field copies.
+column order (``EventRecord``), built without keyword arguments or per-field copies, as
+a plain tuple (``EventRow``: the collector untracks it; see ``events.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .. import attributes as attrs
 from .._errors import report_internal_error
 from .._spans import span_attributes, span_events
 from ..config import Config
-from .events import AnalyticsEvent, encode_meta
+from .events import AnalyticsEvent, EventRow, as_events, encode_meta
 
 _EXCEPTION = "exception"
 _UTM_INDEX = {"utm_source": 0, "utm_medium": 1, "utm_campaign": 2}
@@ -34,9 +35,6 @@ _NO_UTM = (None, None, None)
 _NO_USER = (None,) * len(attrs.USER_FIELD_KEYS)
 _MAX_UTM = 256
 _NO_ERROR_OR_META = (None, None, None, None)
-# Events are built as plain records in the store's column order: tuple.__new__ skips
-# namedtuple's Python-level _make (its length check is this module's tests' job).
-_new = tuple.__new__
 
 
 def is_candidate(span: ReadableSpan) -> bool:
@@ -53,6 +51,11 @@ def convert_span(span: ReadableSpan, config: Config) -> list[AnalyticsEvent]:
     method, bot and filter rules), then one error event per ``exception`` span event and one
     custom event per ``track()`` call.
     """
+    return as_events(event_rows(span, config))
+
+
+def event_rows(span: ReadableSpan, config: Config) -> list[EventRow]:
+    """``convert_span``'s events as rows, what the converter thread hands to the pipelines."""
     attributes = span_attributes(span)
     request_type = attributes.get(attrs.REQUEST_TYPE)
     if request_type is None or attributes.get(attrs.EXCLUDED):
@@ -62,25 +65,22 @@ def convert_span(span: ReadableSpan, config: Config) -> list[AnalyticsEvent]:
     span_id = f"{context.span_id:016x}" if context else "0" * 16
     prefix = f"{trace_id}:{span_id}:"
     head, tail = _request_fields(attributes, config)
-    events: list[AnalyticsEvent] = []
+    events: list[EventRow] = []
     start = span.start_time or 0
     if request_type == "http" and _counts_as_pageview(attributes, head[0], config):
         end = span.end_time
         duration = round((end - start) / 1e6, 3) if end is not None and start else None
-        pageview = _new(
-            AnalyticsEvent,
-            (
-                _derived_id(prefix + "pageview:0"),
-                "pageview",
-                start // 1000,
-                trace_id,
-                span_id,
-                None,
-                *head,
-                duration,
-                *tail,
-                *_NO_ERROR_OR_META,
-            ),
+        pageview = (
+            _derived_id(prefix + "pageview:0"),
+            "pageview",
+            start // 1000,
+            trace_id,
+            span_id,
+            None,
+            *head,
+            duration,
+            *tail,
+            *_NO_ERROR_OR_META,
         )
         if config.pageview_filter is None or _filter_allows(config, pageview):
             events.append(pageview)
@@ -97,7 +97,7 @@ def convert_span(span: ReadableSpan, config: Config) -> list[AnalyticsEvent]:
             error_id = _derived_id(f"{prefix}error:{index}")
             when = event.timestamp // 1000
             row = (error_id, "error", when, trace_id, span_id, None, *head, None, *tail, *error)
-            events.append(_new(AnalyticsEvent, row))
+            events.append(row)
         elif kind == "custom":
             given = event_attributes.get(attrs.EVENT_ID)
             event_id = given if isinstance(given, str) else _derived_id(f"{prefix}custom:{index}")
@@ -118,7 +118,7 @@ def convert_span(span: ReadableSpan, config: Config) -> list[AnalyticsEvent]:
                 None,
                 meta,
             )
-            events.append(_new(AnalyticsEvent, row))
+            events.append(row)
     return events
 
 
@@ -206,9 +206,9 @@ def _counts_as_pageview(attributes: Mapping[str, Any], method: Optional[str], co
     return method is None or method.upper() in config.pageview_methods
 
 
-def _filter_allows(config: Config, event: AnalyticsEvent) -> bool:
+def _filter_allows(config: Config, row: EventRow) -> bool:
     try:
-        return bool(config.pageview_filter(event))  # type: ignore[misc]
+        return bool(config.pageview_filter(AnalyticsEvent._make(row)))  # type: ignore[misc]
     except Exception as exc:
         # A broken filter is the user's code: keep the pageview, count the failure.
         report_internal_error("pageview_filter", exc, user_code=True)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 
 from ..sinks import PermanentSinkError, RetryableSinkError, SendResult, Sink
-from .events import AnalyticsEvent
+from .events import EventRow
 from .outbox import Outbox, OutboxClosed
 from .pipeline import DeliveryStats, SinkPipeline
 from .settings import DeliverySettings
@@ -133,7 +133,7 @@ class DurablePipeline(SinkPipeline):
                 waits.append(self._deadline - now)
             self._wake.wait(max(0.001, min(waits)))
 
-    def _persist(self, events: list[AnalyticsEvent]) -> None:
+    def _persist(self, events: list[EventRow]) -> None:
         """Write events to the outbox: from here on they survive the process."""
         try:
             dropped = self.outbox.put(self.name, events)

@@ -22,14 +22,14 @@ from opentelemetry.sdk.trace import ReadableSpan
 from .._cooperate import TimeSlicer, WorkerState, wait_for
 from .._errors import report_internal_error
 from ..config import Config
-from .events import AnalyticsEvent
+from .events import EventRow
 from .pipeline import SinkPipeline
 from .settings import DeliverySettings
 
 _logger = logging.getLogger(__name__)
 
 Item = tuple[ReadableSpan, Config]
-Convert = Callable[[ReadableSpan, Config], Sequence[AnalyticsEvent]]
+Convert = Callable[[ReadableSpan, Config], Sequence[EventRow]]
 
 MAX_WAIT = 0.5  # seconds a queued span waits at most before conversion
 TAKE = 64  # spans the converter takes from the queue at a time, converts and hands over
@@ -45,7 +45,7 @@ class SpanIntake(WorkerState):
         pipelines: The sinks' pipelines every event is offered to.
         settings: ``max_queue_size`` (at most ``MAX_SPANS``) bounds the span queue;
             ``flush_at`` wakes the converter.
-        convert: Span and its app's Config to events (``conversion.convert_span``).
+        convert: Span and its app's Config to event rows (``conversion.event_rows``).
     """
 
     def __init__(
@@ -144,7 +144,7 @@ class SpanIntake(WorkerState):
         convert = self._convert
         slicer = self._slicer
         slicer.restart()
-        events: list[AnalyticsEvent] = []
+        events: list[EventRow] = []
         for span, config in items:
             slicer.tick()
             try:

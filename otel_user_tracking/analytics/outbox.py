@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
 
-from .events import AnalyticsEvent
+from .events import AnalyticsEvent, EventRow
 
 LEASE_SECONDS = 60.0
 _SCHEMA = (
@@ -82,7 +82,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._connection = self._open()
 
-    def put(self, sink: str, events: Sequence[AnalyticsEvent]) -> int:
+    def put(self, sink: str, events: Sequence[EventRow]) -> int:
         """Store events for ``sink`` in one transaction; returns how many old ones were dropped
         to stay within ``max_events``."""
         rows = [(sink, json.dumps(list(event), separators=(",", ":"))) for event in events]

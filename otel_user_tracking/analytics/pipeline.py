@@ -20,12 +20,12 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, cast
 
 from .._cooperate import WorkerState, wait_for
 from .._throttle import ThrottledLog
 from ..sinks import PermanentSinkError, RetryableSinkError, SendResult, Sink
-from .events import AnalyticsEvent
+from .events import AnalyticsEvent, EventRow, as_events
 from .settings import DeliverySettings
 
 _logger = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class SinkPipeline(WorkerState):
         self.name = sink.name
         self._settings = settings
         self._batch_size, self._take = batch_sizes(sink, settings)
+        self._takes_rows = bool(getattr(sink, "takes_rows", False))
         self._log = ThrottledLog(_logger)
         self._closed = False
         self._close_pending = False  # closed while the sender was delivering: it closes the sink
@@ -94,7 +95,7 @@ class SinkPipeline(WorkerState):
     def _reset_state(self) -> None:
         """Fresh locks, queue, thread and counters (at start, and in a forked child)."""
         self._reset_worker()
-        self._queue: collections.deque[AnalyticsEvent] = collections.deque()
+        self._queue: collections.deque[EventRow] = collections.deque()
         self._in_flight = 0
         self._sending = False  # the sender is delivering (in send() or between retries)
         self._abandoned = False  # shutdown counted the batch in flight; the sender must not
@@ -103,8 +104,8 @@ class SinkPipeline(WorkerState):
 
     # -- fed by the span intake ---------------------------------------------------------
 
-    def offer(self, events: Sequence[AnalyticsEvent]) -> None:
-        """Queue ``events`` without blocking; what does not fit is dropped and counted."""
+    def offer(self, events: Sequence[EventRow]) -> None:
+        """Queue events (rows) without blocking; what does not fit is dropped and counted."""
         if not events:
             return
         with self._lock:
@@ -226,9 +227,10 @@ class SinkPipeline(WorkerState):
                 if stopping and not self._queue:
                     return
 
-    def _deliver(self, batch: list[AnalyticsEvent]) -> None:
+    def _deliver(self, batch: list[EventRow]) -> None:
         """Send one batch with retries; count the outcome of every event in it."""
-        pending: Sequence[AnalyticsEvent] = batch
+        # A row is an AnalyticsEvent in all but its class: sinks that read rows get them as they are.
+        pending = cast("list[AnalyticsEvent]", batch) if self._takes_rows else as_events(batch)
         attempt = 0
         while True:
             retry_after: Optional[float] = None

@@ -26,7 +26,7 @@ from ..env import sinks_setting
 from ..handoff import take_pinned_config
 from ..sinks import Sink, sinks_from_env
 from ..version import __version__
-from .conversion import convert_span, is_candidate
+from .conversion import event_rows, is_candidate
 from .durable import DurablePipeline
 from .intake import SpanIntake
 from .outbox import Outbox
@@ -81,7 +81,7 @@ class AnalyticsSpanProcessor(SpanProcessor):
             else SinkPipeline(sink, self.settings)
             for sink in chosen
         ]
-        self._intake = SpanIntake(self._pipelines, self.settings, convert_span)
+        self._intake = SpanIntake(self._pipelines, self.settings, event_rows)
         self._shutdown = False
         self._exit_deadline: Optional[float] = None
         self._register_metrics(meter_provider)

@@ -82,7 +82,10 @@ class Sink(Protocol):
 
     ``name`` identifies the sink in logs and metrics and never contains a credential.
     ``max_batch_size`` caps how many events the pipeline hands to one ``send`` call; sinks
-    with byte limits split further inside ``send``.
+    with byte limits split further inside ``send``. Optionally, ``preferred_batch_size``
+    (a local writer whose bigger batches cost less an event) and ``takes_rows = True`` (the
+    sink reads events only as tuples of ``FIELDS``: it may get the pipeline's plain
+    ``EventRow``s instead of ``AnalyticsEvent``s).
     """
 
     name: str
