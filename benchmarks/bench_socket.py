@@ -12,7 +12,9 @@ threads: a figure that another process on the machine disturbs much less than re
 second.
 
 Then a tail-latency probe: one request at a time on one connection, client and server each
-on their own core, for ours with and without analytics.
+on their own core, for ours with and without analytics, their two servers probed in turns;
+once with a random pause before each request (as independent users send them) and once back
+to back (see ``probe`` for why both).
 
 Run: ``python benchmarks/bench_socket.py [--duration 8] [--rounds 3] [--connections 16]``
 (``pip install httptools`` first; ``apt-get install wrk`` for the load generator).
@@ -26,6 +28,7 @@ import gzip
 import http.client
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -37,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,6 +51,10 @@ VARIANTS = ("otel-defaults", "otel-1span", "ours-no-analytics", "ours-default", 
 BASELINE = "otel-1span"
 PATH = "/users/7"
 START_TIMEOUT = 20.0
+PROBE_BLOCK = 1000  # requests a variant gets in one turn of the one-at-a-time probe
+PROBE_TIME_LIMIT = 120.0
+THINK_SECONDS = 0.0002  # the most a request of the paced probe waits before it is sent
+PROBE_SEED = 7
 STOP_TIMEOUT = 40.0
 
 
@@ -173,21 +180,38 @@ def _wait_until_listening(port: int, process: subprocess.Popen[str]) -> None:
 def sequential(port: int, count: int, time_limit: float) -> list[float]:
     """Latencies (seconds) of ``count`` requests, one at a time on one keep-alive connection."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    latencies = []
-    deadline = time.monotonic() + time_limit
     try:
-        for _ in range(count):
-            if time.monotonic() > deadline:
-                break
-            start = time.perf_counter()
-            connection.request("GET", PATH)
-            response = connection.getresponse()
-            response.read()
-            latencies.append(time.perf_counter() - start)
-            if response.status != 200:
-                raise RuntimeError(f"status {response.status}")
+        return _timed(connection, count, time.monotonic() + time_limit)
     finally:
         connection.close()
+
+
+def _timed(
+    connection: http.client.HTTPConnection,
+    count: int,
+    deadline: float,
+    pause: Optional[random.Random] = None,
+) -> list[float]:
+    """Latencies (seconds) of up to ``count`` requests on ``connection``, stopping at ``deadline``.
+
+    With ``pause``, each request waits first a random 0 to ``THINK_SECONDS`` (spun, not slept:
+    a sleep's timer slack is as long as the pauses; the client has its own core).
+    """
+    latencies = []
+    for _ in range(count):
+        if time.monotonic() > deadline:
+            break
+        if pause is not None:
+            ready = time.perf_counter() + pause.uniform(0, THINK_SECONDS)
+            while time.perf_counter() < ready:
+                pass
+        start = time.perf_counter()
+        connection.request("GET", PATH)
+        response = connection.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - start)
+        if response.status != 200:
+            raise RuntimeError(f"status {response.status}")
     return latencies
 
 
@@ -314,12 +338,87 @@ def thread_cpu(pid: int) -> dict[int, float]:
     return seconds
 
 
-def probe(variant: str, workdir: Path, capture: CaptureServer, count: int) -> tuple[float, float]:
-    """(p50 ms, p99 ms) of one request at a time."""
-    with serve(variant, workdir, capture.url) as (port, _, _, _):
-        sequential(port, 300, 10)
-        ordered = sorted(sequential(port, count, 60))
-    return _pct(ordered, 0.5) * 1000, _pct(ordered, 0.99) * 1000
+@dataclass
+class Probe:
+    """One variant's one-request-at-a-time latencies (ms): all of them, and each turn's p99."""
+
+    p50_ms: float
+    p99_ms: float
+    turn_p99_ms: list[float]
+
+
+def probe(
+    variants: Sequence[str], workdir: Path, capture: CaptureServer, count: int, *, think: bool
+) -> dict[str, Probe]:
+    """One request at a time, ``count`` requests for each variant.
+
+    The variants' servers run side by side (on core 0, the client on core 1) and are probed
+    in turns of ``PROBE_BLOCK`` requests, each on its own keep-alive connection, so a slow
+    spell of the machine falls on all of them alike. A server is stopped (SIGSTOP) outside its
+    turns: running, the default stack's workers would finish their batches during the other
+    server's turn and slow it down (its p99 0.26-0.30 ms alone, 0.41-0.52 beside a running
+    default stack). Beside the p99 of all requests, each
+    turn's p99 is kept, and the median of the turns' ratios is what a spell of the machine
+    moves least. A turn is long enough that the first requests after a switch, which find
+    the server's caches cold, stay well under 1 % of the requests.
+
+    Back to back (``think`` false), the client's fixed rhythm can lock into step with the
+    analytics workers' own (slices of 50 µs, pauses of 100 µs, a wake every 100 spans): a
+    server then runs in one of two modes for minutes, its p99 0.37-0.47 ms or 0.7-0.8 ms,
+    whatever the address layout and hash seed. With ``think``, each request comes after a
+    random pause (the same seeded sequence for every variant), as requests of independent
+    users do, and the modes are gone (p99 0.41-0.44 ms in six runs out of six).
+    """
+    turns: dict[str, list[list[float]]] = {name: [] for name in variants}
+    pauses = {name: random.Random(PROBE_SEED) if think else None for name in variants}
+    with contextlib.ExitStack() as stack:
+        connections, pids = {}, {}
+        for name in variants:
+            port, _, _, pids[name] = stack.enter_context(serve(name, workdir, capture.url))
+            connections[name] = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            stack.callback(connections[name].close)
+            stack.callback(os.kill, pids[name], signal.SIGCONT)  # before serve() stops it
+        stack.enter_context(_on_core(1))
+        deadline = time.monotonic() + PROBE_TIME_LIMIT
+        for name, connection in connections.items():
+            _timed(connection, 300, deadline)
+            os.kill(pids[name], signal.SIGSTOP)
+        for _ in range(max(1, count // PROBE_BLOCK)):
+            for name, connection in connections.items():
+                os.kill(pids[name], signal.SIGCONT)
+                measured = _timed(connection, min(count, PROBE_BLOCK), deadline, pauses[name])
+                os.kill(pids[name], signal.SIGSTOP)
+                turns[name].append(sorted(measured))
+    results = {}
+    for name, measured_turns in turns.items():
+        ordered = sorted(latency for turn in measured_turns for latency in turn)
+        turn_p99 = [_pct(turn, 0.99) * 1000 for turn in measured_turns if turn]
+        results[name] = Probe(_pct(ordered, 0.5) * 1000, _pct(ordered, 0.99) * 1000, turn_p99)
+    return results
+
+
+def print_probe(probes: dict[str, Probe]) -> None:
+    for name, result in probes.items():
+        print(f"{name:18} p50 {result.p50_ms:6.3f} ms  p99 {result.p99_ms:6.3f} ms")
+    default, bare = probes["ours-default"], probes["ours-no-analytics"]
+    print(f"  p99 default stack / without analytics: {default.p99_ms / bare.p99_ms:.2f}")
+    paired = [ours / base for ours, base in zip(default.turn_p99_ms, bare.turn_p99_ms)]
+    turns = ", ".join(f"{ratio:.2f}" for ratio in paired)
+    print(f"  median of the turns' p99 ratios: {statistics.median(paired):.2f}  ({turns})")
+
+
+@contextlib.contextmanager
+def _on_core(core: int) -> Iterator[None]:
+    """Run the calling thread on ``core`` for the block (where the machine has more than one)."""
+    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -327,7 +426,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--probe-requests", type=int, default=5000)
+    parser.add_argument("--probe-requests", type=int, default=10_000)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args(argv)
     variants = [name for name in args.variants.split(",") if name]
@@ -345,49 +444,52 @@ def main(argv: Optional[list[str]] = None) -> None:
                     f"  ({run.check})",
                     flush=True,
                 )
-        medians = {
-            name: (
-                statistics.median(r.rps for r in rs),
-                statistics.median(r.p50_ms for r in rs),
-                statistics.median(r.p99_ms for r in rs),
-                statistics.median(r.loop_us for r in rs),
-                statistics.median(r.others_us for r in rs),
-            )
-            for name, rs in runs.items()
-        }
-        base = medians.get(BASELINE)
-        print(
-            f"\nmedians of {args.rounds} rounds, {args.connections} connections, {args.duration:.0f} s each"
-        )
-        print(
-            f"{'variant':18} {'req/s':>8} {'vs 1-span':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99 vs':>7}"
-            f"  {'CPU µs/request: loop + other threads'}"
-        )
-        for name, (rps, p50, p99, loop_us, others_us) in medians.items():
-            ratio = f"{rps / base[0]:.2f}" if base else "-"
-            tail = f"{p99 / base[2]:.2f}" if base else "-"
-            print(
-                f"{name:18} {rps:8.0f} {ratio:>9} {p50:7.2f} {p99:7.2f} {tail:>7}"
-                f"  {loop_us:6.1f} + {others_us:4.1f} = {loop_us + others_us:6.1f}"
-            )
-        if BASELINE in runs:
-            # Each round's ratio pairs runs a few seconds apart, so slow drift of the machine
-            # cancels out of it; the ratio of medians above pairs runs of different rounds.
-            print("\nmedian of the per-round ratios to the 1-span middleware (req/s):")
-            for name, rs in runs.items():
-                paired = [run.rps / base_run.rps for run, base_run in zip(rs, runs[BASELINE])]
-                rounds = ", ".join(f"{ratio:.2f}" for ratio in paired)
-                print(f"{name:18} {statistics.median(paired):5.2f}  ({rounds})")
-        if args.probe_requests:
-            print(f"\none request at a time ({args.probe_requests} requests), per-request latency")
-            probes = {
-                name: probe(name, workdir, capture, args.probe_requests)
-                for name in ("ours-no-analytics", "ours-default")
+        if args.rounds:  # --rounds 0: the probe alone
+            medians = {
+                name: (
+                    statistics.median(r.rps for r in rs),
+                    statistics.median(r.p50_ms for r in rs),
+                    statistics.median(r.p99_ms for r in rs),
+                    statistics.median(r.loop_us for r in rs),
+                    statistics.median(r.others_us for r in rs),
+                )
+                for name, rs in runs.items()
             }
-            for name, (p50, p99) in probes.items():
-                print(f"{name:18} p50 {p50:6.3f} ms  p99 {p99:6.3f} ms")
-            probe_ratio = probes["ours-default"][1] / probes["ours-no-analytics"][1]
-            print(f"  p99 default stack / without analytics: {probe_ratio:.2f}")
+            base = medians.get(BASELINE)
+            print(
+                f"\nmedians of {args.rounds} rounds, {args.connections} connections,"
+                f" {args.duration:.0f} s each"
+            )
+            print(
+                f"{'variant':18} {'req/s':>8} {'vs 1-span':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99 vs':>7}"
+                f"  {'CPU µs/request: loop + other threads'}"
+            )
+            for name, (rps, p50, p99, loop_us, others_us) in medians.items():
+                ratio = f"{rps / base[0]:.2f}" if base else "-"
+                tail = f"{p99 / base[2]:.2f}" if base else "-"
+                print(
+                    f"{name:18} {rps:8.0f} {ratio:>9} {p50:7.2f} {p99:7.2f} {tail:>7}"
+                    f"  {loop_us:6.1f} + {others_us:4.1f} = {loop_us + others_us:6.1f}"
+                )
+            if BASELINE in runs:
+                # Each round's ratio pairs runs a few seconds apart, so slow drift of the machine
+                # cancels out of it; the ratio of medians above pairs runs of different rounds.
+                print("\nmedian of the per-round ratios to the 1-span middleware (req/s):")
+                for name, rs in runs.items():
+                    paired = [run.rps / base_run.rps for run, base_run in zip(rs, runs[BASELINE])]
+                    rounds = ", ".join(f"{ratio:.2f}" for ratio in paired)
+                    print(f"{name:18} {statistics.median(paired):5.2f}  ({rounds})")
+        if args.probe_requests:
+            pair = ("ours-no-analytics", "ours-default")
+            for think, pacing in (
+                (True, f"after a random pause of 0-{THINK_SECONDS * 1e6:.0f} µs"),
+                (False, "back to back"),
+            ):
+                print(
+                    f"\none request at a time, {pacing} ({args.probe_requests} requests each, in"
+                    f" interleaved turns of {PROBE_BLOCK}), per-request latency"
+                )
+                print_probe(probe(pair, workdir, capture, args.probe_requests, think=think))
     capture.close()
 
 
