@@ -355,9 +355,9 @@ def probe(
     The variants' servers run side by side (on core 0, the client on core 1) and are probed
     in turns of ``PROBE_BLOCK`` requests, each on its own keep-alive connection, so a slow
     spell of the machine falls on all of them alike. A server is stopped (SIGSTOP) outside its
-    turns: running, the default stack's workers would finish their batches during the other
-    server's turn and slow it down (its p99 0.26-0.30 ms alone, 0.41-0.52 beside a running
-    default stack). Beside the p99 of all requests, each
+    turns: running, the default stack's workers could finish their batches during the other
+    server's turn, on the same core, and the work would be counted against the wrong variant.
+    Beside the p99 of all requests, each
     turn's p99 is kept, and the median of the turns' ratios is what a spell of the machine
     moves least. A turn is long enough that the first requests after a switch, which find
     the server's caches cold, stay well under 1 % of the requests.
