@@ -212,9 +212,9 @@ The garbage collector stops tracking a plain tuple that holds only strings, numb
 the first time it survives a collection, and never looks at it again; it cannot do that for
 an ``AnalyticsEvent`` (a tuple subclass). Under load a thousand events wait for the store's
 next transaction, long enough to reach the older generations, and tracked, their 31 fields
-made every collection of those generations a third longer (the event loop's longest pauses,
-its p99). So the conversion makes rows, the pipelines queue rows, and a sink receives them
-as ``AnalyticsEvent``s (``as_events``) unless it reads events only as rows (``takes_rows``).
+made the collections of those generations 40-70 % longer (the event loop's longest pauses,
+which make its p99). So the conversion makes rows, the pipelines queue rows, and a sink gets
+them as ``AnalyticsEvent``s (``as_events``) unless it reads events only as rows (``takes_rows``).
 """
 
 
