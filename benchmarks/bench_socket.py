@@ -377,17 +377,17 @@ def probe(
             port, _, _, pids[name] = stack.enter_context(serve(name, workdir, capture.url))
             connections[name] = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             stack.callback(connections[name].close)
-            stack.callback(os.kill, pids[name], signal.SIGCONT)  # before serve() stops it
+            stack.callback(_signal, pids[name], signal.SIGCONT)  # before serve() stops it
         stack.enter_context(_on_core(1))
         deadline = time.monotonic() + PROBE_TIME_LIMIT
         for name, connection in connections.items():
             _timed(connection, 300, deadline)
-            os.kill(pids[name], signal.SIGSTOP)
+            _signal(pids[name], signal.SIGSTOP)
         for _ in range(max(1, count // PROBE_BLOCK)):
             for name, connection in connections.items():
-                os.kill(pids[name], signal.SIGCONT)
+                _signal(pids[name], signal.SIGCONT)
                 measured = _timed(connection, min(count, PROBE_BLOCK), deadline, pauses[name])
-                os.kill(pids[name], signal.SIGSTOP)
+                _signal(pids[name], signal.SIGSTOP)
                 turns[name].append(sorted(measured))
     results = {}
     for name, measured_turns in turns.items():
@@ -405,6 +405,12 @@ def print_probe(probes: dict[str, Probe]) -> None:
     paired = [ours / base for ours, base in zip(default.turn_p99_ms, bare.turn_p99_ms)]
     turns = ", ".join(f"{ratio:.2f}" for ratio in paired)
     print(f"  median of the turns' p99 ratios: {statistics.median(paired):.2f}  ({turns})")
+
+
+def _signal(pid: int, signum: int) -> None:
+    """Send ``signum`` to a server; one that has exited already is ``serve``'s to report."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
 
 
 @contextlib.contextmanager

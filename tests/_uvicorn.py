@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -44,9 +45,43 @@ class ServerExited(RuntimeError):
 
 
 def free_port(host: str) -> int:
-    with socket.socket() as sock:
+    """A port of ``host`` that nothing listens on, for a server started a moment later.
+
+    Taken below the kernel's ephemeral range, not from ``bind(host, 0)``: a port from that
+    range can be given to any outgoing connection (a test's client, another test's server
+    talking to its exporter) between this call and the server's own bind, and then the
+    server fails with "address already in use" (a Collector of the scale-out tests once did).
+    Outgoing connections never get a port below the range; ports handed out here are not
+    handed out twice.
+    """
+    low, high = _FREE_PORTS
+    for _ in range(100) if high > low else ():
+        port = _random.randint(low, high)
+        if (host, port) in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add((host, port))
+        return port
+    with socket.socket() as sock:  # no room below the ephemeral range: the kernel's choice
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _ports_below_ephemeral() -> tuple[int, int]:
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768  # Linux's default; elsewhere a guess, and the fallback stays correct
+    return 20000, first - 1
+
+
+_FREE_PORTS = _ports_below_ephemeral()
+_handed_out: set[tuple[str, int]] = set()
+_random = random.Random()
 
 
 def base_env(extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:

@@ -39,7 +39,7 @@ _NO_ERROR_OR_META = (None, None, None, None)
 
 def is_candidate(span: ReadableSpan) -> bool:
     """True for server spans: the only check on the request path (whether the middleware
-    marked the span as one request is checked by ``convert_span``, in the worker)."""
+    marked the span as one request is checked by ``event_rows``, in the worker)."""
     return span.kind is SpanKind.SERVER
 
 
