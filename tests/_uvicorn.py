@@ -55,7 +55,7 @@ def free_port(host: str) -> int:
     handed out twice.
     """
     low, high = _FREE_PORTS
-    for _ in range(100) if high > low else ():
+    for _ in range(100 if high > low else 0):
         port = _random.randint(low, high)
         if (host, port) in _handed_out:
             continue

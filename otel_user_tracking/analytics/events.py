@@ -126,9 +126,9 @@ class AnalyticsEvent(EventRecord):
 
     Usage: ``AnalyticsEvent(type="custom", trace_id=..., span_id=..., name="SIGNED_UP",
     meta={"plan": "pro"})``; fields are read as attributes (``event.route``,
-    ``event.timestamp``, ``event.meta``). The conversion builds events as plain records
-    (``AnalyticsEvent._make(values)``), which is what makes it cheap: the record is the
-    store's row as it is.
+    ``event.timestamp``, ``event.meta``). The conversion builds each event as a plain tuple
+    of these fields (``EventRow``, the store's row as it is), and a sink that reads fields by
+    name gets its batch as ``AnalyticsEvent``s (``as_events``): that is what makes it cheap.
     """
 
     __slots__ = ()
@@ -218,12 +218,12 @@ them as ``AnalyticsEvent``s (``as_events``) unless it reads events only as rows 
 """
 
 
+_new = tuple.__new__  # namedtuple's _make without its Python-level length check
+
+
 def as_events(rows: Sequence[EventRow]) -> list[AnalyticsEvent]:
     """Rows as ``AnalyticsEvent``s (the same values; a row is an event in all but its class)."""
     return [_new(AnalyticsEvent, row) for row in rows]
-
-
-_new = tuple.__new__
 
 
 def to_us(when: datetime) -> int:
