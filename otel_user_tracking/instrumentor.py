@@ -1,10 +1,10 @@
 """``UserTrackingInstrumentor``: the BaseInstrumentor glue that ``opentelemetry-instrument`` loads.
 
-It validates the configuration, patches Starlette so every Starlette/FastAPI app gets the
-middleware, and (under the CLI) adds the child-span processor, the analytics processor and
-the analytics-aware sampler to the SDK tracer provider. A configuration error stops the
-start with a message naming the variable; any other failure is logged and leaves the app
-uninstrumented rather than crashed.
+It validates the configuration, installs the adapter of every installed web framework
+(``frameworks/``) so each of its apps gets the middleware, and (under the CLI) adds the
+child-span processor, the analytics processor and the analytics-aware sampler to the SDK
+tracer provider. A configuration error stops the start with a message naming the variable;
+any other failure is logged and leaves the app uninstrumented rather than crashed.
 """
 
 from __future__ import annotations
@@ -74,23 +74,30 @@ class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         sinks: list[Any],
         delivery: DeliverySettings,
     ) -> None:
-        from .request.middleware import UserTrackingMiddleware
-        from .request.starlette_patch import StarlettePatch
+        from .frameworks import FrontDoors, install_adapters
 
-        def make(app: Any) -> UserTrackingMiddleware:
+        def asgi(app: Any) -> Any:
+            from .request.middleware import UserTrackingMiddleware
+
             return UserTrackingMiddleware(app, tracer_provider=tracer_provider, meter_provider=meter_provider)
 
-        self._patch: Any = StarlettePatch(make)
+        def wsgi(app: Any) -> Any:
+            from .request.wsgi import UserTrackingWSGIMiddleware  # type: ignore[import-not-found]
+
+            return UserTrackingWSGIMiddleware(
+                app, tracer_provider=tracer_provider, meter_provider=meter_provider
+            )
+
+        self._patches = install_adapters(FrontDoors(asgi=asgi, wsgi=wsgi))
         provider = tracer_provider or trace.get_tracer_provider()
         ensure_user_id_processor(provider)
         if sinks:
             _add_analytics(provider, config, sinks, delivery)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        patch = getattr(self, "_patch", None)
-        if patch is not None:
+        for patch in getattr(self, "_patches", {}).values():
             patch.undo()
-            self._patch = None
+        self._patches = {}
 
 
 def _wants_analytics(tracer_provider: Any, analytics: Optional[bool]) -> bool:

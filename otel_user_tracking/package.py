@@ -2,5 +2,7 @@
 
 from __future__ import annotations
 
+from .frameworks.registry import requirements
+
 _instruments: tuple[str, ...] = ()
-_instruments_any = ("starlette >= 0.25", "fastapi >= 0.92")
+_instruments_any = requirements()

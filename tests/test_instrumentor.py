@@ -58,8 +58,8 @@ def test_uninstrument_restores_starlette_and_stops_tracing() -> None:
 
 
 def test_instrument_bug_does_not_raise(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An unexpected error inside _instrument is logged and counted, never raised to the loader."""
-    import otel_user_tracking.request.starlette_patch as patching
+    """An adapter that fails to install is logged and counted per framework, never raised to the loader."""
+    import otel_user_tracking.frameworks.starlette as patching
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("bug")
@@ -69,7 +69,7 @@ def test_instrument_bug_does_not_raise(monkeypatch: pytest.MonkeyPatch) -> None:
     with testing.internal_errors_raise(False):
         instrumentor.instrument(tracer_provider=new_tracing().provider, analytics=False)
     try:
-        assert out.internal_error_counts()["instrument"] == 1
+        assert out.internal_error_counts()["install.starlette"] == 1
     finally:
         instrumentor.uninstrument()
 

@@ -101,8 +101,11 @@ def finish_request(state: RequestState) -> None:
     state.finished = True
     scope = state.scope
     # Kept for the span's end (duration metric), so older Starlette's re-match runs once.
-    route = state.route = route_template(scope, state.before_routing)
+    route = state.route = state.found_route or route_template(scope, state.before_routing)
     refresh_user(state)
+    handled = state.handled_exception
+    if handled is not None and (state.status_code or 0) >= state.config.min_status_to_capture:
+        state.exceptions.record_once(handled, escaped=False)
     state.exceptions.flush()
     if route is None:
         return

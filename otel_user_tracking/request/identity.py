@@ -108,22 +108,26 @@ _READERS = tuple((_roles if field == "roles" else _text, _READ_AS[field]) for fi
 def resolve_user(
     scope: MutableMapping[str, Any],
     resolver: Any,
+    found: Any = None,
 ) -> Optional[UserInfo]:
-    """The user from the resolver, else ``scope["user"]``, else ``scope["state"]["user"]``.
+    """The user from the resolver, else the one a framework adapter reported (``found``), else
+    ``scope["user"]``, else ``scope["state"]["user"]``.
 
     ``set_user()`` wins over all of these; the caller checks it first.
     """
     if resolver is not None:
         try:
-            found = user_from_object(resolver(scope))
+            resolved = user_from_object(resolver(scope))
         except Exception as exc:
             report_internal_error("user_resolver", exc, user_code=True)
-            found = None
-        if found is not None:
-            return found
-    found = user_from_object(scope.get("user"))
+            resolved = None
+        if resolved is not None:
+            return resolved
     if found is not None:
-        return found
+        return user_from_object(found)
+    user = user_from_object(scope.get("user"))
+    if user is not None:
+        return user
     state = scope.get("state")
     if isinstance(state, Mapping):
         return user_from_object(state.get("user"))

@@ -142,7 +142,8 @@ class UserTrackingMiddleware:
             await self._run(state, receive, send, outside)  # the span is current (``start`` made it so)
         finally:
             try:
-                route = state.route if state.finished else route_template(scope, state.before_routing)
+                route = state.route if state.finished else state.found_route
+                route = route or route_template(scope, state.before_routing)
                 prepared.maker.end(span, token, scope, metric_attributes, started, state.status_code, route)
             except Exception as exc:
                 report_internal_error("span_end", exc)

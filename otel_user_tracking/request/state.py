@@ -47,6 +47,9 @@ class RequestState:
         "exceptions",
         "explicit_user",
         "finished",
+        "found_route",
+        "found_user",
+        "handled_exception",
         "retired",
         "route",
         "scope",
@@ -80,6 +83,9 @@ class RequestState:
         self.finished = False
         self.retired = False  # the request is over (``retire``): only user_id and config remain
         self.route: Optional[str] = None  # the route template, once finish_request found it
+        self.found_route: Optional[str] = None  # reported by a framework adapter (``framework.py``)
+        self.found_user: Any = None  # the user object a framework adapter reported
+        self.handled_exception: Optional[BaseException] = None  # one the framework rendered itself
         self.exceptions = ExceptionLedger(span)
         self.exceptions.install()
         pin_config(span, config)
@@ -90,7 +96,8 @@ class RequestState:
         the dropped fields again; child spans a late task starts still get the user id."""
         self.retired = True
         del self.span, self.scope, self.before_routing, self.exceptions, self.status_setter
-        self.explicit_user = self.applied_user = self.user_source = None
+        self.explicit_user = self.applied_user = self.user_source = self.found_user = None
+        self.handled_exception = None
 
 
 _current: contextvars.ContextVar[Optional[RequestState]] = contextvars.ContextVar(

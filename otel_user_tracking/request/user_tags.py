@@ -8,7 +8,7 @@ from opentelemetry import trace
 
 from .. import attributes as attrs
 from ..policy import USER_FIELDS
-from .identity import UserInfo, resolve_user
+from .identity import UserInfo, resolve_user, user_from_object
 from .state import RequestState
 
 
@@ -49,10 +49,27 @@ def refresh_user(state: RequestState) -> None:
     """
     if state.explicit_user is not None:
         return
+    if state.found_user is not None and state.config.user_resolver is None:
+        apply_found_user(state)
+        return
     source = state.scope.get("user")
     if state.config.user_resolver is None and source is not None and source is state.user_source:
         return
-    user = resolve_user(state.scope, state.config.user_resolver)
+    user = resolve_user(state.scope, state.config.user_resolver, state.found_user)
+    if user is not None:
+        state.user_source = source
+    apply_user(state, user)
+
+
+def apply_found_user(state: RequestState) -> None:
+    """Tag the span with the user a framework adapter reported, unless ``set_user()`` or a
+    resolver decides; an anonymous or unreadable user leaves the span as it is."""
+    if state.explicit_user is not None or state.config.user_resolver is not None:
+        return
+    source = state.found_user
+    if source is state.user_source:
+        return
+    user = user_from_object(source)
     if user is not None:
         state.user_source = source
     apply_user(state, user)

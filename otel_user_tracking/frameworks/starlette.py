@@ -22,9 +22,9 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from .._errors import report_internal_error
+from ..request.middleware import UserTrackingMiddleware
+from ..request.state import current_request
 from ..types import ASGIApp, Message, Receive, Scope, Send
-from .middleware import UserTrackingMiddleware
-from .state import current_request
 
 _PLACED_ATTR = "_otel_user_tracking_stack"
 _STARLETTE_FLAG = "starlette.opentelemetry"
@@ -177,3 +177,8 @@ def _placed_stack(
     except Exception as exc:
         report_internal_error("starlette_placement", exc)
         return None
+
+
+def install(doors: Any) -> StarlettePatch:
+    """The Starlette (and so FastAPI) adapter: every app's stack gets the ASGI front door."""
+    return StarlettePatch(doors.asgi)
