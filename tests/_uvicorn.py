@@ -1,4 +1,5 @@
-"""A real ``uvicorn`` in a subprocess, optionally under the real ``opentelemetry-instrument`` CLI.
+"""A real server (``uvicorn`` by default) in a subprocess, optionally under the real
+``opentelemetry-instrument`` CLI.
 
 Usage::
 
@@ -6,6 +7,9 @@ Usage::
                         instrument=["--traces_exporter", "console"]) as server:
         status, headers, body = request("GET", server.url + "/", source_address=CLIENT_HOST)
     print(server.stdout)  # complete once the block has stopped the server
+
+Any other server runs the same way from its command line, with ``{host}`` and ``{port}``
+filled in: ``uvicorn_server("", cwd=..., command=["gunicorn", "-b", "{host}:{port}", "app:app"])``.
 
 The whole loopback range is local, so binding the server to 127.0.0.2 and connecting from
 127.0.0.3 lets a test tell the client's address apart from the server's in exported data.
@@ -109,6 +113,9 @@ class UvicornServer:
         instrument: Options for ``opentelemetry-instrument`` (possibly empty) to run uvicorn
             under the CLI; None runs uvicorn directly.
         uvicorn_args: Extra uvicorn options.
+        command: Another server's command line instead of uvicorn's (``app`` and
+            ``uvicorn_args`` are then unused): its program from the venv, ``{host}`` and
+            ``{port}`` in its arguments filled in.
         log_dir: Where the captured stdout/stderr files go; ``cwd`` when None.
     """
 
@@ -122,16 +129,22 @@ class UvicornServer:
         port: Optional[int] = None,
         instrument: Optional[Sequence[str]] = None,
         uvicorn_args: Sequence[str] = (),
+        command: Optional[Sequence[str]] = None,
         log_dir: Optional[Union[str, Path]] = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.cwd = Path(cwd)
-        uvicorn = [app, "--host", host, "--port", str(self.port), *uvicorn_args]
-        if instrument is None:
-            self.command = [str(VENV_BIN / "uvicorn"), *uvicorn]
+        if command is None:
+            server = ["uvicorn", app, "--host", host, "--port", str(self.port), *uvicorn_args]
         else:
-            self.command = [str(VENV_BIN / "opentelemetry-instrument"), *instrument, "uvicorn", *uvicorn]
+            server = [part.format(host=host, port=self.port) for part in command]
+        program = VENV_BIN / server[0]
+        server[0] = str(program) if program.exists() else server[0]
+        if instrument is None:
+            self.command = server
+        else:
+            self.command = [str(VENV_BIN / "opentelemetry-instrument"), *instrument, *server]
         self.env = base_env(env)
         logs = Path(log_dir) if log_dir is not None else self.cwd
         self._stdout_path = logs / f"uvicorn-{self.port}.stdout"
