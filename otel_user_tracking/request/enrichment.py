@@ -37,7 +37,11 @@ class RequestView:
         client = resolve_client_address(
             facts.peer, facts.x_forwarded_for, facts.forwarded, policy.trusted_networks
         )
-        self.addresses = mentioned_addresses(facts.peer, facts.x_forwarded_for, facts.forwarded)
+        self.addresses = (
+            None
+            if policy.ip == "keep"
+            else mentioned_addresses(facts.peer, facts.x_forwarded_for, facts.forwarded)
+        )
         self.scrubber = prepared.scrubber
         values: dict[str, Any] = {attrs.REQUEST_TYPE: scope["type"]}
         client_value = policy.apply_ip(client)

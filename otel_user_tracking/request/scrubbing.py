@@ -203,13 +203,21 @@ def _attribute_map(span: Span) -> Optional[MutableMapping[str, Any]]:
 
 
 def policy_rewrites(
-    items: Iterable[tuple[str, Any]], addresses: Collection[str], scrubber: QueryScrubber
+    items: Iterable[tuple[str, Any]], addresses: Optional[Collection[str]], scrubber: QueryScrubber
 ) -> tuple[list[str], dict[str, Any]]:
-    """Which attributes must go (client addresses) and which need a scrubbed value (URLs, headers)."""
+    """Which attributes must go (client addresses) and which need a scrubbed value (URLs, headers).
+
+    ``addresses`` None means the policy keeps the client address (``ip="keep"``): the address
+    attributes other layers set stay, and no value goes for being equal to an address (a
+    ``server.address`` that is the client's own, as on loopback).
+    """
     removals = []
     rewrites: dict[str, Any] = {}
+    keep = addresses is None
+    if addresses is None:
+        addresses = ()
     for key, value in items:
-        if key in attrs.CLIENT_ADDRESS_KEYS or key in attrs.CLIENT_ADDRESS_HEADER_KEYS:
+        if (key in attrs.CLIENT_ADDRESS_KEYS and not keep) or key in attrs.CLIENT_ADDRESS_HEADER_KEYS:
             removals.append(key)
         elif key.startswith(_HEADER_PREFIXES):
             scrubbed = _scrub_captured_header(key, value, scrubber)
@@ -232,7 +240,7 @@ def policy_rewrites(
 
 
 def clean_attributes(
-    attributes: dict[str, Any], addresses: Collection[str], scrubber: QueryScrubber
+    attributes: dict[str, Any], addresses: Optional[Collection[str]], scrubber: QueryScrubber
 ) -> dict[str, Any]:
     """Apply the policy to attributes before they are set (a plain dict, changed in place)."""
     removals, rewrites = policy_rewrites(list(attributes.items()), addresses, scrubber)
@@ -242,7 +250,9 @@ def clean_attributes(
     return attributes
 
 
-def enforce_on_span(span: Span, addresses: Collection[str], scrubber: QueryScrubber) -> dict[str, Any]:
+def enforce_on_span(
+    span: Span, addresses: Optional[Collection[str]], scrubber: QueryScrubber
+) -> dict[str, Any]:
     """Apply the policy to a span another layer made; return the rewrites for the caller to set.
 
     Client-address attributes are removed at once; scrubbed URL values are returned so the
