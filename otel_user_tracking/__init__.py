@@ -1,4 +1,4 @@
-"""User-aware OpenTelemetry traces and privacy-safe product analytics for ASGI apps."""
+"""User-aware OpenTelemetry traces and privacy-safe product analytics for ASGI and WSGI apps."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .policy import TagPolicy
 from .request.api import capture_exception, set_user, track
 from .request.identity import UserInfo
 from .request.middleware import UserTrackingMiddleware
+from .request.wsgi import UserTrackingWSGIMiddleware
 from .version import __version__
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "UserInfo",
     "UserTrackingInstrumentor",
     "UserTrackingMiddleware",
+    "UserTrackingWSGIMiddleware",
     "__version__",
     "capture_exception",
     "configure",

@@ -82,7 +82,7 @@ class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             return UserTrackingMiddleware(app, tracer_provider=tracer_provider, meter_provider=meter_provider)
 
         def wsgi(app: Any) -> Any:
-            from .request.wsgi import UserTrackingWSGIMiddleware  # type: ignore[import-not-found]
+            from .request.wsgi import UserTrackingWSGIMiddleware
 
             return UserTrackingWSGIMiddleware(
                 app, tracer_provider=tracer_provider, meter_provider=meter_provider

@@ -18,22 +18,24 @@ from .._spans import span_attributes
 from ..types import Message, Scope
 from .bots import is_bot
 from .client_address import mentioned_addresses, resolve_client_address
-from .headers import read_facts
+from .framework import UNMATCHED
+from .headers import RequestFacts, read_facts
 from .scrubbing import clean_attributes, enforce_on_span
 from .state import RequestState
 from .user_tags import refresh_user
 
 if TYPE_CHECKING:
-    from .prepared import Prepared
+    from .prepared import PreparedRequest
 
 
 class RequestView:
     """The request's facts under the policy: what our attributes are, which addresses to hide."""
 
-    def __init__(self, scope: Scope, prepared: Prepared) -> None:
+    def __init__(self, scope: Scope, prepared: PreparedRequest, facts: Optional[RequestFacts] = None) -> None:
         config = prepared.config
         policy = config.tag_policy
-        facts = read_facts(scope, config.session_header)
+        if facts is None:
+            facts = read_facts(scope, config.session_header)
         client = resolve_client_address(
             facts.peer, facts.x_forwarded_for, facts.forwarded, policy.trusted_networks
         )
@@ -43,7 +45,7 @@ class RequestView:
             else mentioned_addresses(facts.peer, facts.x_forwarded_for, facts.forwarded)
         )
         self.scrubber = prepared.scrubber
-        values: dict[str, Any] = {attrs.REQUEST_TYPE: scope["type"]}
+        values: dict[str, Any] = {attrs.REQUEST_TYPE: scope.get("type", "http")}
         client_value = policy.apply_ip(client)
         if client_value is not None:
             values[attrs.CLIENT_ADDRESS] = client_value
@@ -71,9 +73,16 @@ class RequestView:
         return attributes
 
 
-def adopt(span: trace.Span, scope: Scope, prepared: Prepared, *, created: bool) -> RequestState:
+def adopt(
+    span: trace.Span,
+    scope: Scope,
+    prepared: PreparedRequest,
+    *,
+    created: bool,
+    facts: Optional[RequestFacts] = None,
+) -> RequestState:
     """Bring a span another layer made under the policy and tag it with the request facts."""
-    request = RequestView(scope, prepared)
+    request = RequestView(scope, prepared, facts)
     values = enforce_on_span(span, request.addresses, prepared.scrubber)
     values.update(request.values)
     span.set_attributes(values)
@@ -82,7 +91,11 @@ def adopt(span: trace.Span, scope: Scope, prepared: Prepared, *, created: bool) 
 
 def note_response_start(state: RequestState, message: Message) -> None:
     """Record the status, the exception a handler turned into this response, and the user."""
-    status = int(message.get("status", 0))
+    note_response_status(state, int(message.get("status", 0)))
+
+
+def note_response_status(state: RequestState, status: int) -> None:
+    """``note_response_start`` for any protocol: the response's status is ``status``."""
     state.status_code = status
     if state.status_setter is not None:
         state.status_setter(state.span, status)
@@ -105,19 +118,28 @@ def finish_request(state: RequestState) -> None:
     state.finished = True
     scope = state.scope
     # Kept for the span's end (duration metric), so older Starlette's re-match runs once.
-    route = state.route = state.found_route or route_template(scope, state.before_routing)
+    found = state.found_route
+    route = state.route = found if found is not None else route_template(scope, state.before_routing)
     refresh_user(state)
     handled = state.handled_exception
     if handled is not None and (state.status_code or 0) >= state.config.min_status_to_capture:
         state.exceptions.record_once(handled, escaped=False)
     state.exceptions.flush()
-    if route is None:
+    if not route:
+        if route == UNMATCHED and state.created:
+            span.update_name(_method(scope))  # no route matched: named by the method alone
         return
     if state.created or attrs.HTTP_ROUTE not in span_attributes(span):
         span.set_attribute(attrs.HTTP_ROUTE, route)
     if state.created:
-        method = "WS" if scope["type"] == "websocket" else str(scope.get("method", "HTTP"))
-        span.update_name(f"{method} {route}")
+        span.update_name(f"{_method(scope)} {route}")
+
+
+def _method(scope: Scope) -> str:
+    """The request's method as the span name shows it (``WS`` for a WebSocket), ASGI or WSGI."""
+    if scope.get("type") == "websocket":
+        return "WS"
+    return str(scope.get("method") or scope.get("REQUEST_METHOD") or "HTTP")
 
 
 def route_template(scope: Scope, before_routing: Optional[tuple[Any, Any]] = None) -> Optional[str]:

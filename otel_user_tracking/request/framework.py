@@ -2,7 +2,7 @@
 
 The front doors (ASGI, WSGI) make or enrich the server span from the protocol alone; only
 the framework knows the route it matched, the user its auth loaded and the exception it
-turned into an error response. An adapter reports each through these three calls, from
+turned into an error response. An adapter reports each through these calls, from
 wherever the framework exposes them (a signal, a wrapped handler, a teardown hook). Each
 call finds the request through the contextvar the front door set, does nothing outside a
 request, and never raises.
@@ -15,6 +15,9 @@ from typing import Any
 from .._errors import report_internal_error
 from .state import current_request
 
+# ``found_route`` when the framework matched no route: the span is named by the method alone.
+UNMATCHED = ""
+
 
 def report_route(template: str) -> None:
     """The route template the framework matched (``/books/{pk}``): names the span and the page.
@@ -25,6 +28,16 @@ def report_route(template: str) -> None:
     if state is None or not template:
         return
     state.found_route = template
+
+
+def report_unmatched() -> None:
+    """The framework matched no route (its 404): the span is named by the method alone
+    (``GET``), as the HTTP semantic conventions name a request without a route, never by
+    its raw path, so scanned URLs do not grow the span names and the store's pages."""
+    state = current_request()
+    if state is None:
+        return
+    state.found_route = UNMATCHED
 
 
 def report_user(user: Any) -> None:

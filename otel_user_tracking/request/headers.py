@@ -1,6 +1,8 @@
-"""Reading the request facts the policy and the analytics need, once, from the ASGI scope.
+"""Reading the request facts the policy and the analytics need, once per request.
 
-Header bytes are decoded as latin-1 (never fails, whatever the client sent) and every value
+The facts are protocol-neutral (``RequestFacts``); ``read_facts`` reads them from an ASGI
+scope, ``read_environ_facts`` from a WSGI environ, with the same caps. Header bytes are
+decoded as latin-1 (never fails, whatever the client sent) and every value
 kept is length-capped, so odd or huge headers cost little and break nothing. Forwarding
 chains are capped from the right (the end the trusted proxies write), hop by hop.
 """
@@ -15,6 +17,7 @@ from .client_address import MAX_HOP_CHARS, MAX_HOPS
 _MAX_HEADER_CHARS = 2048
 _MAX_SHORT = 256
 _MAX_FORWARDED_ELEMENT = 512  # for=...;by=...;host=...;proto=...
+_ENVIRON_CHAINS = (("HTTP_X_FORWARDED_FOR", MAX_HOP_CHARS), ("HTTP_FORWARDED", _MAX_FORWARDED_ELEMENT))
 _LOCALE = re.compile(r"^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*$")
 
 
@@ -70,6 +73,49 @@ def read_facts(scope: MutableMapping[str, Any], session_header: str) -> RequestF
         or headers.get(b"dnt", b"").strip() == b"1",
         session_id=_short(session, 128),
     )
+
+
+def read_environ_facts(environ: MutableMapping[str, Any], session_header: str) -> RequestFacts:
+    """Collect the facts from a WSGI ``environ`` (``HTTP_*`` keys; one header's repeats are
+    already joined by the server with commas, as PEP 3333 allows)."""
+    get = environ.get
+    forwarded_chains = {}
+    for key, element_limit in (
+        ("HTTP_X_FORWARDED_FOR", MAX_HOP_CHARS),
+        ("HTTP_FORWARDED", _MAX_FORWARDED_ELEMENT),
+    ):
+        value = get(key)
+        if value:
+            forwarded_chains[key] = _rightmost_chain([_latin1(value)], element_limit)
+    peer = get("REMOTE_ADDR") or None
+    session = None
+    if session_header:
+        session = get("HTTP_" + session_header.upper().replace("-", "_"))
+    return RequestFacts(
+        peer=peer if isinstance(peer, str) else None,
+        user_agent=_short_text(get("HTTP_USER_AGENT"), 512),
+        referrer=_short_text(get("HTTP_REFERER"), _MAX_HEADER_CHARS),
+        accept_language=_short_text(get("HTTP_ACCEPT_LANGUAGE"), _MAX_SHORT),
+        x_forwarded_for=forwarded_chains.get("HTTP_X_FORWARDED_FOR"),
+        forwarded=forwarded_chains.get("HTTP_FORWARDED"),
+        host=_short_text(get("HTTP_HOST"), _MAX_SHORT),
+        privacy_signal=str(get("HTTP_SEC_GPC", "")).strip() == "1" or str(get("HTTP_DNT", "")).strip() == "1",
+        session_id=_short_text(session, 128),
+    )
+
+
+def _latin1(value: Any) -> bytes:
+    """A WSGI "native string" (latin-1 by PEP 3333) back to its bytes; anything odd, replaced."""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("latin-1", "replace")
+
+
+def _short_text(value: Any, limit: int) -> Optional[str]:
+    if type(value) is not str:
+        return None if value is None else _short(_latin1(value), limit)
+    text = value[:limit].strip()
+    return text if text and text.isprintable() else None
 
 
 def _rightmost_chain(values: list[bytes], element_limit: int) -> str:

@@ -10,8 +10,7 @@ Either way the request gets exactly one SERVER span, and nothing here raises int
 from __future__ import annotations
 
 import time
-from dataclasses import replace
-from typing import Any, Optional
+from typing import Optional
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -20,9 +19,10 @@ from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._errors import report_internal_error
-from ..config import _settings, get_config
+from ..config import Config
 from ..types import ASGIApp, Message, Receive, Scope, Send
 from .enrichment import RequestView, adopt, finish_request, full_url, note_response_start, route_template
+from .front_door import FrontDoor
 from .lifespan import flush_on_shutdown
 from .prepared import Prepared
 from .scrubbing import QueryScrubber
@@ -34,7 +34,7 @@ SCOPE_KEY = "otel_user_tracking.request"
 _PHASE_KEY = "otel_user_tracking.phase"  # where the span-making layer is: "app", then "done"
 
 
-class UserTrackingMiddleware:
+class UserTrackingMiddleware(FrontDoor[Prepared]):
     """Wraps any ASGI app so each request's server span carries the user, as the policy allows.
 
     Usage: ``app = UserTrackingMiddleware(app, tag_policy=TagPolicy(email="mask"))`` for
@@ -49,46 +49,20 @@ class UserTrackingMiddleware:
             ...); they win over ``configure()`` and the environment for this app.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        tracer_provider: Optional[trace.TracerProvider] = None,
-        meter_provider: Any = None,
-        **options: Any,
-    ) -> None:
-        self.app = app
-        self._tracer_provider = tracer_provider
-        self._meter_provider = meter_provider
-        self._options = options
-        if options:
-            replace(get_config(), **options)  # validate now: bad options fail at construction
-        self._prepared: Optional[Prepared] = None
-        self._generation = -1
+    app: ASGIApp
 
-    def _prepare(self) -> Prepared:
-        generation = _settings.generation
-        prepared = self._prepared
-        if prepared is not None and self._generation == generation:
-            return prepared
-        config = get_config()
-        if self._options:
-            config = replace(config, **self._options)
-        if prepared is None or prepared.config != config:
-            prepared = Prepared(
-                config=config,
-                maker=ServerSpanMaker(self._tracer_provider, self._meter_provider),
-                asgi_middleware=OpenTelemetryMiddleware(
-                    _SpanEnricher(self),
-                    tracer_provider=self._tracer_provider,
-                    meter_provider=self._meter_provider,
-                ),
-                visitors=VisitorIdentifier(site=config.site),
-                scrubber=QueryScrubber(config.scrub_query_keys),
-            )
-            _ensure_child_span_processor(self._tracer_provider)
-        self._prepared, self._generation = prepared, generation
-        return prepared
+    def _derive(self, config: Config) -> Prepared:
+        return Prepared(
+            config=config,
+            maker=ServerSpanMaker(self._tracer_provider, self._meter_provider),
+            asgi_middleware=OpenTelemetryMiddleware(
+                _SpanEnricher(self),
+                tracer_provider=self._tracer_provider,
+                meter_provider=self._meter_provider,
+            ),
+            visitors=VisitorIdentifier(site=config.site),
+            scrubber=QueryScrubber(config.scrub_query_keys),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
@@ -293,9 +267,3 @@ def _retire(state: RequestState, *, ended: bool) -> None:
         state.retire()
     except Exception as exc:
         report_internal_error("request_end", exc)
-
-
-def _ensure_child_span_processor(tracer_provider: Optional[trace.TracerProvider]) -> None:
-    from .child_spans import ensure_user_id_processor
-
-    ensure_user_id_processor(tracer_provider or trace.get_tracer_provider())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..config import Config
 from .scrubbing import QueryScrubber
@@ -28,3 +28,16 @@ class Prepared:
     asgi_middleware: Any
     visitors: VisitorIdentifier
     scrubber: QueryScrubber
+
+
+class PreparedRequest(Protocol):
+    """What reading a request's facts under the policy needs, whichever front door prepared it."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def visitors(self) -> VisitorIdentifier: ...
+
+    @property
+    def scrubber(self) -> QueryScrubber: ...

@@ -108,17 +108,7 @@ class ServerSpanMaker:
         name = self.semconv.span_name(scope)
         if self.capture_request:
             attributes.update(self._capture(scope, self.capture_request, normalise_request_header_name))
-        # As the contrib ``_start_internal_or_server_span``: a SERVER span continuing the
-        # propagated trace, or INTERNAL under a span already current. The context made current
-        # holds the span itself, so the request needs one attach (``use_span`` would add another).
-        if trace.get_current_span(outside) is trace.INVALID_SPAN:
-            parent = propagate.extract(scope, getter=_ASGI_GETTER)
-            kind = SpanKind.SERVER
-        else:
-            parent = outside
-            kind = SpanKind.INTERNAL
-        span = self.tracer.start_span(name, context=parent, kind=kind, attributes=clean(attributes))
-        token = context.attach(trace.set_span_in_context(span, parent))
+        span, token = self.open_span(name, clean(attributes), outside, scope, _ASGI_GETTER)
         metric_attributes = {
             "http.request.method": self.semconv.sanitized_method(str(scope.get("method", ""))),
             "url.scheme": scope.get("scheme", "http"),
@@ -126,6 +116,22 @@ class ServerSpanMaker:
         if scope["type"] == "http":
             self.active.add(1, metric_attributes)
         return span, token, metric_attributes
+
+    def open_span(
+        self, name: str, attributes: dict[str, Any], outside: Context, carrier: Any, getter: Any
+    ) -> tuple[trace.Span, object]:
+        """Start the span and make it current, as the contrib ``_start_internal_or_server_span``
+        does: a SERVER span continuing the trace propagated in ``carrier``, or INTERNAL under a
+        span already current. The context made current holds the span itself, so the request
+        needs one attach (``use_span`` would add another)."""
+        if trace.get_current_span(outside) is trace.INVALID_SPAN:
+            parent = propagate.extract(carrier, getter=getter)
+            kind = SpanKind.SERVER
+        else:
+            parent = outside
+            kind = SpanKind.INTERNAL
+        span = self.tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+        return span, context.attach(trace.set_span_in_context(span, parent))
 
     def police_response_headers(
         self, span: trace.Span, send: Send, scrubber: QueryScrubber, ours: bool

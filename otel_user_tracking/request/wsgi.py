@@ -1,0 +1,274 @@
+"""The WSGI front door: one user-tagged server span per request, for any WSGI app.
+
+If a layer outside (contrib's WSGI ``OpenTelemetryMiddleware``, a server's own tracing) already
+made a recording SERVER span current, the middleware enriches that span; otherwise it makes
+the span from ``opentelemetry-instrumentation-wsgi``'s pieces (``wsgi_span.py``). Either way
+the request gets exactly one SERVER span, tagged with the same attributes as on the ASGI
+side, and nothing here raises into the app. The request lasts until the server closes the
+response iterable (PEP 3333), so a streamed body is inside the span and the request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Optional
+from wsgiref.util import request_uri
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Status, StatusCode
+
+from .._errors import report_internal_error
+from ..config import Config
+from ..types import Environ, StartResponse, WSGIApp
+from .enrichment import RequestView, adopt, finish_request, note_response_status
+from .front_door import FrontDoor, span_to_enrich
+from .headers import read_environ_facts
+from .scrubbing import QueryScrubber, clean_attributes, enforce_on_span
+from .state import RequestState, _current
+from .visitor import VisitorIdentifier
+from .wsgi_span import WSGISpanMaker, status_code
+
+ENVIRON_KEY = "otel_user_tracking.request"
+
+
+@dataclass(frozen=True)
+class WSGIPrepared:
+    """What the WSGI middleware derives from one ``Config``, once per configuration change."""
+
+    config: Config
+    maker: WSGISpanMaker
+    visitors: VisitorIdentifier
+    scrubber: QueryScrubber
+
+
+class UserTrackingWSGIMiddleware(FrontDoor[WSGIPrepared]):
+    """Wraps any WSGI app so each request's server span carries the user, as the policy allows.
+
+    Usage: ``app.wsgi_app = UserTrackingWSGIMiddleware(app.wsgi_app)`` for Flask (automatic
+    under ``opentelemetry-instrument``), ``application = UserTrackingWSGIMiddleware(application)``
+    for any other WSGI app.
+
+    Args:
+        app: The WSGI application.
+        tracer_provider: Provider for the spans this middleware makes (default: global).
+        meter_provider: Provider for the HTTP server metrics (default: global).
+        **options: Any ``Config`` field (``tag_policy``, ``user_resolver``, ``excluded_urls``,
+            ...); they win over ``configure()`` and the environment for this app. A
+            ``user_resolver`` gets the WSGI environ.
+    """
+
+    app: WSGIApp
+
+    def _derive(self, config: Config) -> WSGIPrepared:
+        return WSGIPrepared(
+            config=config,
+            maker=WSGISpanMaker(self._tracer_provider, self._meter_provider),
+            visitors=VisitorIdentifier(site=config.site),
+            scrubber=QueryScrubber(config.scrub_query_keys),
+        )
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if ENVIRON_KEY in environ:  # an outer door has the request already
+            return self.app(environ, start_response)
+        try:
+            prepared = self._prepare()
+            config = prepared.config
+            skip = bool(config.excluded_urls) and config.is_excluded(request_uri(environ))
+            outside = otel_context.get_current()
+            theirs = span_to_enrich(outside)
+        except Exception as exc:
+            report_internal_error("wsgi_middleware", exc)
+            skip = True
+        if skip:
+            return self.app(environ, start_response)
+        if theirs is not None:
+            return self._enrich(theirs, environ, start_response, prepared)
+        return self._with_new_span(environ, start_response, prepared, outside)
+
+    def _with_new_span(
+        self, environ: Environ, start_response: StartResponse, prepared: WSGIPrepared, outside: Context
+    ) -> Iterable[bytes]:
+        """Make the server span ourselves, policy-clean from the start, and run the app in it."""
+        try:
+            facts = read_environ_facts(environ, prepared.config.session_header)
+            request = RequestView(environ, prepared, facts)
+            span, token, metric_attributes = prepared.maker.start_wsgi(
+                environ, request.clean_with_ours, outside
+            )
+        except Exception as exc:  # an environ the contrib helpers reject (a SERVER_PORT of "x")
+            report_internal_error("span_start", exc, user_code=True)
+            return self.app(environ, start_response)
+        state = RequestState(
+            span, environ, prepared.config, created=True, status_setter=prepared.maker.semconv.set_status
+        )
+        exchange = _Exchange(state, prepared, start_response, token, metric_attributes)
+        return exchange.run(self.app)
+
+    def _enrich(
+        self, span: trace.Span, environ: Environ, start_response: StartResponse, prepared: WSGIPrepared
+    ) -> Iterable[bytes]:
+        """Tag the SERVER span a layer outside made, and run the app with the request tracked."""
+        try:
+            facts = read_environ_facts(environ, prepared.config.session_header)
+            state = adopt(span, environ, prepared, created=False, facts=facts)
+        except Exception as exc:
+            report_internal_error("request_start", exc)
+            return self.app(environ, start_response)
+        return _Exchange(state, prepared, start_response).run(self.app)
+
+
+class _Exchange:
+    """One request through the door: its ``start_response``, its response iterable, its end.
+
+    One object per request does all three (rather than a closure for each) and is the
+    iterable the server gets: the request ends when the server closes it.
+    """
+
+    __slots__ = (
+        "_context_token",
+        "_ended",
+        "_iterator",
+        "_metric_attributes",
+        "_ours",
+        "_prepared",
+        "_response",
+        "_start_response",
+        "_started",
+        "_state_token",
+        "state",
+    )
+
+    def __init__(
+        self,
+        state: RequestState,
+        prepared: WSGIPrepared,
+        start_response: StartResponse,
+        context_token: Optional[object] = None,
+        metric_attributes: Optional[dict[str, Any]] = None,
+    ) -> None:
+        self.state = state
+        self._prepared = prepared
+        self._start_response = start_response
+        self._ours = state.created
+        self._context_token = context_token
+        self._metric_attributes = metric_attributes
+        self._started = time.perf_counter()
+        self._response: Any = None
+        self._iterator: Optional[Iterator[bytes]] = None
+        self._ended = False
+        self._state_token: Any = None
+
+    def run(self, app: WSGIApp) -> Iterable[bytes]:
+        """Call the app with the request state set; the response comes back wrapped in ``self``."""
+        environ = self.state.scope
+        environ[ENVIRON_KEY] = self.state
+        self._state_token = _current.set(self.state)
+        try:
+            self._response = app(environ, self.start_response)
+        except Exception as exc:
+            self._escaped(exc)
+            self._end()
+            raise
+        except BaseException:
+            self._end()
+            raise
+        return self
+
+    def start_response(self, status: str, headers: Any, *exc_info: Any) -> Any:
+        state = self.state
+        capture = self._prepared.maker.capture_response
+        if not state.retired:
+            try:
+                code = status_code(status)
+                if code is not None:
+                    note_response_status(state, code)
+                if capture and self._ours and state.span.is_recording():
+                    captured = self._prepared.maker.response_headers(headers)
+                    state.span.set_attributes(clean_attributes(captured, (), self._prepared.scrubber))
+            except Exception as exc:
+                report_internal_error("response_start", exc)
+        write = self._start_response(status, headers, *exc_info)
+        if capture and not self._ours and not state.retired:
+            try:  # the layer outside captured its response headers just now
+                state.span.set_attributes(enforce_on_span(state.span, (), self._prepared.scrubber))
+            except Exception as exc:
+                report_internal_error("response_headers", exc)
+        return write
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        iterator = self._iterator
+        if iterator is None:
+            iterator = self._iterator = iter(self._response)
+        try:
+            return next(iterator)
+        except StopIteration:
+            raise
+        except Exception as exc:
+            self._escaped(exc)
+            raise
+
+    def close(self) -> None:
+        """The server is done with the response (PEP 3333): close the app's, end the request."""
+        try:
+            close = getattr(self._response, "close", None)
+            if close is not None:
+                close()
+        except Exception as exc:
+            self._escaped(exc)
+            raise
+        finally:
+            self._end()
+
+    def _escaped(self, exc: Exception) -> None:
+        try:
+            state = self.state
+            if not state.retired:
+                state.exceptions.record_once(exc, escaped=True)
+                if state.span.is_recording():
+                    state.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        except Exception as error:
+            report_internal_error("exception", error)
+
+    def _end(self) -> None:
+        """Last user refresh, route and held-back exceptions; then the span's end (ours) and
+        the request state's retirement. Runs once, whoever calls it first."""
+        if self._ended:
+            return
+        self._ended = True
+        state = self.state
+        try:
+            finish_request(state)
+        except Exception as exc:
+            report_internal_error("request_end", exc)
+        if self._ours:
+            try:
+                metric_attributes = self._metric_attributes or {}
+                self._prepared.maker.end_wsgi(
+                    state.span,
+                    self._context_token,
+                    metric_attributes,
+                    self._started,
+                    state.status_code,
+                    state.route or None,
+                )
+            except Exception as exc:
+                report_internal_error("span_end", exc)
+        state.scope.pop(ENVIRON_KEY, None)
+        try:
+            _current.reset(self._state_token)
+        except (ValueError, TypeError, RuntimeError):
+            _current.set(None)
+        try:
+            if self._ours:
+                state.exceptions.uninstall()
+            state.retire()
+        except Exception as exc:
+            report_internal_error("request_end", exc)
+        self._response = self._iterator = None

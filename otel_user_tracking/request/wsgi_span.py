@@ -1,0 +1,92 @@
+"""Making a WSGI request's SERVER span in one pass, policy-clean from its first attribute.
+
+Built from ``opentelemetry-instrumentation-wsgi``'s helpers (``collect_request_attributes``,
+``get_default_span_name``, context extraction with ``wsgi_getter``), so the span looks like the
+contrib WSGI middleware's; the status, the metrics and the header capture are the ASGI span
+maker's (``server_span.py``), which name and map them as both contrib middlewares do. As on
+the ASGI side, the client address and the raw query never touch the span: the policy applies
+to the attributes before the span starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.instrumentation import wsgi as contrib
+from opentelemetry.util.http import normalise_request_header_name, normalise_response_header_name
+
+from ..types import Environ
+from .server_span import ServerSpanMaker
+
+_WSGI_GETTER: Any = contrib.wsgi_getter
+_HTTP_SCOPE = {"type": "http"}  # what ``ServerSpanMaker.end`` reads to record the HTTP metrics
+_HEADER_PREFIX = "HTTP_"
+
+
+class WSGISpanMaker(ServerSpanMaker):
+    """Starts, finishes and measures the SERVER spans of WSGI requests for one provider pair."""
+
+    def start_wsgi(
+        self, environ: Environ, clean: Callable[[dict[str, Any]], dict[str, Any]], outside: Context
+    ) -> tuple[trace.Span, Optional[object], dict[str, Any]]:
+        """Start the span with the contrib WSGI middleware's attributes after ``clean`` applied
+        the policy, and make it current (``open_span``); returns the span, the token to
+        detach, the metric attributes."""
+        attributes: dict[str, Any] = contrib.collect_request_attributes(environ, self.mode)
+        name = contrib.get_default_span_name(environ)
+        if self.capture_request:
+            attributes.update(self.request_headers(environ))
+        span, token = self.open_span(name, clean(attributes), outside, environ, _WSGI_GETTER)
+        metric_attributes = {
+            "http.request.method": self.semconv.sanitized_method(str(environ.get("REQUEST_METHOD", ""))),
+            "url.scheme": environ.get("wsgi.url_scheme", "http"),
+        }
+        self.active.add(1, metric_attributes)
+        return span, token, metric_attributes
+
+    def request_headers(self, environ: Environ) -> dict[str, Any]:
+        """The captured request headers (``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST``),
+        as ``collect_custom_request_headers_attributes`` reads them, without re-reading the
+        environment variables on every request."""
+        headers = {
+            key[len(_HEADER_PREFIX) :].replace("_", "-"): value
+            for key, value in environ.items()
+            if key.startswith(_HEADER_PREFIX)
+        }
+        found: dict[str, Any] = self.sanitize.sanitize_header_values(
+            headers, self.capture_request, normalise_request_header_name
+        )
+        return found
+
+    def response_headers(self, headers: Any) -> dict[str, Any]:
+        """The captured response headers, as ``collect_custom_response_headers_attributes`` reads them."""
+        joined: dict[str, str] = {}
+        for name, value in headers or ():
+            key = str(name).lower()
+            joined[key] = joined[key] + "," + str(value) if key in joined else str(value)
+        found: dict[str, Any] = self.sanitize.sanitize_header_values(
+            joined, self.capture_response, normalise_response_header_name
+        )
+        return found
+
+    def end_wsgi(
+        self,
+        span: trace.Span,
+        token: Optional[object],
+        metric_attributes: dict[str, Any],
+        started: float,
+        status: Optional[int],
+        route: Optional[str],
+    ) -> None:
+        """End the span, restore the context and record the request's metrics."""
+        self.end(span, token, _HTTP_SCOPE, metric_attributes, started, status, route)
+
+
+def status_code(status: Any) -> Optional[int]:
+    """The code of a WSGI status line (``"404 Not Found"``), or None if it has none."""
+    try:
+        return int(str(status).split(" ", 1)[0])
+    except ValueError:
+        return None
