@@ -24,6 +24,7 @@ from .config import configure, get_config
 from .env import delivery_from_env, outbox_settings, sinks_setting
 from .package import _instruments_any
 from .request.child_spans import ensure_user_id_processor
+from .request.shutdown import install_sigterm_flush, uninstall_sigterm_flush
 from .sinks import sinks_from_env
 
 _logger = logging.getLogger(__name__)
@@ -93,11 +94,13 @@ class UserTrackingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         ensure_user_id_processor(provider)
         if sinks:
             _add_analytics(provider, config, sinks, delivery)
+        install_sigterm_flush()  # servers without a lifespan shutdown (WSGI, Django) flush on SIGTERM
 
     def _uninstrument(self, **kwargs: Any) -> None:
         for patch in getattr(self, "_patches", {}).values():
             patch.undo()
         self._patches = {}
+        uninstall_sigterm_flush()
 
 
 def _wants_analytics(tracer_provider: Any, analytics: Optional[bool]) -> bool:

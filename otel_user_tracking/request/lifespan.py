@@ -18,6 +18,7 @@ from ..types import Message, Send
 
 _logger = logging.getLogger(__name__)
 DEFAULT_BUDGET_SECONDS = 4.0
+_last_deadline: Optional[float] = None  # of the last flush_everything, for the SIGTERM handler
 
 
 def flush_on_shutdown(send: Send) -> Send:
@@ -50,7 +51,8 @@ def flush_everything(budget: Optional[float] = None) -> None:
     processors = live_processors()
     if budget is None:
         budget = max((p.settings.shutdown_timeout for p in processors), default=DEFAULT_BUDGET_SECONDS)
-    deadline = time.monotonic() + budget
+    global _last_deadline
+    deadline = _last_deadline = time.monotonic() + budget
     for processor in processors:
         processor.expect_exit(deadline)
     for processor in processors:
@@ -70,3 +72,8 @@ def flush_everything(budget: Optional[float] = None) -> None:
 
 def _remaining_ms(deadline: float) -> int:
     return max(0, int((deadline - time.monotonic()) * 1000))
+
+
+def flushed_for_exit(grace: float = 2.0) -> bool:
+    """Whether ``flush_everything`` ran for this exit already (its deadline not ``grace`` s past)."""
+    return _last_deadline is not None and time.monotonic() < _last_deadline + grace

@@ -33,6 +33,7 @@ from .visitor import VisitorIdentifier
 from .wsgi_span import WSGISpanMaker, status_code
 
 ENVIRON_KEY = "otel_user_tracking.request"
+_LATE_KEY = "otel_user_tracking.adopted"  # the exchange ``adopt_current`` started
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,37 @@ class UserTrackingWSGIMiddleware(FrontDoor[WSGIPrepared]):
             return self.app(environ, start_response)
         return _Exchange(state, prepared, start_response).run(self.app)
 
+    def adopt_current(self, environ: Environ) -> None:
+        """Track a request whose SERVER span a layer inside the app made (contrib's Flask
+        instrumentation starts it in a ``before_request`` hook): tag the current span, as
+        the door does with a span made outside, until ``release(environ)``, which must run
+        before that layer ends it. Nothing happens if no recording SERVER span is current
+        or the door has the request already."""
+        if ENVIRON_KEY in environ:
+            return
+        try:
+            prepared = self._prepare()
+            config = prepared.config
+            if config.excluded_urls and config.is_excluded(request_uri(environ)):
+                return
+            span = span_to_enrich(otel_context.get_current())
+            if span is None:
+                return
+            facts = read_environ_facts(environ, config.session_header)
+            state = adopt(span, environ, prepared, created=False, facts=facts)
+            exchange = _Exchange(state, prepared, _no_start_response)
+            exchange.enter()
+            environ[_LATE_KEY] = exchange
+        except Exception as exc:
+            report_internal_error("request_start", exc)
+
+    def release(self, environ: Environ) -> None:
+        """The request ``adopt_current`` tracks is over: finish it (route, user, exceptions)."""
+        exchange = environ.pop(_LATE_KEY, None)
+        if exchange is not None:
+            exchange.police_captured_headers()
+            exchange.end()
+
 
 class _Exchange:
     """One request through the door: its ``start_response``, its response iterable, its end.
@@ -162,19 +194,22 @@ class _Exchange:
         self._ended = False
         self._state_token: Any = None
 
+    def enter(self) -> None:
+        """The request is in flight: findable from the environ and the contextvar."""
+        self.state.scope[ENVIRON_KEY] = self.state
+        self._state_token = _current.set(self.state)
+
     def run(self, app: WSGIApp) -> Iterable[bytes]:
         """Call the app with the request state set; the response comes back wrapped in ``self``."""
-        environ = self.state.scope
-        environ[ENVIRON_KEY] = self.state
-        self._state_token = _current.set(self.state)
+        self.enter()
         try:
-            self._response = app(environ, self.start_response)
+            self._response = app(self.state.scope, self.start_response)
         except Exception as exc:
             self._escaped(exc)
-            self._end()
+            self.end()
             raise
         except BaseException:
-            self._end()
+            self.end()
             raise
         return self
 
@@ -192,12 +227,19 @@ class _Exchange:
             except Exception as exc:
                 report_internal_error("response_start", exc)
         write = self._start_response(status, headers, *exc_info)
-        if capture and not self._ours and not state.retired:
-            try:  # the layer outside captured its response headers just now
-                state.span.set_attributes(enforce_on_span(state.span, (), self._prepared.scrubber))
-            except Exception as exc:
-                report_internal_error("response_headers", exc)
+        if not self._ours:
+            self.police_captured_headers()  # the layer outside captured its response headers just now
         return write
+
+    def police_captured_headers(self) -> None:
+        """Bring what another layer captured of the response headers under the policy."""
+        state = self.state
+        if not self._prepared.maker.capture_response or state.retired:
+            return
+        try:
+            state.span.set_attributes(enforce_on_span(state.span, (), self._prepared.scrubber))
+        except Exception as exc:
+            report_internal_error("response_headers", exc)
 
     def __iter__(self) -> Iterator[bytes]:
         return self
@@ -224,7 +266,7 @@ class _Exchange:
             self._escaped(exc)
             raise
         finally:
-            self._end()
+            self.end()
 
     def _escaped(self, exc: Exception) -> None:
         try:
@@ -236,7 +278,7 @@ class _Exchange:
         except Exception as error:
             report_internal_error("exception", error)
 
-    def _end(self) -> None:
+    def end(self) -> None:
         """Last user refresh, route and held-back exceptions; then the span's end (ours) and
         the request state's retirement. Runs once, whoever calls it first."""
         if self._ended:
@@ -272,3 +314,8 @@ class _Exchange:
         except Exception as exc:
             report_internal_error("request_end", exc)
         self._response = self._iterator = None
+
+
+def _no_start_response(*args: Any) -> Any:
+    """The ``start_response`` of a request ``adopt_current`` tracks: the app's layer has its own."""
+    raise RuntimeError("not a WSGI call")

@@ -11,10 +11,12 @@ to the attributes before the span starts.
 from __future__ import annotations
 
 from typing import Any, Callable, Optional
+from urllib.parse import quote
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.instrumentation import wsgi as contrib
+from opentelemetry.instrumentation._semconv import _report_new, _report_old
 from opentelemetry.util.http import normalise_request_header_name, normalise_response_header_name
 
 from ..types import Environ
@@ -35,6 +37,8 @@ class WSGISpanMaker(ServerSpanMaker):
         the policy, and make it current (``open_span``); returns the span, the token to
         detach, the metric attributes."""
         attributes: dict[str, Any] = contrib.collect_request_attributes(environ, self.mode)
+        if environ.get("RAW_URI") is None and not environ.get("REQUEST_URI"):
+            self._add_target(attributes, environ)
         name = contrib.get_default_span_name(environ)
         if self.capture_request:
             attributes.update(self.request_headers(environ))
@@ -45,6 +49,19 @@ class WSGISpanMaker(ServerSpanMaker):
         }
         self.active.add(1, metric_attributes)
         return span, token, metric_attributes
+
+    def _add_target(self, attributes: dict[str, Any], environ: Environ) -> None:
+        """The request target from ``PATH_INFO`` and ``QUERY_STRING``, for servers that set no
+        ``RAW_URI``/``REQUEST_URI`` (wsgiref): contrib then sets neither ``http.target`` nor
+        ``url.path``, which the ASGI side's spans always carry and the analytics read."""
+        path = quote(str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", "")), safe="/;=,%")
+        query = str(environ.get("QUERY_STRING", ""))
+        if _report_old(self.mode):
+            attributes["http.target"] = path + "?" + query if query else path
+        if _report_new(self.mode):
+            attributes["url.path"] = path
+            if query:
+                attributes["url.query"] = query
 
     def request_headers(self, environ: Environ) -> dict[str, Any]:
         """The captured request headers (``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST``),
