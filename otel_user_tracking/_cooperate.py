@@ -15,6 +15,7 @@ it preempts a busy worker; a niced worker is preempted at once yet still gets it
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -23,6 +24,11 @@ from collections.abc import Iterator, Sized
 from typing import Callable, Optional
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+from ._throttle import ThrottledLog
+
+_log = ThrottledLog(logging.getLogger(__name__))
+RESTART_WAIT = (0.05, 5.0)  # seconds before a crashed worker runs again: first, then doubling to at most
 
 PAUSE_SECONDS = 0.0001
 # A worker's slice adapts to how long it waited for its turn after its last pause: a tenth of
@@ -127,7 +133,9 @@ class WorkerState(ABC):
 
     One lock; ``_wake`` wakes the worker, ``_idle`` tells waiters it caught up; flushes are
     numbered tickets (``_flush_requested`` asked, ``_flush_done`` served); ``_stopping`` refuses
-    new work; ``_thread`` is the worker, started on first use.
+    new work; ``_thread`` is the worker, started on first use. A worker whose loop raises is
+    restarted (after a wait that doubles with each crash), counted in ``_restarts`` and logged
+    once per period: nothing a file, a disk or a backend does may end it for good.
     """
 
     def _reset_worker(self) -> None:
@@ -138,6 +146,7 @@ class WorkerState(ABC):
         self._flush_done = 0
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
+        self._restarts = 0
 
     def _start_worker(self, name: str) -> None:
         """Run ``_work`` on a niced daemon thread, with instrumentation suppressed: the worker's
@@ -148,7 +157,32 @@ class WorkerState(ABC):
     def _main(self) -> None:
         background_priority()
         with suppress_instrumentation():
-            self._work()
+            while True:
+                try:
+                    self._work()
+                    return
+                except Exception as exc:
+                    if not self._restart(exc):
+                        return
+
+    def _restart(self, exc: Exception) -> bool:
+        """The loop raised: count, log, let ``_recover`` mend the state, wait; False ends the worker
+        (``_recover`` found its job done)."""
+        with self._lock:
+            self._restarts += 1
+            restarts = self._restarts
+        name = threading.current_thread().name
+        _log.warning(f"restart:{name}", "%s failed with %s and was restarted", name, type(exc).__name__)
+        if not self._recover():
+            return False
+        first, most = RESTART_WAIT
+        with self._lock:
+            self._wake.wait(min(most, first * 2 ** min(restarts - 1, 16)))
+        return True
+
+    def _recover(self) -> bool:
+        """Put the shared state right after the loop raised (lock not held); False: do not restart."""
+        return True
 
     @abstractmethod
     def _work(self) -> None:

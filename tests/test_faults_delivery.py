@@ -9,7 +9,6 @@ hits a real uvicorn under ``opentelemetry-instrument`` in the middle of a burst.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import re
@@ -38,6 +37,7 @@ from otel_user_tracking.sinks.webhook import WebhookSink
 from ._apps import get_all
 from ._fault_server import FaultServer
 from ._http_sink_server import refused_url
+from ._small_fs import fill, mounted_tmpfs
 from ._uvicorn import UvicornServer, request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,38 +171,13 @@ def test_analytics_keep_flowing_while_the_trace_endpoint_is_down(
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs mounted in the test's directory (skip where mounting is refused)."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    try:
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True, timeout=10
-        )
-        refused = done.stderr.decode().strip() if done.returncode != 0 else ""
-    except OSError as exc:  # no mount command
-        refused = str(exc)
-    if refused:
-        pytest.skip(f"cannot mount a tmpfs here (needs root and mount rights): {refused}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=10)
+    yield from mounted_tmpfs(tmp_path / "fs")
 
 
 def _remount(mount: Path, mode: str) -> None:
     subprocess.run(
         ["mount", "-o", f"remount,{mode}", str(mount)], check=True, capture_output=True, timeout=10
     )
-
-
-def _fill(mount: Path) -> Path:
-    filler = mount / "filler"
-    with open(filler, "wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
 
 
 def _rows(path: Path) -> int:
@@ -227,7 +202,7 @@ def test_the_store_survives_its_file_system_failing(
             sink.close()  # Linux refuses to remount a file system with files open for writing
             _remount(small_fs, "ro")
         else:
-            filler = _fill(small_fs)
+            filler = fill(small_fs)
         delivery.serve(50)
         during = delivery.flush_and_account()
         assert during.failed > 0

@@ -114,6 +114,11 @@ class SpanIntake(WorkerState):
 
     # -- converter ----------------------------------------------------------------------
 
+    def _recover(self) -> bool:
+        with self._lock:
+            self._converting = 0  # what it was converting was offered, or is lost with the crash
+        return True
+
     def _work(self) -> None:
         backlog = False
         while True:

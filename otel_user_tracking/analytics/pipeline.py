@@ -31,6 +31,7 @@ from .settings import DeliverySettings
 _logger = logging.getLogger(__name__)
 
 OUTCOMES = ("enqueued", "sent", "retried", "dropped", "failed")
+PROBLEMS = ("outbox_errors", "restarts")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class DeliveryStats:
     shut down, the sink could not carry them, or they were still queued when shutdown's
     deadline passed; ``failed``: given up on (refused, retries exhausted, or still in flight
     at shutdown's deadline). ``queued`` is the number waiting or in flight now.
+    ``outbox_errors``: operations on the outbox file that failed (locked, disk full) and were
+    tried again later; ``restarts``: times the sender crashed and was restarted.
     """
 
     enqueued: int = 0
@@ -51,6 +54,8 @@ class DeliveryStats:
     dropped: int = 0
     failed: int = 0
     queued: int = 0
+    outbox_errors: int = 0
+    restarts: int = 0
 
 
 def batch_sizes(sink: Sink, settings: DeliverySettings) -> tuple[int, int]:
@@ -79,11 +84,13 @@ class SinkPipeline(WorkerState):
     Args:
         sink: Where the events go.
         settings: Batching, queue and retry settings.
+        name: The pipeline's name in logs, stats and metrics (default the sink's; the
+            processor numbers sinks that share a name: ``webhook(host)#2``).
     """
 
-    def __init__(self, sink: Sink, settings: DeliverySettings) -> None:
+    def __init__(self, sink: Sink, settings: DeliverySettings, *, name: Optional[str] = None) -> None:
         self.sink = sink
-        self.name = sink.name
+        self.name = name or sink.name
         self._settings = settings
         self._batch_size, self._take = batch_sizes(sink, settings)
         self._takes_rows = bool(getattr(sink, "takes_rows", False))
@@ -101,6 +108,7 @@ class SinkPipeline(WorkerState):
         self._abandoned = False  # shutdown counted the batch in flight; the sender must not
         self._deadline: Optional[float] = None  # of the running flush or shutdown
         self._counts = dict.fromkeys(OUTCOMES, 0)
+        self._outbox_errors = 0
 
     # -- fed by the span intake ---------------------------------------------------------
 
@@ -146,7 +154,12 @@ class SinkPipeline(WorkerState):
 
     def stats(self) -> DeliveryStats:
         with self._lock:
-            return DeliveryStats(**self._counts, queued=len(self._queue) + self._in_flight)
+            return DeliveryStats(
+                **self._counts,
+                queued=len(self._queue) + self._in_flight,
+                outbox_errors=self._outbox_errors,
+                restarts=self._restarts,
+            )
 
     def request_flush(self, deadline: float) -> int:
         """Ask the sender to send everything queued now; returns a ticket for ``wait_flushed``."""
@@ -202,6 +215,17 @@ class SinkPipeline(WorkerState):
         self._reset_state()
 
     # -- sender -------------------------------------------------------------------------
+
+    def _recover(self) -> bool:
+        """The sender crashed mid-batch: that batch is lost, counted as failed."""
+        with self._lock:
+            lost = 0 if self._abandoned else self._in_flight
+            self._in_flight = 0
+            self._counts["failed"] += lost
+        if lost:
+            message = "analytics sink %s: %d events not delivered: the sender crashed"
+            self._log.warning("failed:crash", message, self.name, lost)
+        return not self._done_sending()
 
     def _work(self) -> None:
         while True:

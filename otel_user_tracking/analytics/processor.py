@@ -8,11 +8,13 @@ and each sink's pipeline delivers them in batches.
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Optional, Union
 
@@ -25,14 +27,17 @@ from ..config import get_config
 from ..env import sinks_setting
 from ..handoff import take_pinned_config
 from ..sinks import Sink, sinks_from_env
+from ..sinks._base import sink_identity
 from ..version import __version__
 from .conversion import event_rows, is_candidate
 from .durable import DurablePipeline
 from .intake import SpanIntake
 from .outbox import Outbox
-from .pipeline import OUTCOMES, DeliveryStats, SinkPipeline
+from .pipeline import OUTCOMES, PROBLEMS, DeliveryStats, SinkPipeline
 from .settings import DeliverySettings
 
+_logger = logging.getLogger(__name__)
+Observations = Iterable[Observation]
 _processors: weakref.WeakSet[AnalyticsSpanProcessor] = weakref.WeakSet()
 _processors_lock = threading.Lock()
 DEFAULT_OUTBOX = Path("otel-user-tracking-outbox.db")
@@ -75,12 +80,7 @@ class AnalyticsSpanProcessor(SpanProcessor):
             if not isinstance(sink, Sink):
                 raise ValueError(f"{sink!r} is not a sink: it needs name, max_batch_size, send() and close()")
         self.outbox = _outbox(durable, max_outbox_size) if any(_is_remote(sink) for sink in chosen) else None
-        self._pipelines = [
-            DurablePipeline(sink, self.settings, self.outbox)
-            if self.outbox is not None and _is_remote(sink)
-            else SinkPipeline(sink, self.settings)
-            for sink in chosen
-        ]
+        self._pipelines = self._make_pipelines(chosen)
         self._intake = SpanIntake(self._pipelines, self.settings, event_rows)
         self._shutdown = False
         self._exit_deadline: Optional[float] = None
@@ -90,6 +90,24 @@ class AnalyticsSpanProcessor(SpanProcessor):
         if hasattr(os, "register_at_fork"):
             ref = weakref.WeakMethod(self._after_fork)
             os.register_at_fork(after_in_child=lambda: (method := ref()) and method())
+
+    def _make_pipelines(self, sinks: list[Sink]) -> list[SinkPipeline]:
+        """A pipeline per sink, named for people (``name``, ``name#2`` for sinks that share a
+        name) and, through the outbox, keyed by the sink's identity (numbered alike)."""
+        names = numbered([sink.name for sink in sinks])
+        outbox = self.outbox
+        if outbox is None:
+            return [SinkPipeline(sink, self.settings, name=name) for sink, name in zip(sinks, names)]
+        remote = [sink for sink in sinks if _is_remote(sink)]
+        keys = dict(zip(map(id, remote), numbered([sink_identity(sink) for sink in remote])))
+        pipelines = [
+            DurablePipeline(sink, self.settings, outbox, name=name, key=keys[id(sink)])
+            if id(sink) in keys
+            else SinkPipeline(sink, self.settings, name=name)
+            for sink, name in zip(sinks, names)
+        ]
+        _report_strays(outbox, pipelines)
+        return pipelines
 
     @property
     def sinks(self) -> list[Sink]:
@@ -150,7 +168,7 @@ class AnalyticsSpanProcessor(SpanProcessor):
             thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
 
     def stats(self) -> dict[str, DeliveryStats]:
-        """Delivery counters per sink name."""
+        """Delivery counters per sink name (sinks that share a name are numbered: ``name#2``)."""
         return {pipeline.name: pipeline.stats() for pipeline in self._pipelines}
 
     def _after_fork(self) -> None:
@@ -161,29 +179,67 @@ class AnalyticsSpanProcessor(SpanProcessor):
             pipeline.after_fork()
 
     def _register_metrics(self, meter_provider: Optional[MeterProvider]) -> None:
-        """Expose the counters as one observable counter; costs nothing until a reader collects."""
+        """Expose the counters as observable counters; they cost nothing until a reader collects."""
         meter = metrics.get_meter("otel_user_tracking", __version__, meter_provider)
         weak_self = weakref.ref(self)
 
-        def observe(options: CallbackOptions) -> Iterable[Observation]:
-            processor = weak_self()
-            if processor is None:
-                return []
-            return [
-                Observation(getattr(stats, outcome), {"sink": name, "outcome": outcome})
-                for name, stats in processor.stats().items()
-                for outcome in OUTCOMES
-            ]
+        def observer(fields: tuple[str, ...], label: str) -> Callable[[CallbackOptions], Observations]:
+            def observe(options: CallbackOptions) -> Iterable[Observation]:
+                processor = weak_self()
+                if processor is None:
+                    return []
+                return [
+                    Observation(getattr(stats, field), {"sink": name, label: field})
+                    for name, stats in processor.stats().items()
+                    for field in fields
+                ]
+
+            return observe
 
         meter.create_observable_counter(
             "otel_user_tracking.analytics.events",
-            callbacks=[observe],
+            callbacks=[observer(OUTCOMES, "outcome")],
             unit="{event}",
             description="Analytics events by sink and delivery outcome",
+        )
+        meter.create_observable_counter(
+            "otel_user_tracking.analytics.problems",
+            callbacks=[observer(PROBLEMS, "problem")],
+            unit="{problem}",
+            description="Outbox errors retried and sender restarts, by sink",
         )
 
     def __repr__(self) -> str:
         return f"AnalyticsSpanProcessor(sinks={[p.name for p in self._pipelines]})"
+
+
+def numbered(names: list[str]) -> list[str]:
+    """``names`` made unique in order: the second ``a`` is ``a#2``, the third ``a#3``."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return unique
+
+
+def _report_strays(outbox: Outbox, pipelines: list[SinkPipeline]) -> None:
+    """Log once what waits in the outbox for a sink named like ours but configured otherwise."""
+    durable = [pipeline for pipeline in pipelines if isinstance(pipeline, DurablePipeline)]
+    names = {pipeline.name for pipeline in durable} | {pipeline.sink.name for pipeline in durable}
+    try:
+        strays = outbox.strays(names, {pipeline.key for pipeline in durable})
+    except (sqlite3.Error, OSError):
+        return  # the file does not answer now: its sender will say so
+    for name, count in sorted(strays.items()):
+        _logger.warning(
+            "analytics sink %s: %d events in the outbox %s were stored for another configuration "
+            "of a sink so named (another credential or path, or an older version); they are not "
+            "sent with this one and stay in the file",
+            name,
+            count,
+            outbox.path,
+        )
 
 
 def _is_remote(sink: Sink) -> bool:

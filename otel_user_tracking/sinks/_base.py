@@ -11,6 +11,7 @@ reports the outcome, in one of three ways:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional, Protocol, runtime_checkable
@@ -85,7 +86,9 @@ class Sink(Protocol):
     with byte limits split further inside ``send``. Optionally, ``preferred_batch_size``
     (a local writer whose bigger batches cost less an event) and ``takes_rows = True`` (the
     sink reads events only as tuples of ``FIELDS``: it may get the pipeline's plain
-    ``EventRow``s instead of ``AnalyticsEvent``s).
+    ``EventRow``s instead of ``AnalyticsEvent``s). A remote sink should say ``identity``: a
+    stable digest of its whole configuration (``configuration_identity``), which keys its
+    rows in the outbox; two sinks may share a name, never an identity.
     """
 
     name: str
@@ -96,3 +99,26 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Release connections and files; called once, after the last ``send``."""
+
+
+_IDENTITY_SALT = b"otel-user-tracking sink identity v1"
+_IDENTITY_ROUNDS = 10_000
+
+
+def configuration_identity(kind: str, *parts: str) -> str:
+    """A stable digest of a sink's configuration (scheme, host, path, credential, ...).
+
+    It keys the sink's rows in the outbox file, so it must not let a reader of that file
+    recover a credential: a salted, slowed hash (PBKDF2), never the values themselves.
+    """
+    material = "\0".join((kind, *parts)).encode("utf-8", "surrogatepass")
+    digest = hashlib.pbkdf2_hmac("sha256", material, _IDENTITY_SALT, _IDENTITY_ROUNDS)
+    return f"{kind}:{digest.hex()[:32]}"
+
+
+def sink_identity(sink: Sink) -> str:
+    """The sink's ``identity``, or for a sink without one a digest of its class and name."""
+    identity = getattr(sink, "identity", None)
+    if isinstance(identity, str) and identity:
+        return identity
+    return configuration_identity(f"{type(sink).__module__}.{type(sink).__qualname__}", sink.name)

@@ -13,6 +13,7 @@ import json
 import re
 import time
 from abc import ABC, abstractmethod
+from functools import cached_property
 from typing import Any, Mapping, Optional, Sequence, TypeVar
 
 import requests
@@ -20,7 +21,7 @@ from requests.adapters import HTTPAdapter
 
 from ..analytics.events import AnalyticsEvent
 from ..version import __version__
-from ._base import PermanentSinkError, RetryableSinkError, SendResult, SinkError
+from ._base import PermanentSinkError, RetryableSinkError, SendResult, SinkError, configuration_identity
 from ._url import mask_url, sink_name
 
 T = TypeVar("T")
@@ -143,6 +144,13 @@ class HTTPTransport:
         self.session.close()
 
 
+def normalized_url(url: str) -> str:
+    """``url`` with its scheme and host lower-cased (how two spellings of one endpoint compare)."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    return f"{scheme.lower()}{sep}{authority.lower()}{slash}{path}"
+
+
 def required_key(value: Optional[str], problem: str) -> str:
     """``value`` stripped of white space; ``ValueError(problem)`` when nothing is left."""
     key = (value or "").strip()
@@ -213,7 +221,14 @@ class HTTPBatchSink(ABC):
             raise ValueError(f"{name}: the URL must start with http:// or https://, got {mask_url(url)!r}")
         self.url = url.rstrip("/")
         self.name = name
+        self._kind = kind
         self._transport = HTTPTransport(name, timeout=timeout, secrets=secrets)
+
+    @cached_property
+    def identity(self) -> str:
+        """Digest of the kind, scheme, host, path and credential: keys the sink's outbox rows."""
+        endpoint = normalized_url(self.url + self.path)
+        return configuration_identity(self._kind, endpoint, *self._transport.secrets)
 
     @abstractmethod
     def encode(self, event: AnalyticsEvent) -> Any:

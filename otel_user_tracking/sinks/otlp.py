@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any, Optional
 
 from opentelemetry import trace
@@ -41,7 +42,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from ..analytics.events import FIELDS, AnalyticsEvent
 from ..version import __version__
-from ._base import RetryableSinkError
+from ._base import RetryableSinkError, configuration_identity
 from ._url import SinkURL
 
 PREFIX = "user_tracking."
@@ -121,6 +122,14 @@ class OTLPLogsSink:
         self._exporter_logger = logging.getLogger(type(self._exporter).__module__)
         if self._redact.secrets:
             self._exporter_logger.addFilter(self._redact)
+
+    @cached_property
+    def identity(self) -> str:
+        """Digest of the exporter's class, endpoint and headers: keys the sink's outbox rows."""
+        exporter = self._exporter
+        endpoint = str(getattr(exporter, "_endpoint", "") or "")
+        kind = f"{type(exporter).__module__}.{type(exporter).__qualname__}"
+        return configuration_identity("otlp-logs", kind, endpoint, *sorted(_header_secrets(exporter)))
 
     def _current_resource(self) -> Resource:
         if self._resource is None:

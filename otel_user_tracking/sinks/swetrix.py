@@ -18,11 +18,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 from typing import Any, Optional
 
 from ..analytics.events import AnalyticsEvent
-from ._base import PermanentSinkError, RetryableSinkError, SendResult, SinkError
-from ._http import HTTPTransport
+from ._base import PermanentSinkError, RetryableSinkError, SendResult, SinkError, configuration_identity
+from ._http import HTTPTransport, normalized_url
 from ._url import SinkURL, mask_url, sink_name
 
 PROJECT_ID = re.compile(r"^[A-Za-z0-9-]{12}$")
@@ -119,6 +120,11 @@ class SwetrixSink:
         self._pool = ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix="otel-user-tracking-swetrix"
         )
+
+    @cached_property
+    def identity(self) -> str:
+        """Digest of the URL and project id: keys the sink's outbox rows."""
+        return configuration_identity("swetrix", normalized_url(self.url), self.project_id)
 
     def send(self, batch: Sequence[AnalyticsEvent]) -> Optional[SendResult]:
         outcomes = list(self._pool.map(self._send_one, batch))
