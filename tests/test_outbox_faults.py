@@ -25,18 +25,11 @@ from otel_user_tracking.analytics.events import AnalyticsEvent
 from otel_user_tracking.analytics.outbox import Outbox
 from otel_user_tracking.analytics.settings import DeliverySettings
 
+from ._helper_process import helper_process, holding_lock
 from ._sinks import ScriptedSink, end_request_spans, retry
 from ._small_fs import fill, mounted_tmpfs
 
 FAST = {"initial_backoff": 0.01, "max_backoff": 0.05, "flush_interval": 0.05}
-HOLD_LOCK = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-db.execute("COMMIT")
-"""
 HOLD_LEASES = """
 import sqlite3, sys
 from otel_user_tracking.analytics.outbox import Outbox
@@ -78,20 +71,6 @@ def _rows(path: Path) -> int:
         return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
 
-@contextlib.contextmanager
-def _helper(command: list[str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Run ``command`` until the block ends (its stdin closes); yields it and its first line."""
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None and process.stdin is not None
-    try:
-        yield process, process.stdout.readline().strip()
-    finally:
-        with contextlib.suppress(OSError):
-            process.stdin.close()
-        process.wait(10)
-        process.stdout.close()
-
-
 @pytest.fixture
 def pipelines() -> Iterator[list[DurablePipeline]]:
     made: list[DurablePipeline] = []
@@ -122,7 +101,7 @@ def test_the_sender_outlives_an_outbox_another_process_holds_locked(
     pipeline = _pipeline(pipelines, sink, path)
     pipeline.offer(_events(50))
     assert not _flush(pipeline, 0.3) and _rows(path) == 50
-    with _helper([sys.executable, "-c", HOLD_LOCK, str(path)]) as (_, ready):
+    with holding_lock(str(path)) as (_, ready):
         assert ready == "locked"
         pipeline.offer(_events(50, "later"))
         _until(lambda: pipeline.stats().outbox_errors >= 3)
@@ -208,7 +187,7 @@ def test_a_sender_with_nothing_it_may_lease_waits_instead_of_spinning(
     first.offer(_events(30))
     assert not _flush(first, 0.3)
     first.shutdown(time.monotonic())
-    with _helper([sys.executable, "-c", HOLD_LEASES, str(path)]) as (_, leased):
+    with helper_process([sys.executable, "-c", HOLD_LEASES, str(path)]) as (_, leased):
         assert leased == "30"
         sink = _remote()
         outbox = CountingOutbox(path)
@@ -243,7 +222,7 @@ def test_leases_hold_across_pid_namespaces_and_free_when_their_owner_dies(
     outbox.put("sink", _events(10))
     outbox.close()
     take = [*UNSHARE, sys.executable, "-c", HOLD_LEASES.replace("sys.stdin.readline()", ""), str(path)]
-    with _helper([*UNSHARE, sys.executable, "-c", HOLD_LEASES, str(path)]) as (holder, held):
+    with helper_process([*UNSHARE, sys.executable, "-c", HOLD_LEASES, str(path)]) as (holder, held):
         assert held == "10"
         taken = subprocess.run(take, capture_output=True, text=True, timeout=30)
         assert taken.stdout.strip() == "0", "the other namespace took leases of a live owner"
