@@ -1,7 +1,8 @@
 """A small shop on FastAPI with login, instrumented with no OpenTelemetry code at all.
 
-Run it under the CLI (from the repository root)::
+Run it under the CLI (from the repository root), with a hash key of your own::
 
+    export OTEL_PYTHON_USER_TRACKING_HASH_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')
     opentelemetry-instrument --traces_exporter console uvicorn examples.fastapi_app:app
 
 Everything user-aware comes from two lines: ``out.configure(...)`` states the tag policy, and
@@ -18,16 +19,19 @@ from fastapi import Depends, FastAPI, Header, HTTPException, WebSocket
 from pydantic import BaseModel
 
 import otel_user_tracking as out
+from otel_user_tracking.policy import HASH_KEY_ENV
 
-# A real deployment sets OTEL_PYTHON_USER_TRACKING_HASH_KEY to a long random secret and keeps
-# it stable, so one email always hashes to the same value. The fallback is for the demo only.
-out.configure(
-    tag_policy=out.TagPolicy(
-        email="hash",
-        ip="anonymize",
-        hash_key=os.environ.get("OTEL_PYTHON_USER_TRACKING_HASH_KEY", "demo-key-not-for-production-use"),
+# The email is hashed with a keyed HMAC, so the key must be a secret of your own: there is no
+# default, since a key printed here would let anyone hash guesses and match them.
+# ``bash examples/run_demo.sh`` makes one per run; a real deployment keeps one stable secret.
+HASH_KEY = os.environ.get(HASH_KEY_ENV, "")
+if not HASH_KEY.strip():
+    raise SystemExit(
+        f"examples/fastapi_app.py hashes emails and needs a key: set {HASH_KEY_ENV} to a random secret, "
+        f"e.g. export {HASH_KEY_ENV}=$(python -c 'import secrets; print(secrets.token_urlsafe(32))') "
+        "(bash examples/run_demo.sh makes one per run)"
     )
-)
+out.configure(tag_policy=out.TagPolicy(email="hash", ip="anonymize", hash_key=HASH_KEY))
 
 USERS = {
     "jane": {"id": "user-42", "name": "Jane Roe", "email": "jane@example.com", "roles": ["admin"]},

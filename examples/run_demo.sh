@@ -23,6 +23,8 @@ if [[ -n "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" ]]; then
   export OTEL_EXPORTER_OTLP_PROTOCOL="${OTEL_EXPORTER_OTLP_PROTOCOL:-http/protobuf}"
 fi
 export OTEL_SERVICE_NAME="${OTEL_SERVICE_NAME:-demo-shop}"
+# The example hashes emails with this key; a fresh one per run unless you set your own.
+export OTEL_PYTHON_USER_TRACKING_HASH_KEY="${OTEL_PYTHON_USER_TRACKING_HASH_KEY:-$(python -c 'import secrets; print(secrets.token_urlsafe(32))')}"
 [[ "$DB" = /* ]] || DB="$PWD/$DB"
 export OTEL_PYTHON_USER_TRACKING_SINKS="${OTEL_PYTHON_USER_TRACKING_SINKS:-sqlite:///$DB}"
 

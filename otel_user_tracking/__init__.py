@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import sinks
 from ._errors import internal_error_counts
+from ._limits import cut_counts
 from .analytics.events import AnalyticsEvent
 from .analytics.processor import AnalyticsSpanProcessor
 from .analytics.sampler import AnalyticsAwareSampler
@@ -29,6 +30,7 @@ __all__ = [
     "__version__",
     "capture_exception",
     "configure",
+    "cut_counts",
     "get_config",
     "internal_error_counts",
     "set_user",

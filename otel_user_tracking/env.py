@@ -112,6 +112,8 @@ def policy_from_env(env: Mapping[str, str]) -> TagPolicy:
     try:
         return TagPolicy(**params)
     except ValueError as exc:
+        if "hash_key" in params:  # a weak key: the message names its variable
+            raise
         hashed = [f"{ENV_PREFIX}{attr.upper()}=hash" for attr in USER_FIELDS if params.get(attr) == "hash"]
         raise ValueError(f"{exc} (set by {', '.join(hashed) or 'the environment'})") from None
 

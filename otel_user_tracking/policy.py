@@ -19,6 +19,10 @@ IPMode = Literal["keep", "anonymize", "drop"]
 FIELD_MODES: tuple[str, ...] = ("keep", "hash", "mask", "drop")
 IP_MODES: tuple[str, ...] = ("keep", "anonymize", "drop")
 HASH_KEY_ENV = "OTEL_PYTHON_USER_TRACKING_HASH_KEY"
+# The shortest hash key accepted, in bytes (not counting surrounding whitespace): a short key
+# can be found by trying keys, and then every hashed value by trying values.
+MIN_HASH_KEY_BYTES = 16
+_NEW_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 # The user fields a mode applies to. Each is a TagPolicy field, an OTEL_PYTHON_USER_TRACKING_<FIELD>
 # variable, a ``user.<field>`` span attribute and a ``user_<field>`` event field (in this order).
 USER_FIELDS: tuple[str, ...] = ("id", "name", "email")
@@ -49,6 +53,25 @@ def _key_bytes(key: Union[str, bytes, None]) -> Optional[bytes]:
     return key.encode("utf-8") if isinstance(key, str) else bytes(key)
 
 
+def check_hash_key(key: Optional[bytes]) -> None:
+    """Refuse a blank key or one shorter than ``MIN_HASH_KEY_BYTES``, saying how to make one."""
+    if key is None:
+        return
+    text = key.strip()
+    if len(text) >= MIN_HASH_KEY_BYTES and len(set(text)) > 1:
+        return
+    if not text:
+        what = "is blank"
+    elif len(text) >= MIN_HASH_KEY_BYTES:
+        what = "is one character repeated"
+    else:
+        what = f"has {len(text)} byte{'s' if len(text) > 1 else ''}"
+    raise ValueError(
+        f"TagPolicy.hash_key ({HASH_KEY_ENV}) {what}; use a random secret of at least "
+        f"{MIN_HASH_KEY_BYTES} bytes, e.g. {HASH_KEY_ENV}=$({_NEW_KEY}), and keep it stable"
+    )
+
+
 @dataclass(frozen=True)
 class TagPolicy:
     """Decides, per field, what leaves the process: the value, its keyed hash, a mask, or nothing.
@@ -66,7 +89,8 @@ class TagPolicy:
         email: Mode for ``user.email`` (hashed emails are stripped and lower-cased first).
         roles: Whether ``user.roles`` is exported at all.
         ip: Mode for the client address: "keep", "anonymize" (IPv4 /24, IPv6 /48) or "drop".
-        hash_key: Secret for the "hash" mode; required when any field is hashed.
+        hash_key: Secret for the "hash" mode; required when any field is hashed, at least 16
+            bytes (``MIN_HASH_KEY_BYTES``) besides surrounding whitespace.
         trusted_proxies: CIDRs whose ``X-Forwarded-For``/``Forwarded`` headers are believed.
     """
 
@@ -90,6 +114,7 @@ class TagPolicy:
         if self.ip not in IP_MODES:
             raise ValueError(f"TagPolicy.ip={self.ip!r} is not a mode; use one of {', '.join(IP_MODES)}")
         key = _key_bytes(self.hash_key)
+        check_hash_key(key or None)
         hashed = [attr for attr in USER_FIELDS if getattr(self, attr) == "hash"]
         if hashed and not key:
             raise ValueError(

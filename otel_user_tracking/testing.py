@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Iterator
 
 from ._errors import reset_internal_error_counts, set_raise_internal_errors
+from ._limits import reset_cut_counts
 from .config import reset_config
 from .request.visitor import forget_salts
 
@@ -25,10 +26,12 @@ __all__ = ["internal_errors_raise", "reset"]
 
 
 def reset() -> None:
-    """Forget ``configure()`` values, the counts of swallowed internal errors and the
-    visitor-id salt, so the next test starts from the environment and defaults."""
+    """Forget ``configure()`` values, the counts of swallowed internal errors and of values
+    cut at a size cap, and the visitor-id salt, so the next test starts from the environment
+    and defaults."""
     reset_config()
     reset_internal_error_counts()
+    reset_cut_counts()
     forget_salts()
 
 

@@ -19,6 +19,8 @@ from opentelemetry.trace import SpanKind
 import otel_user_tracking as out
 from otel_user_tracking.config import reset_config
 
+from ._sinks import ScriptedSink
+
 
 @dataclass
 class Tracing:
@@ -60,6 +62,31 @@ def instrumented(tracing: Tracing, **options: Any) -> Iterator[None]:
     finally:
         instrumentor.uninstrument()
         reset_config()
+
+
+class Analytics:
+    """A tracing set-up with the analytics processor feeding a recording sink."""
+
+    def __init__(self, tracing: Tracing) -> None:
+        self.tracing = tracing
+        self.sink = ScriptedSink()
+        self.processor = out.AnalyticsSpanProcessor(sinks=[self.sink], flush_interval=60)
+        tracing.provider.add_span_processor(self.processor)
+
+    def events(self, type_: Optional[str] = None) -> list[out.AnalyticsEvent]:
+        assert self.processor.force_flush(10_000)
+        return [event for event in self.sink.delivered if type_ is None or event.type == type_]
+
+
+@contextlib.contextmanager
+def instrumented_analytics(**options: Any) -> Iterator[Analytics]:
+    """``instrumented`` on a fresh tracing set-up with analytics into a recording sink."""
+    setup = Analytics(new_tracing())
+    try:
+        with instrumented(setup.tracing, **options):
+            yield setup
+    finally:
+        setup.processor.shutdown()
 
 
 USERS = {

@@ -74,6 +74,7 @@ def run_demo(collector: GoProcess, service: str, tmp: Path) -> DemoRun:
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{collector.endpoint('OTELCOL_OTLP_HTTP_ENDPOINT')}",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_PYTHON_USER_TRACKING_SINKS": f"otlp,sqlite:///{store}",
+        "OTEL_PYTHON_USER_TRACKING_HASH_KEY": "collector-test-key-e2e",  # the example needs one
     }
     server = UvicornServer(
         "examples.fastapi_app:app", cwd=ROOT, env=env, host=SERVER_HOST, instrument=INSTRUMENT, log_dir=tmp

@@ -100,6 +100,7 @@ def _drive_app(agent: GoProcess, tmp: Path) -> int:
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{agent.endpoint('OTELCOL_OTLP_HTTP_ENDPOINT')}",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_PYTHON_USER_TRACKING_SINKS": "otlp",
+        "OTEL_PYTHON_USER_TRACKING_HASH_KEY": "collector-test-key-e2e",  # the example needs one
     }
     instrument = ["--traces_exporter", "otlp", "--metrics_exporter", "none", "--logs_exporter", "none"]
     server = UvicornServer(

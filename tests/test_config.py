@@ -23,7 +23,7 @@ def test_environment_sets_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
         "NAME": "mask",
         "EMAIL": "drop",
         "IP": "anonymize",
-        "HASH_KEY": "k",
+        "HASH_KEY": "test-key-" * 4,
         "TRUSTED_PROXIES": "10.0.0.0/8, 192.168.0.0/16",
         "CHILD_SPANS": "false",
     }.items():

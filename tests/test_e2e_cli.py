@@ -265,6 +265,7 @@ def test_sigterm_flushes_spans_still_buffered(app_dir: Path, otlp_receiver: OTLP
     [
         ("OTEL_PYTHON_USER_TRACKING_IP", "sometimes", "keep, anonymize, drop"),
         ("OTEL_PYTHON_USER_TRACKING_EMAIL", "encrypt", "keep, hash, mask, drop"),
+        ("OTEL_PYTHON_USER_TRACKING_HASH_KEY", "k", "at least 16 bytes"),
     ],
 )
 def test_bad_environment_value_stops_the_start(

@@ -40,8 +40,14 @@ def _run(app: Any, calls: list[tuple[str, str, dict[str, Any]]]) -> list[httpx.R
     return asyncio.run(go())
 
 
-def test_fastapi_example_tags_the_logged_in_user_under_its_policy(tracing: Tracing) -> None:
+EXAMPLE_KEY = "example-test-key-5b7e"
+
+
+def test_fastapi_example_tags_the_logged_in_user_under_its_policy(
+    tracing: Tracing, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The FastAPI example tags its logged-in user with a hashed email and anonymized address; errors too."""
+    monkeypatch.setenv("OTEL_PYTHON_USER_TRACKING_HASH_KEY", EXAMPLE_KEY)
     from examples import fastapi_app
 
     [login] = _run(
@@ -57,6 +63,21 @@ def test_fastapi_example_tags_the_logged_in_user_under_its_policy(tracing: Traci
     boom = tracing.server_span("/boom")
     assert [event.name for event in boom.events] == ["exception"]
     assert boom.status.status_code.name == "ERROR"
+
+
+def test_fastapi_example_ships_no_key_and_says_how_to_set_one() -> None:
+    """Without OTEL_PYTHON_USER_TRACKING_HASH_KEY the example stops, naming the variable and
+    how to make a key; it never falls back to a key printed in its source."""
+    done = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", "import examples.fastapi_app"],
+        cwd=ROOT,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "OTEL_PYTHON_USER_TRACKING_HASH_KEY" in done.stderr and "run_demo.sh" in done.stderr
 
 
 def test_starlette_example_takes_the_user_from_authentication_middleware(tracing: Tracing) -> None:

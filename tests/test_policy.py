@@ -8,9 +8,10 @@ import hmac
 import pytest
 
 from otel_user_tracking import TagPolicy
+from otel_user_tracking.env import policy_from_env
 from otel_user_tracking.policy import anonymize_ip, mask_email, mask_name
 
-KEY = "s3cret-key"
+KEY = "s3cret-key-for-tests"
 
 
 def _hmac(value: str) -> str:
@@ -45,7 +46,7 @@ def test_hash_is_lowercase_hex_hmac_sha256_and_key_dependent() -> None:
     digest = TagPolicy(id="hash", hash_key=KEY).apply_id("42")
     assert digest == _hmac("42")
     assert digest is not None and len(digest) == 64 and digest == digest.lower()
-    assert TagPolicy(id="hash", hash_key="other").apply_id("42") != digest
+    assert TagPolicy(id="hash", hash_key="another-key-for-tests").apply_id("42") != digest
 
 
 @pytest.mark.parametrize(
@@ -76,6 +77,36 @@ def test_hash_without_key_names_the_environment_variable(monkeypatch: pytest.Mon
     with pytest.raises(ValueError, match="OTEL_PYTHON_USER_TRACKING_HASH_KEY") as info:
         TagPolicy(email="hash")
     assert "email" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("k", "has 1 byte"),
+        (" \t\n ", "is blank"),
+        ("fifteen-bytes!!", "has 15 bytes"),
+        ("  short-key  \n", "has 9 bytes"),
+        ("x" * 32, "one character repeated"),
+        (b"0123456789", "has 10 bytes"),
+    ],
+)
+def test_weak_or_blank_hash_key_is_refused_naming_the_variable(key: str, says: str) -> None:
+    """A key shorter than 16 bytes (whitespace aside), blank or one repeated character fails at
+    construction, hashed fields or not, with the variable and how to make a good key."""
+    for params in ({"email": "hash"}, {}):
+        with pytest.raises(ValueError) as info:
+            TagPolicy(hash_key=key, **params)  # type: ignore[arg-type]
+        message = str(info.value)
+        assert says in message and "OTEL_PYTHON_USER_TRACKING_HASH_KEY" in message
+        assert "at least 16 bytes" in message and "secrets.token_urlsafe" in message
+
+
+def test_weak_hash_key_from_the_environment_is_refused() -> None:
+    """The environment's key is checked alike, and the message names the variable."""
+    env = {"OTEL_PYTHON_USER_TRACKING_ID": "hash", "OTEL_PYTHON_USER_TRACKING_HASH_KEY": "   "}
+    with pytest.raises(ValueError, match=r"OTEL_PYTHON_USER_TRACKING_HASH_KEY\) is blank"):
+        policy_from_env(env)
+    assert policy_from_env({**env, "OTEL_PYTHON_USER_TRACKING_HASH_KEY": "a" * 15 + "b"}).id == "hash"
 
 
 @pytest.mark.parametrize(("field", "value"), [("id", "encrypt"), ("email", "KEEP"), ("ip", "mask")])

@@ -21,7 +21,7 @@ from ._asgi import http_scope, serve
 pytestmark = pytest.mark.slow
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-HASH_KEY = "hash-key-9f2c"
+HASH_KEY = "hash-key-9f2c-for-tests"
 MIB = 1024 * 1024
 BODY = b"hello"
 

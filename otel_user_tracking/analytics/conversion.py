@@ -22,6 +22,7 @@ from urllib.parse import unquote_plus
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from .. import _limits
 from .. import attributes as attrs
 from .._errors import report_internal_error
 from .._spans import span_attributes, span_events
@@ -89,9 +90,11 @@ def event_rows(span: ReadableSpan, config: Config) -> list[EventRow]:
         kind = event_attributes.get(attrs.EVENT_TYPE)
         if event.name == _EXCEPTION and kind is None:
             error = (
-                _text(event_attributes.get("exception.type")),
-                _text(event_attributes.get("exception.message")),
-                _text(event_attributes.get("exception.stacktrace")),
+                _bounded(event_attributes.get("exception.type"), _limits.MAX_EXCEPTION_TYPE_CHARS),
+                _bounded(event_attributes.get("exception.message"), _limits.MAX_EXCEPTION_MESSAGE_CHARS),
+                _bounded(
+                    event_attributes.get("exception.stacktrace"), _limits.MAX_EXCEPTION_STACKTRACE_CHARS
+                ),
                 None,
             )
             error_id = _derived_id(f"{prefix}error:{index}")
@@ -229,6 +232,21 @@ def _text(value: Any) -> Optional[str]:
     if value is None or type(value) is str:
         return value
     return str(value)
+
+
+def _bounded(value: Any, limit: int) -> Optional[str]:
+    """An exception text as the event holds it: already under the policy (``SpanGuard``),
+    bounded again here for one another layer added as a plain span event."""
+    text = _text(value)
+    if text is None or len(text) <= limit + _MARKER_ROOM:
+        return text
+    return _limits.cut(text, limit, "error_event.text")
+
+
+_MARKER_ROOM = 64  # a text the guard cut holds its marker beyond the limit
+_MAX_TYPE = _limits.MAX_EXCEPTION_TYPE_CHARS
+_MAX_MESSAGE = _limits.MAX_EXCEPTION_MESSAGE_CHARS
+_MAX_STACKTRACE = _limits.MAX_EXCEPTION_STACKTRACE_CHARS
 
 
 def _status(value: Any) -> Optional[int]:

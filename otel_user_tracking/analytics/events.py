@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, Iterable, Literal, Mapping, NamedTuple, Optional, Sequence, Union
+
+from .. import _limits
 
 EventType = Literal["pageview", "error", "custom"]
 MetaValue = Union[str, int, float, bool]
@@ -38,18 +41,21 @@ def validate_event_name(name: object) -> str:
 
 
 def validate_meta(meta: Optional[Mapping[str, object]]) -> Mapping[str, MetaValue]:
-    """Return a read-only copy of ``meta`` or raise ``ValueError`` naming the bad key.
+    """Return a read-only, size-capped copy of ``meta``, or raise ``ValueError`` naming a bad key.
 
-    Values must be str, int, float or bool (finite numbers), keys non-empty strings, and at
-    most 100 keys, so that every sink can carry them without loss.
+    Values must be str, int, float or bool (finite numbers) and keys non-empty strings, so
+    that every sink can carry them without loss; anything else raises. Size is never an
+    error: past ``MAX_META_KEYS`` keys, keys longer than ``MAX_META_KEY_CHARS`` and what
+    would take the meta past ``MAX_META_TOTAL_CHARS`` are dropped, strings longer than
+    ``MAX_META_VALUE_CHARS`` are cut with a marker; each is counted (``cut_counts()``).
     """
     if meta is None:
         return _EMPTY_META
     if not isinstance(meta, Mapping):
         raise ValueError(f"meta must be a mapping, not {type(meta).__name__}")
-    if len(meta) > MAX_META_KEYS:
-        raise ValueError(f"meta has {len(meta)} keys; at most {MAX_META_KEYS} are allowed")
     clean: dict[str, MetaValue] = {}
+    total = 0
+    dropped: Counter[str] = Counter()
     for key, value in meta.items():
         if not isinstance(key, str) or not key:
             raise ValueError(f"meta keys must be non-empty strings, got {key!r}")
@@ -57,7 +63,22 @@ def validate_meta(meta: Optional[Mapping[str, object]]) -> Mapping[str, MetaValu
             raise ValueError(f"meta[{key!r}] is a {type(value).__name__}; use str, int, float or bool")
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"meta[{key!r}] must be a finite number")
+        if len(clean) >= MAX_META_KEYS:
+            dropped["meta.keys"] += 1
+            continue
+        if len(key) > _limits.MAX_META_KEY_CHARS:
+            dropped["meta.key"] += 1
+            continue
+        if isinstance(value, str):
+            value = _limits.cut(value, _limits.MAX_META_VALUE_CHARS, "meta.value")
+        size = len(key) + (len(value) if isinstance(value, str) else 8)
+        if total + size > _limits.MAX_META_TOTAL_CHARS:
+            dropped["meta.total"] += 1
+            continue
+        total += size
         clean[key] = value
+    for kind, count in dropped.items():
+        _limits.note_cut(kind, count)
     return MappingProxyType(clean)
 
 

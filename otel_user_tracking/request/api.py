@@ -2,8 +2,9 @@
 
 Each finds the request through the contextvar the middleware set, so it reaches the
 request's server span even under a child span, and does nothing outside a request. None of
-them raises into the handler, except ``track`` for an invalid name or meta (a bug in the
-calling code, caught at the call rather than lost).
+them raises into the handler, except ``track`` for a malformed name or meta (a bug in the
+calling code, caught at the call rather than lost); size is never an error, values past a
+cap are cut or dropped and counted (``cut_counts()``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ def set_user(
     """Tag the current request's server span with the user, like ``sentry_sdk.set_user``.
 
     Call it after login, in a handler or a dependency; it wins over every other way of
-    finding the user. The TagPolicy decides what is exported. Outside a request it does nothing.
+    finding the user. The TagPolicy decides what is exported. Text values are cut at 1024
+    characters and roles at 64 (counted in ``cut_counts()``); other keyword arguments are
+    accepted, as ``sentry_sdk.set_user`` accepts them, and ignored: nothing of them is
+    exported. Outside a request it does nothing.
     """
     state = current_request()
     if state is None:
@@ -59,9 +63,12 @@ def track(name: str, meta: Optional[Mapping[str, Any]] = None) -> None:
 
     Usage: ``track("CHECKOUT_COMPLETED", meta={"plan": "pro"})``. The event shows in the
     trace as a span event, and the AnalyticsSpanProcessor turns it into a custom event.
-    Raises ``ValueError`` at the call for a bad name or meta (1-256 characters, no control
-    characters; meta values str/int/float/bool, at most 100 keys). Outside a request the
-    event has nowhere to go: it is logged at debug level and dropped.
+    Raises ``ValueError`` at the call for a malformed name or meta: a name is 1-256
+    characters with no control characters; meta keys are non-empty strings and values
+    str, int, float or bool. Size is never an error: meta keeps at most 100 keys of at most
+    128 characters and 32 KiB in all, and strings longer than 4 KiB are cut with a marker;
+    what is cut or dropped is counted (``cut_counts()``) and logged once. Outside a request
+    the event has nowhere to go: it is logged at debug level and dropped.
     """
     validate_event_name(name)
     clean = validate_meta(meta)

@@ -1,4 +1,10 @@
-"""A span processor that copies the request's ``user.id`` onto spans started during it."""
+"""A span processor for the spans started during a request: the user's id, the policy's text.
+
+It copies the request's ``user.id`` onto them, and makes each one's ``record_exception`` and
+``set_status`` a ``SpanGuard``, so an exception recorded on a child span (FastAPI's own
+``fastapi.endpoint`` span records the one the handler raises) has its text under the policy
+as on the server span.
+"""
 
 from __future__ import annotations
 
@@ -10,25 +16,24 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from .. import attributes as attrs
+from .span_guard import SpanGuard
 from .state import _current
 
 
 class UserIdSpanProcessor(SpanProcessor):
-    """Sets ``user.id`` on every span started while a known user's request is in flight.
+    """Sets ``user.id`` on every span started while a known user's request is in flight,
+    and guards its exception text (see the module docstring).
 
-    Reads one contextvar per span start; does nothing outside requests or before the user
-    is known.
+    Reads one contextvar per span start; does nothing outside requests.
     """
 
     def on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
         # Also after the request is over (a task it started): a retired state keeps the user id.
         state = _current.get()
-        if (
-            state is not None
-            and state.user_id is not None
-            and state.config.child_spans
-            and (state.retired or span is not state.span)
-        ):
+        if state is None or (not state.retired and span is state.span):
+            return
+        SpanGuard(span, state.config, None if state.retired else state.exceptions).install()
+        if state.user_id is not None and state.config.child_spans:
             span.set_attribute(attrs.USER_ID, state.user_id)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

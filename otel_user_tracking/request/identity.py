@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, NamedTuple, Optional
 
+from .. import _limits
 from .._errors import report_internal_error
 
 # Where a user object or mapping may hold each UserInfo field: the first present, non-None wins.
@@ -47,7 +48,10 @@ def _text(value: Any) -> Optional[str]:
         value = value.decode("utf-8", "replace")
     text = value if isinstance(value, str) else str(value)
     text = text.strip()
-    return text[:_MAX_VALUE_LENGTH] or None
+    if len(text) > _MAX_VALUE_LENGTH:
+        _limits.note_cut("user.value")
+        text = text[:_MAX_VALUE_LENGTH]
+    return text or None
 
 
 def _roles(value: Any) -> tuple[str, ...]:
@@ -59,13 +63,14 @@ def _roles(value: Any) -> tuple[str, ...]:
         items = value
     else:
         return ()
-    roles = []
+    roles: list[str] = []
     for item in items:
+        if len(roles) >= _MAX_ROLES:
+            _limits.note_cut("user.roles")
+            break
         text = _text(getattr(item, "name", item) if not isinstance(item, str) else item)
         if text:
             roles.append(text)
-        if len(roles) >= _MAX_ROLES:
-            break
     return tuple(roles)
 
 

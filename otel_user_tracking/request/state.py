@@ -86,7 +86,7 @@ class RequestState:
         self.found_route: Optional[str] = None  # reported by a framework adapter (``framework.py``)
         self.found_user: Any = None  # the user object a framework adapter reported
         self.handled_exception: Optional[BaseException] = None  # one the framework rendered itself
-        self.exceptions = ExceptionLedger(span)
+        self.exceptions = ExceptionLedger(span, config)
         self.exceptions.install()
         pin_config(span, config)
 

@@ -31,6 +31,7 @@ def apply_user(state: RequestState, user: Optional[UserInfo]) -> None:
         return
     values = user_attributes(user, state)
     state.applied_user = user
+    state.exceptions.user = user  # exception text shows its values in their policy form
     state.user_id = values.get(attrs.USER_ID)
     if state.span.is_recording():
         state.span.set_attributes(values)

@@ -1,0 +1,199 @@
+"""Exception text under the TagPolicy, before it leaves the process, and bounded in size.
+
+An exception's message and stack trace say whatever the app put in them: SQLAlchemy's
+``[parameters: ...]`` holds the submitted values, a validation error quotes the email, an
+HTTP client's error the URL with its token. ``ExceptionText.clean`` rewrites such a text
+the way the policy rewrites the span's attributes:
+
+* the request's own user values (id, name, email) become their policy form, or
+  ``REDACTED`` where the policy drops them (``keep`` leaves them);
+* any email address becomes its policy form unless ``email="keep"``;
+* any IP address becomes its policy form (anonymized, or ``REDACTED``) unless ``ip="keep"``;
+* values of sensitive ``key=value`` pairs (``scrub_query_keys``: ``password=``, URLs with
+  ``?token=``), quoted pairs (``'password': 'x'``), ``Authorization: Bearer x`` and
+  SQLAlchemy's ``[parameters: ...]`` become ``REDACTED``.
+
+Then it is cut to a few KB (``_limits``). One ``ExceptionText`` is compiled per policy and
+scrub words; it runs only when an exception (or an error status) is recorded.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+import traceback
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Callable, Optional
+
+from .. import _limits
+from ..policy import USER_FIELDS, TagPolicy
+from .identity import UserInfo
+from .scrubbing import _IP_LITERAL, _NOT_ALNUM, REDACTED, KeyMatcher
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+# Matches start only where a word starts (the look-behinds), and their parts are bounded:
+# on a long run of letters an unanchored pattern would retry at every position.
+_EMAIL = re.compile(r"(?<![\w.%+\-])[\w.%+\-]{1,256}@[\w\-]{1,63}(?:\.[\w\-]{1,63}){1,16}")
+# A key and its separator; the value is matched only after a sensitive key, so that a
+# harmless "failed: password=x" does not swallow the pair that follows it.
+_KEY_SEPARATOR = re.compile(
+    r"(?<![\w.\-])(?P<key>[A-Za-z_][\w.\-]{0,127})(?P<closing>[\"']?)[ \t]*(?P<mark>[:=])[ \t]*"
+)
+_VALUE = re.compile(
+    r"(?P<quote>[\"'])[^\"'\n]*(?P=quote)"
+    r"|(?:(?i:bearer|basic|digest|token)[ \t]+)?[^\s&;,\"'<>()\[\]{}]+"
+)
+_SQL_PARAMETERS = re.compile(r"^\[parameters: .*\]$", re.MULTILINE)
+_SQL_PARAMETERS_REDACTED = f"[parameters: {REDACTED}]"
+Replace = Callable[["re.Match[str]"], str]
+
+
+class ExceptionText:
+    """The text rules of one policy and one set of scrub words, compiled once.
+
+    Usage: ``exception_text(config).attributes(exc, escaped=True, user=user)``.
+    """
+
+    def __init__(self, policy: TagPolicy, scrub_words: Collection[str]) -> None:
+        self.policy = policy
+        self._sensitive = KeyMatcher(scrub_words)
+        self._words = self._sensitive.words
+        self._email: Optional[Replace] = None if policy.email == "keep" else self._email_form
+        self._ip: Optional[Replace] = None if policy.ip == "keep" else self._ip_form
+        self._user_fields = tuple(field for field in USER_FIELDS if getattr(policy, field) != "keep")
+
+    def clean(self, text: str, user: Optional[UserInfo] = None) -> str:
+        """``text`` with people's values in their policy form and secrets ``REDACTED`` (no cap)."""
+        if self._words:
+            if "[parameters: " in text:
+                text = _SQL_PARAMETERS.sub(_SQL_PARAMETERS_REDACTED, text)
+            if ":" in text or "=" in text:
+                text = self._without_secrets(text)
+        if user is not None:
+            for pattern, replacement in self._user_patterns(user):
+                text = pattern.sub(_Literal(replacement), text)
+        if self._email is not None and "@" in text:
+            text = _EMAIL.sub(self._email, text)
+        if self._ip is not None and ("." in text or ":" in text):
+            text = _IP_LITERAL.sub(self._ip, text)
+        return text
+
+    def message(self, text: str, user: Optional[UserInfo] = None) -> str:
+        """An exception message: cleaned, at most ``MAX_EXCEPTION_MESSAGE_CHARS`` (and a marker)."""
+        return self._bounded(text, user, _limits.MAX_EXCEPTION_MESSAGE_CHARS, "exception.message")
+
+    def description(self, text: str, user: Optional[UserInfo] = None) -> str:
+        """A span status description (``"ValueError: <message>"``): cleaned and bounded."""
+        return self._bounded(text, user, _limits.MAX_STATUS_DESCRIPTION_CHARS, "status.description")
+
+    def stacktrace(self, text: str, user: Optional[UserInfo] = None) -> str:
+        """A formatted traceback: cleaned; beyond ``MAX_EXCEPTION_STACKTRACE_CHARS``, its start
+        and its end (the innermost frames and the message) around a marker."""
+        limit = _limits.MAX_EXCEPTION_STACKTRACE_CHARS
+        if len(text) <= limit:
+            return _limits.cut(self.clean(text, user), limit, "exception.stacktrace")
+        _limits.note_cut("exception.stacktrace")
+        half, window = limit // 2, limit // 2 + _limits.MAX_WORD_CHARS
+        first = _limits.head(self.clean(text[:window], user), half)
+        last = _limits.tail(self.clean(text[len(text) - window :], user), half)
+        return f"{first}\n{_limits.marker(len(text) - 2 * half)}\n{last}"
+
+    def attributes(self, exc: BaseException, *, escaped: bool, user: Optional[UserInfo]) -> dict[str, str]:
+        """The ``exception.*`` attributes of ``exc`` (as the SDK names them), under the policy."""
+        kind = type(exc)
+        module, name = kind.__module__, kind.__qualname__
+        exception_type = f"{module}.{name}" if module and module != "builtins" else name
+        try:
+            message = str(exc)
+        except Exception:  # the app's __str__
+            message = f"<{name}: str() failed>"
+        try:
+            stacktrace = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
+        except Exception:
+            stacktrace = ""
+        return {
+            "exception.type": _limits.cut(exception_type, _limits.MAX_EXCEPTION_TYPE_CHARS, "exception.type"),
+            "exception.message": self.message(message, user),
+            "exception.stacktrace": self.stacktrace(stacktrace, user),
+            "exception.escaped": str(escaped),
+        }
+
+    def _bounded(self, text: str, user: Optional[UserInfo], limit: int, kind: str) -> str:
+        """Cleaned, then cut. A long text is cleaned only as far as a value that starts before
+        the cut can reach, and the cut drops a partial last word."""
+        if len(text) <= limit:
+            return _limits.cut(self.clean(text, user), limit, kind)
+        _limits.note_cut(kind)
+        kept = _limits.head(self.clean(text[: limit + _limits.MAX_WORD_CHARS], user), limit)
+        return kept + _limits.marker(len(text) - len(kept))
+
+    def _user_patterns(self, user: UserInfo) -> list[tuple[re.Pattern[str], str]]:
+        found = []
+        for field in self._user_fields:
+            raw = getattr(user, field)
+            if not raw:
+                continue
+            replacement = self.policy.apply(field, raw) or REDACTED
+            # Whole values only; a numeric id leaves the traceback's "line 42" alone.
+            before = r"(?<![\w.@+\-])(?<!line )" if raw.isdigit() else r"(?<![\w.@+\-])"
+            pattern = re.compile(before + re.escape(raw) + r"(?![\w@\-])", re.IGNORECASE)
+            found.append((pattern, replacement))
+        return found
+
+    def _without_secrets(self, text: str) -> str:
+        parts = []
+        done = 0
+        for pair in _KEY_SEPARATOR.finditer(text):
+            if pair.start() < done or not self._is_secret(pair):
+                continue
+            value = _VALUE.match(text, pair.end())
+            if value is None:
+                continue
+            quote = value.group("quote") or ""
+            parts.append(text[done : pair.end()])
+            parts.append(f"{quote}{REDACTED}{quote}")
+            done = value.end()
+        return "".join(parts) + text[done:] if parts else text
+
+    def _is_secret(self, pair: re.Match[str]) -> bool:
+        key = pair.group("key")
+        if pair.group("mark") == ":" and not pair.group("closing"):
+            # "Name: value" is also how errors print ("KeyError: 'x'"): only a whole scrub word counts.
+            return _NOT_ALNUM.sub("", key.lower()) in self._words
+        return self._sensitive(key)
+
+    def _email_form(self, match: re.Match[str]) -> str:
+        return self.policy.apply_email(match.group(0)) or REDACTED
+
+    def _ip_form(self, match: re.Match[str]) -> str:
+        text = match.group(0)
+        try:
+            ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError:
+            return text
+        return self.policy.apply_ip(text.split("%", 1)[0]) or REDACTED
+
+
+class _Literal:
+    """A ``re.sub`` replacement that is the given text as it is (no backslash escapes)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __call__(self, match: re.Match[str]) -> str:
+        return self.text
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(policy: TagPolicy, scrub_words: frozenset[str]) -> ExceptionText:
+    return ExceptionText(policy, scrub_words)
+
+
+def exception_text(config: Config) -> ExceptionText:
+    """The ``ExceptionText`` of ``config``'s policy and scrub words (compiled once for both)."""
+    return _compiled(config.tag_policy, config.scrub_query_keys)
