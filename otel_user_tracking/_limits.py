@@ -37,7 +37,7 @@ def note_cut(kind: str, count: int = 1) -> None:
         _counts[kind] += count
     if first:
         _logger.warning(
-            "otel_user_tracking: a %s over its size cap was cut or dropped "
+            "otel_user_tracking: a value over its size cap (%s) was cut or dropped "
             "(further ones are counted, not logged: otel_user_tracking.cut_counts())",
             kind,
         )
