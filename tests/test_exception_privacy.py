@@ -197,3 +197,34 @@ def test_a_failing_text_rule_records_the_exception_without_its_text(
     [event] = [event for event in tracing.server_span("/signup").events if event.name == "exception"]
     assert event.attributes is not None and event.attributes["exception.type"] == "ValueError"
     assert "hunter2" not in _exported_text(tracing.spans())
+
+
+def test_a_user_from_scope_is_known_to_an_exception_that_escapes_before_the_response() -> None:
+    """AuthenticationMiddleware's user, not yet read when the handler raises, still has its id
+    in the message replaced by the id's hash."""
+    from starlette.applications import Starlette
+    from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
+    from starlette.middleware import Middleware
+    from starlette.middleware.authentication import AuthenticationMiddleware
+    from starlette.requests import HTTPConnection, Request
+    from starlette.routing import Route
+
+    class Customer(BaseUser):
+        id = "cust-9137"
+        email = "mo@example.net"
+        is_authenticated = True
+
+    class Backend(AuthenticationBackend):
+        async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser]:
+            return AuthCredentials(["authenticated"]), Customer()
+
+    async def orders(request: Request) -> None:
+        raise LookupError("no orders for cust-9137")
+
+    auth = Middleware(AuthenticationMiddleware, backend=Backend())
+    app = Starlette(routes=[Route("/orders", orders)], middleware=[auth])
+    tracing = new_tracing()
+    with instrumented(tracing, tag_policy=out.TagPolicy(id="hash", hash_key=KEY)):
+        assert get(app, "/orders").status_code == 500
+    exported = _exported_text(tracing.spans())
+    assert f"no orders for {_hmac('cust-9137')}" in exported and "cust-9137" not in exported

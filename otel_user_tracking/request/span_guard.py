@@ -130,8 +130,18 @@ class SpanGuard:
             self._replaced(exc, attributes=attributes, timestamp=timestamp, escaped=escaped)
 
     def _user(self) -> Optional[UserInfo]:
-        request = self._request() if self._request is not None else None
-        return request.user if request is not None else self.user
+        """The request's user as found so far; in the request itself, found once more first
+        (an exception that escapes before the response began may precede the usual look)."""
+        owner = self._request() if self._request is not None else self
+        if owner is None:
+            return self.user
+        from .state import _current  # state.py imports this module
+        from .user_tags import refresh_user
+
+        state = _current.get()
+        if state is not None and not state.retired and state.exceptions is owner:
+            refresh_user(state)
+        return owner.user
 
     def _text(self) -> ExceptionText:
         return exception_text(self.config)
