@@ -122,7 +122,7 @@ def test_a_server_span_made_outside_is_enriched_not_doubled(
     assert "10.1.2.3" not in repr(dict(span.attributes or {}))
 
 
-def streaming(closed: list[str]) -> App:
+def streaming(closed: list[str], tracer: trace.Tracer) -> App:
     def app(env: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
         start_response("200 OK", [])
 
@@ -130,6 +130,8 @@ def streaming(closed: list[str]) -> App:
             try:
                 yield b"a"
                 set_user(id="late-user")  # user code running while the body streams
+                with tracer.start_as_current_span("render"):
+                    pass
                 yield b"b"
             finally:
                 closed.append("closed")
@@ -139,24 +141,56 @@ def streaming(closed: list[str]) -> App:
     return app
 
 
-def test_a_streamed_body_is_inside_the_span_and_close_is_honoured(
+def test_a_streamed_body_runs_in_the_request_and_ends_it_when_sent(
     tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
 ) -> None:
-    """The span ends when the server closes the response, after the body streamed; the app's close runs."""
+    """The body's code runs with the request current (user, child spans); the span ends once the
+    body is exhausted, and the server's close() still closes the app's iterable."""
     closed: list[str] = []
-    app = UserTrackingWSGIMiddleware(streaming(closed), tracer_provider=tracer_provider)
+    app = UserTrackingWSGIMiddleware(
+        streaming(closed, tracer_provider.get_tracer("app")), tracer_provider=tracer_provider
+    )
     result = app(environ(), lambda status, headers, exc_info=None: None)
     chunks = iter(result)
     assert next(chunks) == b"a"
     assert server_spans(span_exporter) == []  # still streaming
-    assert trace.get_current_span().is_recording()  # the request's span is current meanwhile
+    assert not trace.get_current_span().is_recording()  # nothing attached between two chunks
     assert list(chunks) == [b"b"]
-    assert server_spans(span_exporter) == []  # the body is sent, but the server has not closed it
+    (span,) = server_spans(span_exporter)
+    assert span.attributes["user.id"] == "late-user"
+    render = next(item for item in span_exporter.get_finished_spans() if item.name == "render")
+    assert render.parent is not None and render.parent.span_id == span.context.span_id
+    result.close()
+    assert closed == ["closed"]
+    assert len(server_spans(span_exporter)) == 1
+
+
+def test_a_response_closed_early_ends_the_request_and_closes_the_app(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    """A client gone after the first chunk: the server's close() ends the span and runs the app's close."""
+    closed: list[str] = []
+    app = UserTrackingWSGIMiddleware(
+        streaming(closed, tracer_provider.get_tracer("app")), tracer_provider=tracer_provider
+    )
+    result = app(environ(), lambda status, headers, exc_info=None: None)
+    assert next(iter(result)) == b"a"
     result.close()
     assert closed == ["closed"]
     (span,) = server_spans(span_exporter)
+    assert span.attributes["http.status_code"] == 200
+
+
+def test_a_response_never_closed_leaves_nothing_attached(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    """An unread, unclosed response (a test client's) leaves no span current; the next request has its own."""
+    app = UserTrackingWSGIMiddleware(hello, tracer_provider=tracer_provider)
+    app(environ(path="/first"), lambda status, headers, exc_info=None: None)  # never iterated nor closed
     assert not trace.get_current_span().is_recording()
-    assert span.attributes["user.id"] == "late-user"
+    call(app, environ(path="/second"))
+    (span,) = server_spans(span_exporter)
+    assert span.name == "GET /second"
 
 
 def failing(env: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:

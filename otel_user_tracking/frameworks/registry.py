@@ -48,6 +48,7 @@ class Registration:
 # In the order they are installed: an adapter that builds on another's patch comes after it.
 ADAPTERS: tuple[Registration, ...] = (
     Registration("starlette", "starlette >= 0.25", "otel_user_tracking.frameworks.starlette"),
+    Registration("flask", "flask >= 2.3", "otel_user_tracking.frameworks.flask"),
 )
 
 

@@ -4,8 +4,8 @@ If a layer outside (contrib's WSGI ``OpenTelemetryMiddleware``, a server's own t
 made a recording SERVER span current, the middleware enriches that span; otherwise it makes
 the span from ``opentelemetry-instrumentation-wsgi``'s pieces (``wsgi_span.py``). Either way
 the request gets exactly one SERVER span, tagged with the same attributes as on the ASGI
-side, and nothing here raises into the app. The request lasts until the server closes the
-response iterable (PEP 3333), so a streamed body is inside the span and the request.
+side, and nothing here raises into the app. The request lasts until the body is exhausted or
+the server closes the response iterable (PEP 3333), so a streamed body is inside the span.
 """
 
 from __future__ import annotations
@@ -106,8 +106,8 @@ class UserTrackingWSGIMiddleware(FrontDoor[WSGIPrepared]):
         state = RequestState(
             span, environ, prepared.config, created=True, status_setter=prepared.maker.semconv.set_status
         )
-        exchange = _Exchange(state, prepared, start_response, token, metric_attributes)
-        return exchange.run(self.app)
+        exchange = _Exchange(state, prepared, start_response, metric_attributes)
+        return exchange.run(self.app, token)
 
     def _enrich(
         self, span: trace.Span, environ: Environ, start_response: StartResponse, prepared: WSGIPrepared
@@ -151,18 +151,23 @@ class UserTrackingWSGIMiddleware(FrontDoor[WSGIPrepared]):
         if exchange is not None:
             exchange.police_captured_headers()
             exchange.end()
+            exchange.leave()
 
 
 class _Exchange:
     """One request through the door: its ``start_response``, its response iterable, its end.
 
     One object per request does all three (rather than a closure for each) and is the
-    iterable the server gets: the request ends when the server closes it.
+    iterable the server gets. The request's context (its span current, the request state
+    set) is attached while the app runs and again around each step of the response (the
+    next chunk, ``close()``), never in between: a response the server never closes (a test
+    client's, unread) leaves nothing attached to the thread for its next request. The
+    request ends when the body is exhausted or closed, whichever comes first.
     """
 
     __slots__ = (
-        "_context_token",
         "_ended",
+        "_inside",
         "_iterator",
         "_metric_attributes",
         "_ours",
@@ -179,28 +184,29 @@ class _Exchange:
         state: RequestState,
         prepared: WSGIPrepared,
         start_response: StartResponse,
-        context_token: Optional[object] = None,
         metric_attributes: Optional[dict[str, Any]] = None,
     ) -> None:
         self.state = state
         self._prepared = prepared
         self._start_response = start_response
         self._ours = state.created
-        self._context_token = context_token
         self._metric_attributes = metric_attributes
         self._started = time.perf_counter()
         self._response: Any = None
         self._iterator: Optional[Iterator[bytes]] = None
         self._ended = False
+        self._inside: Optional[Context] = None
         self._state_token: Any = None
 
     def enter(self) -> None:
-        """The request is in flight: findable from the environ and the contextvar."""
+        """The request is in flight: findable from the environ and the contextvar until ``end``."""
         self.state.scope[ENVIRON_KEY] = self.state
         self._state_token = _current.set(self.state)
 
-    def run(self, app: WSGIApp) -> Iterable[bytes]:
-        """Call the app with the request state set; the response comes back wrapped in ``self``."""
+    def run(self, app: WSGIApp, context_token: Optional[object] = None) -> Iterable[bytes]:
+        """Call the app in the request's context (``context_token``: the span ours made current);
+        the response comes back wrapped in ``self``."""
+        self._inside = otel_context.get_current()
         self.enter()
         try:
             self._response = app(self.state.scope, self.start_response)
@@ -211,6 +217,10 @@ class _Exchange:
         except BaseException:
             self.end()
             raise
+        finally:
+            _reset_state(self._state_token)
+            if context_token is not None:
+                otel_context.detach(context_token)  # type: ignore[arg-type]
         return self
 
     def start_response(self, status: str, headers: Any, *exc_info: Any) -> Any:
@@ -245,21 +255,32 @@ class _Exchange:
         return self
 
     def __next__(self) -> bytes:
-        iterator = self._iterator
-        if iterator is None:
-            iterator = self._iterator = iter(self._response)
+        if self._ended:
+            raise StopIteration
+        context_token = otel_context.attach(self._inside)  # type: ignore[arg-type]
+        state_token = _current.set(self.state)
         try:
+            iterator = self._iterator
+            if iterator is None:
+                iterator = self._iterator = iter(self._response)
             return next(iterator)
         except StopIteration:
+            self.end()  # the body is fully sent
             raise
         except Exception as exc:
             self._escaped(exc)
             raise
+        finally:
+            _reset_state(state_token)
+            otel_context.detach(context_token)
 
     def close(self) -> None:
         """The server is done with the response (PEP 3333): close the app's, end the request."""
+        response = self._response
+        close = getattr(response, "close", None)
+        context_token = otel_context.attach(self._inside) if self._inside is not None else None
+        state_token = _current.set(None if self._ended else self.state)
         try:
-            close = getattr(self._response, "close", None)
             if close is not None:
                 close()
         except Exception as exc:
@@ -267,6 +288,10 @@ class _Exchange:
             raise
         finally:
             self.end()
+            _reset_state(state_token)
+            if context_token is not None:
+                otel_context.detach(context_token)
+            self._response = self._iterator = None
 
     def _escaped(self, exc: Exception) -> None:
         try:
@@ -291,11 +316,10 @@ class _Exchange:
             report_internal_error("request_end", exc)
         if self._ours:
             try:
-                metric_attributes = self._metric_attributes or {}
                 self._prepared.maker.end_wsgi(
                     state.span,
-                    self._context_token,
-                    metric_attributes,
+                    None,
+                    self._metric_attributes or {},
                     self._started,
                     state.status_code,
                     state.route or None,
@@ -304,16 +328,22 @@ class _Exchange:
                 report_internal_error("span_end", exc)
         state.scope.pop(ENVIRON_KEY, None)
         try:
-            _current.reset(self._state_token)
-        except (ValueError, TypeError, RuntimeError):
-            _current.set(None)
-        try:
             if self._ours:
                 state.exceptions.uninstall()
             state.retire()
         except Exception as exc:
             report_internal_error("request_end", exc)
-        self._response = self._iterator = None
+
+    def leave(self) -> None:
+        """Undo ``enter``'s contextvar (the request ``adopt_current`` tracked is over)."""
+        _reset_state(self._state_token)
+
+
+def _reset_state(token: Any) -> None:
+    try:
+        _current.reset(token)
+    except (ValueError, TypeError, RuntimeError):  # a token of another context: clear it
+        _current.set(None)
 
 
 def _no_start_response(*args: Any) -> Any:
