@@ -34,6 +34,7 @@ while [ $# -gt 0 ]; do
             pytest_args="-q tests/test_route_templates.py tests/test_identity.py tests/test_combinations.py"
             pytest_args+=" tests/test_instrumentor.py tests/test_entry_point.py tests/test_conversion.py"
             pytest_args+=" tests/test_exceptions.py tests/test_sink_otlp.py tests/test_per_app_options.py"
+            pytest_args+=" tests/test_flask.py tests/test_flask_adapter.py tests/test_wsgi_door.py"
             shift ;;
         min | newest) legs+=("$1"); shift ;;
         *) echo "usage: scripts/matrix.sh [--versioned] [-p X.Y|system]... [min|newest]..." >&2; exit 2 ;;
@@ -112,7 +113,8 @@ for minor in "${order[@]}"; do
         fi
         "$venv/bin/python" -c 'import platform, importlib.metadata as m
 print("matrix:", platform.python_version(), *(f"{d}=={m.version(d)}" for d in
-      ("starlette", "fastapi", "opentelemetry-sdk", "opentelemetry-instrumentation-asgi")))'
+      ("starlette", "fastapi", "flask", "flask-login", "gunicorn", "opentelemetry-sdk",
+       "opentelemetry-instrumentation-asgi")))'
         # shellcheck disable=SC2086
         eval "MYPY_CACHE_DIR=\"$venv/.mypy_cache\" \"$venv/bin/python\" -m pytest -p no:cacheprovider $pytest_args" \
             2>&1 | tee "$venv/.last-run"
