@@ -27,7 +27,7 @@ from .. import attributes as attrs
 from .._errors import report_internal_error
 from .._spans import span_attributes, span_events
 from ..config import Config
-from .events import AnalyticsEvent, EventRow, as_events, encode_meta
+from .events import AnalyticsEvent, EventRow, as_events, encode_meta, page_of
 
 _EXCEPTION = "exception"
 _UTM_INDEX = {"utm_source": 0, "utm_medium": 1, "utm_campaign": 2}
@@ -143,6 +143,8 @@ def _request_fields(attributes: Mapping[str, Any], config: Config) -> tuple[tupl
         path, query = _old_semconv_path_and_query(attributes)
     route = get(attrs.HTTP_ROUTE)
     status = get("http.response.status_code") or get("http.status_code")
+    status = status if type(status) is int else _status(status)
+    method = get("http.request.method") or get("http.method")
     utm = _utm(query) if query and ("tm_" in query or "TM_" in query) else _NO_UTM
     private = config.honor_privacy_signals and get(attrs.PRIVACY_SIGNAL)
     user: tuple[Optional[str], ...] = _NO_USER
@@ -153,14 +155,14 @@ def _request_fields(attributes: Mapping[str, Any], config: Config) -> tuple[tupl
         if not _TEXT_TYPES.issuperset(map(type, user)):
             user = tuple(map(_text, user))
     head = (
-        get("http.request.method") or get("http.method"),
+        method,
         get("url.scheme") or get("http.scheme"),
         get(attrs.HOST) or get("server.address") or get("http.host") or get("net.host.name"),
         path,
         query or None,
         route,
-        route or path,
-        status if type(status) is int else _status(status),
+        route or page_of(method, route, path, status),
+        status,
     )
     tail = (
         get(attrs.REFERRER),

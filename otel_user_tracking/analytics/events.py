@@ -82,6 +82,23 @@ def validate_meta(meta: Optional[Mapping[str, object]]) -> Mapping[str, MetaValu
     return MappingProxyType(clean)
 
 
+def page_of(
+    method: Optional[str], route: Optional[str], path: Optional[str], status: Optional[int]
+) -> Optional[str]:
+    """What analytics groups a request under: its route template, else its path.
+
+    A 404 without a route matched no route (a scanner's ``/wp-login.php``, a typo): such
+    requests share one page, their method (``GET``), as the semantic conventions name the
+    span of a request without a route, so endless distinct paths do not become endless
+    pages. Their paths stay in ``path``.
+    """
+    if route:
+        return route
+    if status == 404:
+        return method if method and method != "_OTHER" else "HTTP"
+    return path
+
+
 def new_event_id() -> str:
     """A random UUID4 string; sinks use it for idempotent delivery."""
     return str(uuid.uuid4())
@@ -93,8 +110,8 @@ class EventRecord(NamedTuple):
     The store's schema, its row (the record itself), the JSON form and the sinks' generic
     mappings all derive from these fields, so a new field is added here and nowhere else
     that holds a list of fields. ``ts_us`` is the time in integer microseconds since the
-    epoch (UTC); ``page`` is the route template when known, else the path, what analytics
-    groups by; ``meta_json`` is the custom event's meta as compact JSON, or None.
+    epoch (UTC); ``page`` is what analytics groups by (``page_of``): the route template when
+    known, else the path; ``meta_json`` is the custom event's meta as compact JSON, or None.
     """
 
     event_id: str
@@ -176,7 +193,7 @@ class AnalyticsEvent(EventRecord):
         if "ts_us" not in fields:
             values["ts_us"] = to_us(when)
         if "page" not in fields:
-            values["page"] = values["route"] or values["path"]
+            values["page"] = page_of(values["method"], values["route"], values["path"], values["status_code"])
         if meta:
             values["meta_json"] = encode_meta(meta)
         return tuple.__new__(cls, [values[name] for name in FIELDS])
