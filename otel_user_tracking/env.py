@@ -151,9 +151,10 @@ def config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def sinks_setting(env: Optional[Mapping[str, str]] = None) -> str:
-    """The raw ``OTEL_PYTHON_USER_TRACKING_SINKS`` value, or the SQLite default."""
-    return _environ(env).get(ENV_SINKS, "").strip() or DEFAULT_SINKS
+def sinks_setting(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """The raw ``OTEL_PYTHON_USER_TRACKING_SINKS`` value; None when unset: the implicit default
+    store (``DEFAULT_SINKS`` where it can be written, see ``sinks.sqlite.default_store``)."""
+    return _environ(env).get(ENV_SINKS, "").strip() or None
 
 
 def webhook_authorization(env: Optional[Mapping[str, str]] = None) -> Optional[str]:

@@ -147,8 +147,16 @@ def sink_from_url(raw: str) -> Sink:
     return sink
 
 
-def sinks_from_env(value: str) -> list[Sink]:
-    """Parse a comma-separated ``OTEL_PYTHON_USER_TRACKING_SINKS`` value; ``none`` means no sinks."""
+def sinks_from_env(value: Optional[str]) -> list[Sink]:
+    """Parse a comma-separated ``OTEL_PYTHON_USER_TRACKING_SINKS`` value; ``none`` means no sinks.
+
+    None (the variable is unset) is the implicit default store, which never stops the start.
+    """
+    if value is None:
+        from .sqlite import default_store
+
+        store = default_store()
+        return [] if store is None else [store]
     urls = [item.strip() for item in value.split(",") if item.strip()]
     if any(url.lower() == "none" for url in urls):
         return []

@@ -9,6 +9,8 @@ pages) and no writer or reader waits long for the lock.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import os
 import sqlite3
 import threading
@@ -24,6 +26,9 @@ from ..analytics.store import TABLE, SchemaError, connect, insert_events
 from ._base import PermanentSinkError, RetryableSinkError
 from ._url import SinkURL
 
+_logger = logging.getLogger(__name__)
+
+DEFAULT_PATH = Path("otel-user-tracking.db")  # in the working directory
 DELETE_CHUNK = 2000  # rows per deleting transaction: a few milliseconds of write lock
 MAINTENANCE_INTERVAL = 60.0  # seconds between two retention passes
 _MAX_CHUNKS_PER_PASS = 50
@@ -90,12 +95,19 @@ class SQLiteSink:
         Raises ``ValueError`` for a path whose parent is a file, a read-only location, a
         file that is not a database, or a store written by a newer version.
         """
+        problem = self._open_problem()
+        if problem is not None:
+            raise ValueError(f"analytics store {self.path}: {_explain(problem)}")
+
+    def _open_problem(self) -> Optional[BaseException]:
+        """Open the store now; what went wrong, or None."""
         with self._lock:
             try:
                 self._connect()
             except (OSError, sqlite3.Error, SchemaError) as exc:
                 self._connection = None
-                raise ValueError(f"analytics store {self.path}: {_explain(exc)}") from None
+                return exc
+        return None
 
     def send(self, batch: Sequence[AnalyticsEvent]) -> None:
         with self._lock:
@@ -234,7 +246,10 @@ def _explain(exc: BaseException) -> str:
     if isinstance(exc, (FileExistsError, NotADirectoryError)) or "not a directory" in lowered:
         return f"a part of the path is a file, not a directory ({text})"
     if isinstance(exc, PermissionError) or "unable to open" in lowered:
-        return f"the store cannot be opened or created ({text}); check the directory exists and is writable"
+        return (
+            f"the store cannot be opened or created ({text}); check the directory exists and is "
+            "writable, or set OTEL_PYTHON_USER_TRACKING_SINKS to a writable path"
+        )
     return f"{type(exc).__name__}: {text}"
 
 
@@ -256,3 +271,48 @@ def from_url(parsed: SinkURL) -> SQLiteSink:
     sink = SQLiteSink(os.path.expanduser(path), retention_days=retention_days, max_store_mb=max_store_mb)
     sink.check()
     return sink
+
+
+def default_store() -> Optional[SQLiteSink]:
+    """The store used while ``OTEL_PYTHON_USER_TRACKING_SINKS`` is unset; None: analytics off.
+
+    ``./otel-user-tracking.db`` where it can be opened; else (a read-only working directory,
+    a corrupt or newer file there) a store of this working directory in the user's state
+    directory (``$XDG_STATE_HOME`` or ``~/.local/state``, ``otel-user-tracking/``); else none.
+    An implicit default never stops the app's start: each fallback is one warning naming
+    the variable that chooses the store.
+    """
+    from ..env import store_settings
+
+    retention_days, max_store_mb = store_settings()
+    problems: list[str] = []
+    for path in (DEFAULT_PATH, _state_store()):
+        if path is None:
+            continue
+        sink = SQLiteSink(path, retention_days=retention_days, max_store_mb=max_store_mb)
+        problem = sink._open_problem()
+        if problem is None:
+            if problems:
+                _logger.warning(
+                    "analytics store %s: analytics go to %s instead; set %s to choose the store",
+                    problems[0],
+                    path,
+                    _CHOOSE,
+                )
+            return sink
+        problems.append(f"{path} cannot be used ({type(problem).__name__}: {problem})")
+    _logger.warning("analytics store %s: analytics are off; set %s", "; ".join(problems), _CHOOSE)
+    return None
+
+
+_CHOOSE = "OTEL_PYTHON_USER_TRACKING_SINKS=sqlite:////writable/path.db (or none)"
+
+
+def _state_store() -> Optional[Path]:
+    """This working directory's store in the user's state directory (None without a home)."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    if not os.path.isabs(state):
+        return None  # no home directory to expand ``~`` to
+    cwd = os.path.abspath(os.getcwd())
+    digest = hashlib.sha256(cwd.encode(errors="surrogateescape")).hexdigest()[:12]
+    return Path(state) / "otel-user-tracking" / f"{os.path.basename(cwd) or 'root'}-{digest}.db"
