@@ -186,12 +186,17 @@ def test_a_full_disk_is_reported_as_a_full_disk(tmp_path: Path, closing: list[ou
     # A page limit is how SQLite itself reports a full disk: the same SQLITE_FULL error.
     connection = sink._connect()
     connection.execute(f"PRAGMA max_page_count = {pages + 1}")
+    result = sink.send([_event(0, n, agent="y" * 5000) for n in range(10, 200)])
+    assert result is not None and "disk is full" in result.reason and result.kind == "full"
+    assert "rollback" not in result.reason.lower()
+    stored = _count(path) - 1
+    assert stored > 0 and stored + len(result.retry) == 190  # what fitted is stored, the rest comes back
     with pytest.raises(out.sinks.RetryableSinkError, match="disk is full") as info:
-        sink.send([_event(0, n, agent="y" * 5000) for n in range(10, 200)])
+        sink.send(result.retry)  # nothing fits any more: the batch goes back whole
     assert "rollback" not in str(info.value).lower()
     connection.execute("PRAGMA max_page_count = 1073741823")
     sink.send([_event(0, 500)])  # writing resumes when the fault clears
-    assert _count(path) == 2
+    assert _count(path) == stored + 2
 
 
 def test_a_forked_child_writes_with_its_own_connection_and_lock(tmp_path: Path) -> None:
@@ -212,3 +217,38 @@ def test_a_forked_child_writes_with_its_own_connection_and_lock(tmp_path: Path) 
     sink.close()
     assert os.waitstatus_to_exitcode(status) == 0
     assert _count(path) == 2
+
+
+def _truncate(path: Path) -> None:
+    with open(path, "r+b") as file:
+        file.truncate(0)
+
+
+def _replace(path: Path) -> None:
+    other = path.with_name("other.db")
+    with contextlib.closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE unrelated (x)")
+    os.replace(other, path)
+
+
+@pytest.mark.parametrize(("change", "words"), [(_truncate, "was truncated"), (_replace, "was replaced")])
+def test_a_store_truncated_or_replaced_while_running_is_recreated_counted_and_logged(
+    tmp_path: Path,
+    closing: list[out.sinks.SQLiteSink],
+    caplog: pytest.LogCaptureFixture,
+    change: Callable[[Path], None],
+    words: str,
+) -> None:
+    """Later events land in a readable store; the earlier ones are counted as lost and logged once."""
+    path = tmp_path / "a.db"
+    sink = out.sinks.SQLiteSink(path)
+    closing.append(sink)
+    sink.send([_event(0, n) for n in range(100)])
+    sink._connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the 100 are in the file itself now
+    change(path)
+    sink.send([_event(0, n) for n in range(100, 250)])
+    sink.send([_event(0, n) for n in range(250, 400)])
+    assert _count(path) == 300
+    assert sink.lost == 100
+    [record] = [record for record in caplog.records if "while the app ran" in record.getMessage()]
+    assert words in record.getMessage() and "100 events" in record.getMessage()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -94,6 +95,10 @@ class SinkPipeline(WorkerState):
         self._settings = settings
         self._batch_size, self._take = batch_sizes(sink, settings)
         self._takes_rows = bool(getattr(sink, "takes_rows", False))
+        # A local sink may wait less than flush_interval (the store with durable=True), and may
+        # count what it holds in memory where a kill -9 leaves it (the store's ``Ledger``).
+        self._interval = min(settings.flush_interval, getattr(sink, "max_wait", None) or math.inf)
+        self._ledger = getattr(sink, "ledger", None)
         self._log = ThrottledLog(_logger)
         self._closed = False
         self._close_pending = False  # closed while the sender was delivering: it closes the sink
@@ -123,6 +128,8 @@ class SinkPipeline(WorkerState):
             refused = len(events) - len(accepted)
             self._queue.extend(accepted)
             self._counts["dropped"] += refused
+            if self._ledger is not None and accepted:
+                self._ledger.accept(len(accepted))
             if accepted:
                 if self._thread is None:
                     self._start_worker(self.name)
@@ -200,6 +207,8 @@ class SinkPipeline(WorkerState):
             self._abandoned = in_flight > 0
             self._counts["dropped"] += leftover
             self._counts["failed"] += in_flight
+            if self._ledger is not None:
+                self._ledger.settle(leftover + in_flight)
         if leftover or in_flight:
             _logger.warning(
                 "analytics sink %s: shutdown deadline reached: %d queued events dropped, %d in flight failed",
@@ -230,7 +239,7 @@ class SinkPipeline(WorkerState):
     def _work(self) -> None:
         while True:
             with self._lock:
-                self._wait_for_work(self._queue, self._batch_size, self._settings.flush_interval)
+                self._wait_for_work(self._queue, self._batch_size, self._interval)
                 count = min(len(self._queue), self._take)
                 batch = [self._queue.popleft() for _ in range(count)]
                 self._in_flight = count
@@ -325,6 +334,8 @@ class SinkPipeline(WorkerState):
             if outcome != "retried":
                 self._in_flight = max(0, self._in_flight - events)
             self._counts[outcome] += events
+            if self._ledger is not None and outcome in ("failed", "dropped"):
+                self._ledger.settle(events)
         if outcome in ("failed", "dropped") and reason:
             # One line per kind of answer and period, not per batch.
             self._log.warning(

@@ -25,8 +25,9 @@ from typing import Optional, Union
 
 from .events import FIELDS, EventRecord
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 TABLE = "events"
+WRITERS = "writers"  # per writing process: events its transactions stored (sinks/_inflight.py)
 
 # A field whose stored column has another name.
 _COLUMN_NAMES = {"meta_json": "meta"}
@@ -72,6 +73,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # led by user or session id cost a random B-tree walk per event (half the insert rate).
         f"CREATE INDEX IF NOT EXISTS {TABLE}_requests ON {TABLE} "
         "(type, ts_us, page, status_code, duration_ms, utm_campaign, user_id, session_id)",
+    ),
+    (
+        # What each live writer process stored, updated in its batches' transactions: a later
+        # start compares it with what the process had accepted, to count what a kill -9 took.
+        f"CREATE TABLE IF NOT EXISTS {WRITERS} (token TEXT PRIMARY KEY, stored INTEGER NOT NULL)",
     ),
 )
 _VALUES = f"({', '.join('?' * len(COLUMNS))})"

@@ -153,7 +153,7 @@ def sinks_from_env(value: Optional[str]) -> list[Sink]:
     None (the variable is unset) is the implicit default store, which never stops the start.
     """
     if value is None:
-        from .sqlite import default_store
+        from ._default_store import default_store
 
         store = default_store()
         return [] if store is None else [store]

@@ -9,7 +9,7 @@ pages) and no writer or reader waits long for the lock.
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import logging
 import os
 import sqlite3
@@ -21,16 +21,19 @@ from pathlib import Path
 from typing import Optional, Union
 
 from .._cooperate import TimeSlicer
+from .._throttle import ThrottledLog
 from ..analytics.events import AnalyticsEvent
-from ..analytics.store import TABLE, SchemaError, connect, insert_events
-from ._base import PermanentSinkError, RetryableSinkError
+from ..analytics.store import TABLE, WRITERS, SchemaError, connect, insert_events
+from ._base import PermanentSinkError, RetryableSinkError, SendResult
+from ._inflight import Ledger, dead_writers, ledger_directory
+from ._store_file import StoreFile
 from ._url import SinkURL
 
 _logger = logging.getLogger(__name__)
 
-DEFAULT_PATH = Path("otel-user-tracking.db")  # in the working directory
 DELETE_CHUNK = 2000  # rows per deleting transaction: a few milliseconds of write lock
 MAINTENANCE_INTERVAL = 60.0  # seconds between two retention passes
+DURABLE_WAIT = 0.2  # seconds, with durable=True: as long as events wait for the outbox
 _MAX_CHUNKS_PER_PASS = 50
 
 
@@ -47,6 +50,8 @@ class SQLiteSink:
         retention_days: Events older than this are deleted; 0 keeps everything.
         max_store_mb: When the events take more than this, the oldest are deleted; 0: no cap.
         maintenance_interval: Seconds between two retention passes (each after a batch).
+        durable: Commit what is queued at least every ``DURABLE_WAIT`` seconds (0.2), not
+            every ``flush_interval``: what a ``kill -9`` can take is 0.2 s of events.
     """
 
     max_batch_size = 1000
@@ -66,6 +71,7 @@ class SQLiteSink:
         retention_days: float = 90,
         max_store_mb: float = 0,
         maintenance_interval: float = MAINTENANCE_INTERVAL,
+        durable: bool = False,
     ) -> None:
         if retention_days < 0 or max_store_mb < 0:
             raise ValueError("SQLiteSink: retention_days and max_store_mb must be 0 (off) or more")
@@ -74,8 +80,17 @@ class SQLiteSink:
         self.retention_days = retention_days
         self.max_store_mb = max_store_mb
         self.maintenance_interval = maintenance_interval
+        # The longest an event waits in memory for its transaction (the pipeline reads it).
+        self.max_wait: Optional[float] = DURABLE_WAIT if durable else None
         self.name = f"sqlite({self.path})"
         self.deleted = 0  # events removed by retention or the size cap
+        # Events known lost: stored in a file then deleted, truncated or replaced, or accepted
+        # by a writer that died before storing them (found when this sink opens the store).
+        self.lost = 0
+        # What this process holds in memory for the store; the pipeline counts into it.
+        self.ledger = Ledger()
+        self._log = ThrottledLog(_logger)
+        self._recovered = False
         self._reset()
         if hasattr(os, "register_at_fork"):
             ref = weakref.ref(self)
@@ -84,7 +99,8 @@ class SQLiteSink:
     def _reset(self) -> None:
         """No connection, a fresh lock (at start, and in a forked child: the parent's are not ours)."""
         self._connection: Optional[sqlite3.Connection] = None
-        self._inode: Optional[int] = None
+        self._file = StoreFile(self.path)
+        self._stored_in_file = 0  # by this process, in the file open now
         self._lock = threading.Lock()
         self._next_maintenance = 0.0
         self._slicer = TimeSlicer()  # used by the pipeline's sender thread only
@@ -109,13 +125,12 @@ class SQLiteSink:
                 return exc
         return None
 
-    def send(self, batch: Sequence[AnalyticsEvent]) -> None:
+    def send(self, batch: Sequence[AnalyticsEvent]) -> Optional[SendResult]:
         with self._lock:
             try:
                 connection = self._connect()
-                slicer = self._slicer
-                slicer.restart()
-                _in_transaction(connection, lambda: insert_events(connection, batch, slicer.tick))
+                self._slicer.restart()
+                unstored = self._store(connection, batch)
                 self._maintain(connection)
             except SchemaError as exc:
                 raise PermanentSinkError(f"{self.name}: {exc}") from None
@@ -125,20 +140,107 @@ class SQLiteSink:
                 raise RetryableSinkError(f"{self.name}: {_explain(exc)}", kind=_kind(exc)) from None
             except (sqlite3.Error, OSError) as exc:
                 raise PermanentSinkError(f"{self.name}: {_explain(exc)}") from None
+        if unstored is None:
+            return None
+        left, error = unstored
+        return SendResult(retry=left, reason=f"{self.name}: {_explain(error)}", kind=_kind(error))
+
+    def _store(
+        self, connection: sqlite3.Connection, batch: Sequence[AnalyticsEvent]
+    ) -> Optional[tuple[Sequence[AnalyticsEvent], sqlite3.Error]]:
+        """Store the batch, in halves, quarters... while the disk cannot take it whole.
+
+        Returns None when all of it is stored, else what did not fit (the pipeline retries
+        it after a backoff, then counts it as failed) and why; raises when nothing fitted.
+        """
+        pending, size = batch, len(batch)
+        while pending:
+            piece = pending[:size]
+            try:
+                _in_transaction(connection, functools.partial(self._insert, connection, piece))
+            except sqlite3.OperationalError as exc:
+                if "full" not in str(exc).lower():
+                    raise
+                if size > 1:
+                    size = (size + 1) // 2
+                    continue
+                if len(pending) == len(batch):
+                    raise
+                return pending, exc
+            self._stored_in_file += len(piece)
+            pending = pending[size:]
+        return None
+
+    def _insert(self, connection: sqlite3.Connection, events: Sequence[AnalyticsEvent]) -> None:
+        """The events, and this writer's count of what it stored, in the caller's transaction."""
+        insert_events(connection, events, self._slicer.tick)
+        token = self.ledger.token
+        counted = connection.execute(
+            f"UPDATE {WRITERS} SET stored = stored + ? WHERE token = ?", (len(events), token)
+        )
+        if not counted.rowcount:
+            connection.execute(f"INSERT INTO {WRITERS} (token, stored) VALUES (?, ?)", (token, len(events)))
 
     def _connect(self) -> sqlite3.Connection:
-        if self._connection is not None and not self._replaced():
-            return self._connection
-        self._close_connection()
+        if self._connection is not None:
+            change = self._file.change()
+            if change is None:
+                return self._connection
+            self._start_over(change)
         if self.path.parent != Path(""):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection = connect(self.path, timeout=self.busy_timeout)
-        self._inode = _inode(self.path)
-        return self._connection
+        connection = self._connection = connect(self.path, timeout=self.busy_timeout)
+        self._file.opened()
+        self._stored_in_file = 0
+        self.ledger.open(ledger_directory(self.path))
+        if not self._recovered:
+            self._recovered = True
+            self._count_dead_writers(connection)
+        return connection
 
-    def _replaced(self) -> bool:
-        """True when the file was deleted or replaced under us: writes would go nowhere."""
-        return _inode(self.path) != self._inode
+    def _start_over(self, change: str) -> None:
+        """The file is gone, truncated or replaced: report it once, and open it afresh.
+
+        What this process stored in the old file is counted as lost (its ledger settles it,
+        so a later crash does not count it again). Leftover WAL and shared-memory files of
+        a deleted or truncated store belong to content that is gone; they go too, so the
+        new file does not replay them.
+        """
+        lost, self._stored_in_file = self._stored_in_file, 0
+        self._close_connection()
+        if change != "replaced":
+            self._file.remove()
+        self.lost += lost
+        self.ledger.settle(lost)
+        self._log.warning(
+            f"file:{change}",
+            "analytics store %s was %s while the app ran: writing to a new file; %d events this "
+            "process had stored there are gone (sink.lost)",
+            self.path,
+            "replaced by another file" if change == "replaced" else change,
+            lost,
+        )
+
+    def _count_dead_writers(self, connection: sqlite3.Connection) -> None:
+        """Count and report, once, the events of writers that died before storing them."""
+        with dead_writers(ledger_directory(self.path), self.ledger.token) as writers:
+            for writer in writers:
+                row = connection.execute(
+                    f"SELECT stored FROM {WRITERS} WHERE token = ?", (writer.token,)
+                ).fetchone()
+                lost = writer.accepted - writer.settled - (int(row[0]) if row else 0)
+                connection.execute(f"DELETE FROM {WRITERS} WHERE token = ?", (writer.token,))
+                if lost <= 0:
+                    continue
+                self.lost += lost
+                _logger.warning(
+                    "analytics store %s: %d events were lost: process %d ended without shutting "
+                    "down (kill -9, out of memory, power loss) while they waited in memory for "
+                    "the store's next transaction (see flush_interval and durable in the README)",
+                    self.path,
+                    lost,
+                    writer.pid,
+                )
 
     def _maintain(self, connection: sqlite3.Connection) -> None:
         """Retention and the size cap, at most once a minute, a few small transactions at a time."""
@@ -178,7 +280,15 @@ class SQLiteSink:
             self._connection = None
 
     def close(self) -> None:
+        """Close the file; a clean end, so this process's ledger and writer row go."""
         with self._lock:
+            connection = self._connection
+            if connection is not None:
+                token = self.ledger.token
+                with contextlib.suppress(sqlite3.Error):
+                    statement = f"DELETE FROM {WRITERS} WHERE token = ?"
+                    _in_transaction(connection, lambda: connection.execute(statement, (token,)).rowcount)
+            self.ledger.close()
             self._close_connection()
 
     def __repr__(self) -> str:
@@ -212,13 +322,6 @@ def _used_bytes(connection: sqlite3.Connection) -> int:
     free = connection.execute("PRAGMA freelist_count").fetchone()[0]
     size = connection.execute("PRAGMA page_size").fetchone()[0]
     return int((pages - free) * size)
-
-
-def _inode(path: Path) -> Optional[int]:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
 
 
 def _kind(exc: BaseException) -> str:
@@ -257,8 +360,9 @@ def from_url(parsed: SinkURL) -> SQLiteSink:
     """``sqlite:///relative.db`` (relative to the working directory) or ``sqlite:////abs.db``.
 
     Retention and the size cap come from ``OTEL_PYTHON_USER_TRACKING_RETENTION`` and
-    ``OTEL_PYTHON_USER_TRACKING_MAX_STORE_MB``; the store is opened at once, so a problem
-    with it stops the start instead of surfacing at the first write.
+    ``OTEL_PYTHON_USER_TRACKING_MAX_STORE_MB``, ``durable`` from ``OTEL_PYTHON_USER_TRACKING_OUTBOX``
+    (on when set); the store is opened at once, so a problem with it stops the start instead of
+    surfacing at the first write.
     """
     from ..env import store_settings
 
@@ -268,51 +372,18 @@ def from_url(parsed: SinkURL) -> SQLiteSink:
     if not path:
         raise parsed.error("no file path")
     retention_days, max_store_mb = store_settings()
-    sink = SQLiteSink(os.path.expanduser(path), retention_days=retention_days, max_store_mb=max_store_mb)
+    sink = SQLiteSink(
+        os.path.expanduser(path),
+        retention_days=retention_days,
+        max_store_mb=max_store_mb,
+        durable=durable_from_env(),
+    )
     sink.check()
     return sink
 
 
-def default_store() -> Optional[SQLiteSink]:
-    """The store used while ``OTEL_PYTHON_USER_TRACKING_SINKS`` is unset; None: analytics off.
+def durable_from_env() -> bool:
+    """Durable delivery was asked for (``OTEL_PYTHON_USER_TRACKING_OUTBOX``): the store commits sooner."""
+    from ..env import outbox_settings
 
-    ``./otel-user-tracking.db`` where it can be opened; else (a read-only working directory,
-    a corrupt or newer file there) a store of this working directory in the user's state
-    directory (``$XDG_STATE_HOME`` or ``~/.local/state``, ``otel-user-tracking/``); else none.
-    An implicit default never stops the app's start: each fallback is one warning naming
-    the variable that chooses the store.
-    """
-    from ..env import store_settings
-
-    retention_days, max_store_mb = store_settings()
-    problems: list[str] = []
-    for path in (DEFAULT_PATH, _state_store()):
-        if path is None:
-            continue
-        sink = SQLiteSink(path, retention_days=retention_days, max_store_mb=max_store_mb)
-        problem = sink._open_problem()
-        if problem is None:
-            if problems:
-                _logger.warning(
-                    "analytics store %s: analytics go to %s instead; set %s to choose the store",
-                    problems[0],
-                    path,
-                    _CHOOSE,
-                )
-            return sink
-        problems.append(f"{path} cannot be used ({type(problem).__name__}: {problem})")
-    _logger.warning("analytics store %s: analytics are off; set %s", "; ".join(problems), _CHOOSE)
-    return None
-
-
-_CHOOSE = "OTEL_PYTHON_USER_TRACKING_SINKS=sqlite:////writable/path.db (or none)"
-
-
-def _state_store() -> Optional[Path]:
-    """This working directory's store in the user's state directory (None without a home)."""
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    if not os.path.isabs(state):
-        return None  # no home directory to expand ``~`` to
-    cwd = os.path.abspath(os.getcwd())
-    digest = hashlib.sha256(cwd.encode(errors="surrogateescape")).hexdigest()[:12]
-    return Path(state) / "otel-user-tracking" / f"{os.path.basename(cwd) or 'root'}-{digest}.db"
+    return outbox_settings()[0] is not None
