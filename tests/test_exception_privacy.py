@@ -83,6 +83,9 @@ def test_clean_puts_users_emails_addresses_and_secrets_in_policy_form() -> None:
         ("KeyError: 'user'", "KeyError: 'user'"),
         ('File "app.py", line 42, in handler', 'File "app.py", line 42, in handler'),
         ("at 10:30:45 on ::1 and fe80::1%eth0", "at 10:30:45 on :: and fe80::"),
+        ("connect to 10.1.2.3:5432 failed", "connect to 10.1.2.0:5432 failed"),
+        ("[2001:db8:1:2::7]:443 and ::ffff:198.51.100.7", "[2001:db8:1::]:443 and 198.51.100.0"),
+        ("version 1.2.3.4.5 of std::vector", "version 1.2.3.4.5 of std::vector"),
     ],
 )
 def test_clean_knows_common_secret_shapes_and_leaves_the_rest(text: str, expected: str) -> None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 from .. import _limits
 from ..policy import USER_FIELDS, TagPolicy
 from .identity import UserInfo
-from .scrubbing import _IP_LITERAL, _NOT_ALNUM, REDACTED, KeyMatcher
+from .scrubbing import _NOT_ALNUM, REDACTED, KeyMatcher
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -45,6 +45,15 @@ _KEY_SEPARATOR = re.compile(
 _VALUE = re.compile(
     r"(?P<quote>[\"'])[^\"'\n]*(?P=quote)"
     r"|(?:(?i:bearer|basic|digest|token)[ \t]+)?[^\s&;,\"'<>()\[\]{}]+"
+)
+# An IPv4 address (a ":port" may follow, as in "10.0.0.5:5432") or an IPv6 one (with a
+# zone, an embedded IPv4 tail, or in brackets); ``ipaddress`` decides what really is one.
+_ADDRESS = re.compile(
+    r"(?<![0-9A-Za-z.:])(?:"
+    r"(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9A-Za-z.])"
+    r"|(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f]{1,4})?"
+    r"(?:%[0-9A-Za-z]+)?(?![0-9A-Za-z.:])"
+    r")"
 )
 _SQL_PARAMETERS = re.compile(r"^\[parameters: .*\]$", re.MULTILINE)
 _SQL_PARAMETERS_REDACTED = f"[parameters: {REDACTED}]"
@@ -78,7 +87,7 @@ class ExceptionText:
         if self._email is not None and "@" in text:
             text = _EMAIL.sub(self._email, text)
         if self._ip is not None and ("." in text or ":" in text):
-            text = _IP_LITERAL.sub(self._ip, text)
+            text = _ADDRESS.sub(self._ip, text)
         return text
 
     def message(self, text: str, user: Optional[UserInfo] = None) -> str:
