@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -12,6 +13,7 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from .analytics.dashboard import DEFAULT_JAEGER_URL, DashboardServer, PageOptions, UserIdForm, dashboard_html
+from .analytics.dashboard.hosts import check_host_name
 from .analytics.report import build_report, parse_since, render_json, render_table
 from .analytics.store import SchemaError, connect_readonly
 
@@ -42,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     dashboard.add_argument("--refresh", type=int, default=60, help="seconds between page reloads (60)")
     dashboard.add_argument("--limit", type=int, default=10, help="rows per table (default 10)")
+    dashboard.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also serve the page under this host name (repeatable); loopback names, the bound "
+        "address, the machine's names and IP addresses are always served, other names refused",
+    )
     return parser
 
 
@@ -62,10 +72,20 @@ def _dashboard(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         live=True,
         user_ids=UserIdForm.from_env(),
     )
+    for name in args.allow_host:
+        try:
+            check_host_name(name)
+        except ValueError as exc:
+            parser.error(str(exc))
     try:
         connect_readonly(args.database).close()
         server = DashboardServer(
-            args.database, host=args.host, port=args.port, options=options, limit=args.limit
+            args.database,
+            host=args.host,
+            port=args.port,
+            options=options,
+            limit=args.limit,
+            allow_hosts=args.allow_host,
         )
     except (FileNotFoundError, SchemaError, OSError) as exc:
         print(f"otel-user-tracking: {exc}", file=sys.stderr)
@@ -94,6 +114,18 @@ def _is_loopback(host: str) -> bool:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command; a reader that stops reading (``report ... | head``) ends it quietly."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Python's documented pattern: the rest of the output (and the flush at exit) goes to
+        # /dev/null, and the exit status is that of a process killed by SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE (13)
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "dashboard":
@@ -116,7 +148,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (FileNotFoundError, SchemaError) as exc:
         print(f"otel-user-tracking: {exc}", file=sys.stderr)
         return 2
-    print(render_json(report) if args.format == "json" else render_table(report))
+    print(render_json(report) if args.format == "json" else render_table(report), flush=True)
     if args.html:
         options = PageOptions(jaeger_url=_check_jaeger_url(parser, args.jaeger_url), since_text=args.since)
         Path(args.html).write_text(

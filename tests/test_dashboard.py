@@ -8,7 +8,6 @@ import hmac
 import http.client
 import json
 import math
-import random
 import re
 import sqlite3
 import subprocess
@@ -16,9 +15,8 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Optional
 from urllib.parse import urlencode, urlsplit
 
 import pytest
@@ -39,65 +37,9 @@ from otel_user_tracking.analytics.dashboard import (
 from otel_user_tracking.analytics.events import AnalyticsEvent, to_us
 from otel_user_tracking.analytics.report import build_report
 
-from ._dashboard import running
+from ._dashboard import NOW, event, fill, generate, request, running
 
-NOW = datetime(2026, 11, 20, 12, 30, tzinfo=timezone.utc)
-PAGES = ["/", "/products/{id}", "/checkout", "/search"]
 EVIL = '<script>alert("x")</script><img src=https://evil.example/x.png>'
-
-
-def _event(kind: str, when: datetime, index: int, **fields: Any) -> AnalyticsEvent:
-    return AnalyticsEvent(
-        type=kind,  # type: ignore[arg-type]
-        trace_id=f"{index:032x}",
-        span_id=f"{index:016x}",
-        timestamp=when,
-        **fields,
-    )
-
-
-def generate(count: int, seed: int = 3) -> list[AnalyticsEvent]:
-    """Events over the 16 days before NOW: pageviews with statuses and durations, errors, custom."""
-    rng = random.Random(seed)
-    events = []
-    for index in range(count):
-        when = NOW - timedelta(seconds=rng.randrange(16 * 86400))
-        common = {
-            "route": rng.choice(PAGES),
-            "visitor_id": f"v{rng.randrange(60)}",
-            "user_id": f"user-{rng.randrange(20)}" if rng.random() < 0.4 else None,
-            "session_id": f"s{rng.randrange(80)}" if rng.random() < 0.5 else None,
-        }
-        kind = rng.choices(["pageview", "error", "custom"], weights=[85, 5, 10])[0]
-        if kind == "pageview":
-            extra = {
-                "status_code": rng.choice([200, 200, 200, 304, 404, 500]),
-                "duration_ms": round(rng.expovariate(1 / 40), 3),
-                "utm_campaign": rng.choice([None, None, "autumn", "launch"]),
-                "method": "GET",
-            }
-            events.append(_event("pageview", when, index, **common, **extra))
-        elif kind == "error":
-            events.append(
-                _event("error", when, index, error_type=rng.choice(["KeyError", "RuntimeError"]), **common)
-            )
-        else:
-            meta = {"plan": "pro", "seats": 3} if rng.random() < 0.5 else {"plan": "team"}
-            events.append(
-                _event("custom", when, index, name=rng.choice(["SIGNUP", "PAID"]), meta=meta, **common)
-            )
-    return events
-
-
-def fill(path: Path, events: list[AnalyticsEvent]) -> Path:
-    db = store.connect(path)
-    try:
-        db.execute("BEGIN")
-        db.executemany(store.INSERT, events)
-        db.execute("COMMIT")
-    finally:
-        db.close()
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -288,9 +230,9 @@ def evil_database(tmp_path: Path) -> Path:
     return fill(
         tmp_path / "evil.db",
         [
-            _event("pageview", when, 1, status_code=200, duration_ms=1.0, user_id=EVIL, **fields),
-            _event("error", when, 2, error_type=EVIL, error_message=EVIL, user_id=EVIL, **fields),
-            _event("custom", when, 3, name=EVIL, meta={EVIL: EVIL}, user_id=EVIL, **fields),
+            event("pageview", when, 1, status_code=200, duration_ms=1.0, user_id=EVIL, **fields),
+            event("error", when, 2, error_type=EVIL, error_message=EVIL, user_id=EVIL, **fields),
+            event("custom", when, 3, name=EVIL, meta={EVIL: EVIL}, user_id=EVIL, **fields),
         ],
     )
 
@@ -381,48 +323,34 @@ def server(database: Path) -> Iterator[DashboardServer]:
         yield server
 
 
-def _request(
-    server: DashboardServer, method: str, path: str, body: Optional[str] = None, host: Optional[str] = None
-) -> tuple[int, dict[str, str], str]:
-    port = server.server_address[1]
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Host": host or f"127.0.0.1:{port}"}
-    if body is not None:
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-    try:
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read().decode()
-    finally:
-        connection.close()
-
-
 def test_the_server_serves_the_page_with_a_strict_policy(server: DashboardServer) -> None:
     """GET / is the page, refreshing itself, under a CSP that allows no other origin; other paths are 404."""
-    status, headers, page = _request(server, "GET", "/")
+    status, headers, page = request(server, "GET", "/")
     assert status == 200 and headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert '<meta http-equiv="refresh" content="60">' in page and 'action="/journey"' in page
-    assert _request(server, "GET", "/favicon.ico")[0] == 404
-    assert _request(server, "GET", "/?since=yesterday")[0] == 400
-    assert _request(server, "GET", "/?since=99999999w")[0] == 400
+    assert request(server, "GET", "/favicon.ico")[0] == 404
+    assert request(server, "GET", "/?since=yesterday")[0] == 400
+    assert request(server, "GET", "/?since=99999999w")[0] == 400
 
 
-def test_a_searched_user_id_reaches_the_url_only_hashed(server: DashboardServer) -> None:
-    """POST /journey hashes the typed id with the policy's key and redirects: no URL holds the raw id."""
-    status, headers, _ = _request(
+def test_a_searched_user_id_is_looked_up_hashed(server: DashboardServer) -> None:
+    """POST /journey hashes the typed id with the policy's key and redirects: no URL holds an id."""
+    status, headers, _ = request(
         server, "POST", "/journey", urlencode({"kind": "user", "id": "user-3", "since": "7d"})
     )
     hashed = hmac.new(KEY.encode(), b"user-3", hashlib.sha256).hexdigest()
-    assert status == 303 and headers["Location"] == f"/?since=7d&user={hashed}"
-    status, _, page = _request(server, "GET", headers["Location"])
+    location = headers["Location"]
+    assert status == 303 and location.startswith("/?since=7d&journey=")
+    assert "user-3" not in location and hashed not in location
+    status, _, page = request(server, "GET", location)
     assert status == 200 and "user-3" not in page and hashed in page and 'id="journey-empty"' in page
 
 
 def test_the_server_refuses_other_host_names(server: DashboardServer) -> None:
     """A request naming another host (DNS rebinding) is refused; localhost by its port is served."""
     port = server.server_address[1]
-    assert _request(server, "GET", "/", host="evil.example:80")[0] == 421
-    assert _request(server, "GET", "/", host=f"localhost:{port}")[0] == 200
+    assert request(server, "GET", "/", host="evil.example:80")[0] == 421
+    assert request(server, "GET", "/", host=f"localhost:{port}")[0] == 200
 
 
 def test_report_html_writes_the_same_numbers_as_json(
@@ -476,12 +404,12 @@ def test_a_stale_page_is_served_while_it_is_rebuilt(events: list[AnalyticsEvent]
     path = fill(tmp_path / "live.db", events)
     options = PageOptions(since_text="2000-01-01", refresh_seconds=None, live=True)
     with running(DashboardServer(path, port=0, options=options)) as server:
-        first = _kpi_pageviews(_request(server, "GET", "/")[2])
+        first = _kpi_pageviews(request(server, "GET", "/")[2])
         _join_refreshes()
-        fill(path, [_event("pageview", NOW, 10**6, route="/new")])
-        assert _kpi_pageviews(_request(server, "GET", "/")[2]) == first  # the last build, at once
+        fill(path, [event("pageview", NOW, 10**6, route="/new")])
+        assert _kpi_pageviews(request(server, "GET", "/")[2]) == first  # the last build, at once
         _join_refreshes()
-        assert _kpi_pageviews(_request(server, "GET", "/")[2]) == first + 1
+        assert _kpi_pageviews(request(server, "GET", "/")[2]) == first + 1
         _join_refreshes()
 
 

@@ -59,7 +59,9 @@ READ_PAGE = """JSON.stringify((() => {
     legends: document.querySelectorAll('svg.chart .legend').length,
     units: [...document.querySelectorAll('svg.chart text.unit')].map(t => t.textContent),
     errorTraceLinks: [...document.querySelectorAll('#errors a.trace')].map(a => a.href),
-    errorJourneyLinks: [...document.querySelectorAll('#errors a.journey')].map(a => a.href),
+    errorJourneyForms: [...document.querySelectorAll('#errors form.journey')]
+      .map(f => [f.getAttribute('action'), Object.fromEntries(new FormData(f))]),
+    hrefs: [...document.querySelectorAll('[href]')].map(e => e.getAttribute('href')),
   };
 })())"""
 
@@ -194,10 +196,12 @@ def test_the_tables_show_the_report_rows(browsed: dict[str, Any], report: dict[s
 def test_each_error_links_to_its_latest_trace_in_jaeger(
     browsed: dict[str, Any], report: dict[str, Any]
 ) -> None:
-    """Every error row links to ``<jaeger>/trace/<trace_id>`` of its latest occurrence, and to who saw it."""
+    """Every error row links to ``<jaeger>/trace/<trace_id>`` of its latest occurrence, and posts who saw
+    it to the journey search: no link of the page holds a person's id."""
     page = browsed["dashboard"]
     assert page["errorTraceLinks"] == [f"{JAEGER}/trace/{r['trace_id']}" for r in report["error_types"]]
-    assert [link.split("?", 1)[1] for link in page["errorJourneyLinks"]] == ["since=7d&user=user-42"]
+    assert page["errorJourneyForms"] == [["/journey", {"since": "7d", "kind": "user", "stored": "user-42"}]]
+    assert not [href for href in page["hrefs"] if "user-42" in href]
 
 
 def test_the_journey_search_finds_janes_events_in_order(
@@ -209,7 +213,7 @@ def test_the_journey_search_finds_janes_events_in_order(
             "SELECT type, trace_id FROM events WHERE user_id = 'user-42' ORDER BY ts_us, id"
         ).fetchall()
     journey = browsed["journey"]
-    assert journey["search"] == "?since=7d&user=user-42"
+    assert journey["search"].startswith("?since=7d&journey=") and "user-42" not in journey["search"]
     steps = journey["steps"]
     assert [(step["type"], step["trace"]) for step in steps] == [
         (kind, f"{JAEGER}/trace/{trace_id}") for kind, trace_id in stored

@@ -14,15 +14,16 @@ import re
 import sqlite3
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar, Union
 
 from .store import TABLE, connect_readonly
 
+_T = TypeVar("_T")
 JAEGER_TRACE_URL = "http://localhost:16686/trace/{trace_id}"
 # Pageview sections read millions of rows: pinned to the index covering them, which the planner
 # passed over for a newer, non-covering one when sqlite_stat1 predated it (analyzed, upgraded).
@@ -74,45 +75,150 @@ class Report:
 
 
 def parse_since(text: str, *, now: Optional[datetime] = None) -> datetime:
-    """``30m``, ``24h``, ``7d``, ``2w`` before now, or an ISO date/time (UTC when no zone)."""
+    """``30m``, ``24h``, ``7d``, ``2w`` before now, or an ISO date/time (UTC when no zone).
+
+    Raises ``ValueError`` (saying what to give) for anything else, a date that has no UTC
+    time (``0001-01-01T00:00:00+14:00``) included.
+    """
     current = now or datetime.now(timezone.utc)
     match = _DURATION.match(text)
-    if match:
-        return current - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
     try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
+        if match:
+            when = current - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        else:
+            when = datetime.fromisoformat(text.strip())
+            when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        when.astimezone(timezone.utc).timestamp()  # every use of the window needs both
+    except (ValueError, OverflowError):
         raise ValueError(
-            f"--since {text!r}: use a duration like 30m, 24h, 7d, 2w or an ISO date like 2026-11-01"
+            f"--since {text!r}: use a duration like 30m, 24h, 7d, 2w or an ISO date like 2026-11-01 "
+            "(from year 1 to 9999 in UTC)"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when
 
 
 def _us(when: datetime) -> int:
     return int(when.timestamp() * 1_000_000)
 
 
-def _iso(ts_us: int) -> str:
-    return datetime.fromtimestamp(ts_us / 1e6, tz=timezone.utc).isoformat(timespec="seconds")
+def iso_time(ts_us: object, timespec: str = "seconds") -> str:
+    """A stored time (integer microseconds) as ISO 8601 UTC; "?" for a value that is not one."""
+    if not isinstance(ts_us, (int, float)) or isinstance(ts_us, bool):
+        return "?"
+    try:
+        when = datetime.fromtimestamp(ts_us / 1e6, tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return "?"
+    return when.isoformat(timespec=timespec)
 
 
 def build_report(source: Union[str, Path, sqlite3.Connection], since: datetime, limit: int = 10) -> Report:
     """Query the store at ``source`` (a path or an open connection) for events since ``since``.
 
-    Unique visitors take longest: they are counted in two halves of the visitor ids, which
-    add up exactly (each visitor is in one half). Given a path, each half runs on its own
-    connection in a thread while this one runs the other queries (SQLite releases the GIL).
+    The report is one snapshot of the store: every number is of the same moment, however
+    the app writes meanwhile. Unique visitors take longest: they are counted in two halves
+    of the visitor ids, which add up exactly (each visitor is in one half). Given a path,
+    each half runs on its own connection in a thread while this one runs the other queries
+    (SQLite releases the GIL), once the three read transactions are seen to share a snapshot
+    (``_begin_together``); else all runs on one connection. Given a connection, all runs on
+    it, in the caller's transaction or in one of its own.
     """
     since_us = _us(since)
     if isinstance(source, sqlite3.Connection):
-        return _query(source, since_us, limit, since)
-    connection = connect_readonly(source)
+        with _read_transaction(source):
+            return _query(source, since_us, limit, since)
     try:
+        return _report_at(source, since_us, limit, since, lenient=False)
+    except sqlite3.OperationalError as exc:
+        if not _undecodable(exc):
+            raise
+        return _report_at(source, since_us, limit, since, lenient=True)
+
+
+def _report_at(path: Union[str, Path], since_us: int, limit: int, since: datetime, lenient: bool) -> Report:
+    connections = [_connect(path, lenient) for _ in range(1 + len(_VISITOR_HALVES))]
+    try:
+        main, *others = connections
+        if not _begin_together(connections):
+            with _read_transaction(main):
+                return _query(main, since_us, limit, since)
         with ThreadPoolExecutor(max_workers=len(_VISITOR_HALVES)) as pool:
-            futures = [pool.submit(_visitor_half_at, source, since_us, half) for half in _VISITOR_HALVES]
-            return _query(connection, since_us, limit, since, [future.result for future in futures])
+            futures = [
+                pool.submit(_visitor_half, other, since_us, half)
+                for other, half in zip(others, _VISITOR_HALVES)
+            ]
+            return _query(main, since_us, limit, since, [future.result for future in futures])
     finally:
-        connection.close()
+        for connection in connections:
+            connection.close()  # ends its read transaction
+
+
+# Text that is not UTF-8 (only another program can store it) is read with replacement
+# characters; only on a second pass, as a Python text factory slows every read by a third.
+_LENIENT_TEXT = partial(str, encoding="utf-8", errors="replace")
+
+
+def _connect(path: Union[str, Path], lenient: bool) -> sqlite3.Connection:
+    connection = connect_readonly(path)
+    if lenient:
+        connection.text_factory = _LENIENT_TEXT
+    return connection
+
+
+def _undecodable(exc: sqlite3.OperationalError) -> bool:
+    return "decode" in str(exc)
+
+
+def reading(path: Union[str, Path], work: Callable[[sqlite3.Connection], _T]) -> _T:
+    """``work`` on a read-only connection to the store at ``path``, closed afterwards; done again
+    with text that is not UTF-8 read with replacement characters when it meets some."""
+    for lenient in (False, True):
+        connection = _connect(path, lenient)
+        try:
+            return work(connection)
+        except sqlite3.OperationalError as exc:
+            if lenient or not _undecodable(exc):
+                raise
+        finally:
+            connection.close()
+    raise AssertionError("unreachable: the lenient pass returns or raises")
+
+
+# The app appends rows (each new row's id above all others) and deletes the oldest (retention),
+# so the lowest and highest ids name a state of the table; both are read from the rowid tree.
+_STATE = f"SELECT (SELECT min(id) FROM {TABLE}), (SELECT max(id) FROM {TABLE})"
+_SNAPSHOT_ATTEMPTS = 3
+
+
+def _begin_together(connections: Sequence[sqlite3.Connection]) -> bool:
+    """Open a read transaction on each connection; True when all see the same state of the table.
+
+    A transaction's snapshot is taken at its first read: a commit landing between two of
+    them shows as differing states, and the transactions are begun again.
+    """
+    for _ in range(_SNAPSHOT_ATTEMPTS):
+        states = set()
+        for connection in connections:
+            connection.execute("BEGIN")
+            states.add(connection.execute(_STATE).fetchone())
+        if len(states) == 1:
+            return True
+        for connection in connections:
+            connection.execute("ROLLBACK")
+    return False
+
+
+@contextmanager
+def _read_transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction around the block, unless the caller already holds one."""
+    if db.in_transaction:
+        yield
+        return
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        db.execute("ROLLBACK")
 
 
 def _query(
@@ -159,7 +265,7 @@ def _query(
         locales=locales,
         utm_sources=utm_sources,
         error_types=tuple(
-            ErrorRow(str(kind), int(n), _iso(int(last)), str(message or ""), str(trace_id))
+            ErrorRow(str(kind), int(n), iso_time(last), str(message or ""), str(trace_id))
             for kind, n, last, message, trace_id in errors
         ),
         custom=custom,
@@ -226,11 +332,6 @@ def _visitor_half(db: sqlite3.Connection, since_us: int, half: str) -> Optional[
     return views, people, visitors
 
 
-def _visitor_half_at(path: Union[str, Path], since_us: int, half: str) -> Optional[_Half]:
-    with closing(connect_readonly(path)) as connection:
-        return _visitor_half(connection, since_us, half)
-
-
 def _pages(db: sqlite3.Connection, since_us: int, halves: list[Optional[_Half]]) -> tuple[PageCounts, int]:
     counted = [half for half in halves if half is not None]
     if len(counted) < len(halves):
@@ -256,10 +357,32 @@ def _pages_by_distinct(db: sqlite3.Connection, since_us: int) -> tuple[PageCount
     return {page: (int(n), int(v)) for page, n, v in pages}, int(visitors)
 
 
+# What a terminal acts on instead of showing: C0 and C1 controls (ESC starts CSI and OSC
+# sequences: colours, the window title, the clipboard), DEL, line and paragraph separators,
+# and the bidirectional controls that reorder what is shown (U+202E, U+2066-U+2069, ...).
+_BEYOND_C0 = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+_TERMINAL_CONTROLS = re.compile(f"[\x00-\x1f{_BEYOND_C0}]")
+_JSON_UNESCAPED = re.compile(f"[{_BEYOND_C0}]")  # json escapes C0 itself; its newlines are layout
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_text(text: str) -> str:
+    """``text`` with every terminal control shown as an escape (``\\x1b``, ``\\u202e``)."""
+    return _TERMINAL_CONTROLS.sub(_escaped, text)
+
+
+def _json_escaped(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def _table(title: str, headers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
     if not rows:
         return f"{title}\n  (none)\n"
-    cells = [headers, *[tuple(str(cell) for cell in row) for row in rows]]
+    cells = [headers, *[tuple(terminal_text(str(cell)) for cell in row) for row in rows]]
     widths = [max(len(row[index]) for row in cells) for index in range(len(headers))]
     numeric = [all(str(row[index]).isdigit() for row in rows) for index in range(len(headers))]
 
@@ -306,11 +429,15 @@ def render_table(report: Report) -> str:
         _table("Custom events", ("event", "count"), [(r.value, r.count) for r in report.custom]),
     ]
     if report.error_types:
-        example = JAEGER_TRACE_URL.format(trace_id=report.error_types[0].trace_id)
+        example = JAEGER_TRACE_URL.format(trace_id=terminal_text(report.error_types[0].trace_id))
         parts.append(f"Open an error's trace in Jaeger: {example}\n")
     return "\n".join(parts)
 
 
 def render_json(report: Report) -> str:
-    """The report as one JSON object (for scripts and dashboards)."""
-    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
+    """The report as one JSON object (for scripts and dashboards), safe to print to a terminal.
+
+    ``json`` escapes C0 controls; C1 and bidirectional controls are escaped here too
+    (``\\u009b``, ``\\u202e``), which decode to the same strings.
+    """
+    return _JSON_UNESCAPED.sub(_json_escaped, json.dumps(report.to_dict(), indent=2, ensure_ascii=False))

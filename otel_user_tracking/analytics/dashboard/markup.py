@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
-from typing import Optional
 from urllib.parse import quote
 
 STYLE = """
@@ -22,7 +21,9 @@ border-bottom:1px solid #e2e8f0;vertical-align:top}td.num,th.num{text-align:righ
 .kpis{display:flex;gap:24px;flex-wrap:wrap}.kpi b{display:block;font-size:26px}.kpi small{color:#64748b}
 .empty{color:#64748b}.note{color:#475569;font-size:13px}svg.chart{max-width:100%;height:auto;font-size:11px}
 svg text{fill:#334155}svg .unit{fill:#64748b;font-style:italic}form{display:flex;gap:8px;flex-wrap:wrap}
-input[type=text]{min-width:320px}code{font-size:12px}.charts{display:flex;flex-wrap:wrap;gap:8px 24px}
+input[type=text]{min-width:320px}form.journey{display:inline}
+button.link{background:none;border:0;padding:0;font:inherit;color:#1d4ed8;text-decoration:underline;cursor:pointer}
+code{font-size:12px}.charts{display:flex;flex-wrap:wrap;gap:8px 24px}
 """
 
 
@@ -66,5 +67,8 @@ def short(text: str, limit: int = 16) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def ms(value: Optional[float]) -> str:
-    return "—" if value is None else f"{value:.1f}"
+def ms(value: object) -> str:
+    """Milliseconds to 0.1; "—" for none (or a stored value that is not a number)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.1f}"
+    return "—"

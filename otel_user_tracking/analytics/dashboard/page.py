@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from html import escape
 from typing import Optional
-from urllib.parse import urlencode
 
-from ..report import CountRow
+from ..report import CountRow, iso_time
 from . import svg
 from .journey import IdKind, Step, UserIdForm
 from .markup import STYLE, ms, section, short, table, trace_link
@@ -28,11 +27,13 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action
 
 @dataclass(frozen=True)
 class JourneyView:
-    """A journey search and its result: ``values`` are the stored forms that were searched."""
+    """A journey search and its result: ``values`` are the stored forms that were searched;
+    ``expired`` when the search's key is no longer known (the server restarted)."""
 
     kind: IdKind
     values: tuple[str, ...]
     steps: tuple[Step, ...]
+    expired: bool = False
 
 
 @dataclass(frozen=True)
@@ -190,8 +191,16 @@ def _bots(dashboard: Dashboard) -> str:
     return section("bots", "Bots filtered", body)
 
 
-def _journey_href(options: PageOptions, kind: IdKind, value: str) -> str:
-    return "/?" + urlencode({"since": options.since_text, kind: value})
+def _journey_button(options: PageOptions, kind: IdKind, value: str) -> str:
+    """A button posting the stored id to ``/journey``: a link would put the id in the URL."""
+    hidden = "".join(
+        f'<input type="hidden" name="{name}" value="{escape(text)}">'
+        for name, text in (("since", options.since_text), ("kind", kind), ("stored", value))
+    )
+    return (
+        f'<form class="journey" method="post" action="/journey">{hidden}'
+        f'<button type="submit" class="link">{kind} {escape(short(value))}</button></form>'
+    )
 
 
 def _errors(dashboard: Dashboard, options: PageOptions) -> str:
@@ -211,8 +220,7 @@ def _errors(dashboard: Dashboard, options: PageOptions) -> str:
             )
             for kind, value in candidates:
                 if value:
-                    href = escape(_journey_href(options, kind, value))
-                    who = f'<a class="journey" href="{href}">{kind} {escape(short(value))}</a>'
+                    who = _journey_button(options, kind, value)
                     break
         table_rows.append(
             (
@@ -286,6 +294,11 @@ def _journey(options: PageOptions, view: Optional[JourneyView]) -> str:
 def _journey_result(options: PageOptions, view: Optional[JourneyView]) -> str:
     if view is None:
         return ""
+    if view.expired:
+        return (
+            '<p class="empty" id="journey-expired">This journey link is no longer known (the '
+            "dashboard restarted since): search again.</p>"
+        )
     searched = " or ".join(f"<code>{escape(value)}</code>" for value in view.values) or "nothing stored"
     if not view.steps:
         return (
@@ -293,7 +306,7 @@ def _journey_result(options: PageOptions, view: Optional[JourneyView]) -> str:
         )
     rows = []
     for step in view.steps:
-        when = datetime.fromtimestamp(step.ts_us / 1e6, tz=timezone.utc).isoformat(timespec="milliseconds")
+        when = iso_time(step.ts_us, "milliseconds")
         if step.type == "error":
             what, detail = step.error_type or "?", step.error_message or ""
         elif step.type == "custom":

@@ -228,18 +228,20 @@ def _requests(
         f"FROM {TABLE} WHERE type = 'pageview' AND ts_us >= ? GROUP BY page, status_code, tenths",
         (since_us,),
     ).fetchall()
-    statuses: dict[Optional[int], int] = {}
+    statuses: dict[Optional[str], int] = {}
     pages: dict[str, list[int]] = {}
     durations: dict[str, dict[int, int]] = {}
     for page, status, tenths, count in rows:
         key = str(page)
-        statuses[status] = statuses.get(status, 0) + count
+        code = _status(status)
+        label = None if status is None else str(code if code is not None else status)
+        statuses[label] = statuses.get(label, 0) + count
         totals = pages.setdefault(key, [0, 0, 0])
         totals[0] += count
-        if isinstance(status, int):
-            totals[1] += count if 400 <= status < 500 else 0
-            totals[2] += count if status >= 500 else 0
-        if tenths is not None:
+        if code is not None:
+            totals[1] += count if 400 <= code < 500 else 0
+            totals[2] += count if code >= 500 else 0
+        if isinstance(tenths, int):
             histogram = durations.setdefault(key, {})
             histogram[tenths] = histogram.get(tenths, 0) + count
     top = sorted(pages.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
@@ -255,10 +257,28 @@ def _requests(
         for page, (requests, client, server) in top
     )
     mix = tuple(
-        CountRow("none" if code is None else str(code), count)
-        for code, count in sorted(statuses.items(), key=lambda item: (item[0] is None, item[0] or 0))
+        CountRow("none" if label is None else label, count)
+        for label, count in sorted(statuses.items(), key=_status_order)
     )
     return mix, routes
+
+
+def _status(value: object) -> Optional[int]:
+    """A stored status code as a number; None for one that is not (the store types nothing)."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _status_order(item: tuple[Optional[str], int]) -> tuple[int, int, str]:
+    """Numeric codes in order, then odd stored values, then "none"."""
+    label = item[0]
+    if label is None:
+        return (2, 0, "")
+    code = _status(label)
+    return (0, code, "") if code is not None else (1, 0, label)
 
 
 def _percentile(histogram: dict[int, int], percent: int) -> Optional[float]:
@@ -279,7 +299,7 @@ def _meta_keys(db: sqlite3.Connection, name: str, since_us: int) -> tuple[CountR
     rows = db.execute(
         f"SELECT meta_key.key, COUNT(*) AS n FROM {TABLE}, json_each({TABLE}.meta) AS meta_key "
         f"WHERE {TABLE}.type = 'custom' AND {TABLE}.name = ? AND {TABLE}.ts_us >= ? "
-        f"AND {TABLE}.meta IS NOT NULL GROUP BY meta_key.key ORDER BY n DESC, meta_key.key",
+        f"AND json_valid({TABLE}.meta) GROUP BY meta_key.key ORDER BY n DESC, meta_key.key",
         (name, since_us),
     ).fetchall()
     return tuple(CountRow(str(key), int(n)) for key, n in rows)
@@ -292,7 +312,10 @@ def _error_people(db: sqlite3.Connection, since_us: int) -> tuple[ErrorPerson, .
         "WHERE type = 'error' AND ts_us >= ? GROUP BY error_type",
         (since_us,),
     ).fetchall()
-    return tuple(ErrorPerson(str(kind), user, visitor, session) for kind, _, user, visitor, session in rows)
+    return tuple(
+        ErrorPerson(str(kind), *(None if value is None else str(value) for value in (user, visitor, session)))
+        for kind, _, user, visitor, session in rows
+    )
 
 
 def _bot_pageviews(db: sqlite3.Connection, since_us: int) -> int:
