@@ -12,9 +12,16 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlsplit
 
-from .analytics.dashboard import DEFAULT_JAEGER_URL, DashboardServer, PageOptions, UserIdForm, dashboard_html
+from .analytics.dashboard import (
+    DEFAULT_JAEGER_URL,
+    DashboardServer,
+    PageOptions,
+    UserIdForm,
+    build_dashboard,
+    render_page,
+)
 from .analytics.dashboard.hosts import check_host_name
-from .analytics.report import build_report, parse_since, render_json, render_table
+from .analytics.report import build_report, parse_since, reading, render_json, render_table
 from .analytics.store import SchemaError, connect_readonly
 
 
@@ -131,7 +138,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "dashboard":
         try:
             parse_since(args.since)
-        except (ValueError, OverflowError) as exc:
+        except ValueError as exc:
             parser.error(str(exc))
         if args.limit < 1:
             parser.error("--limit must be at least 1")
@@ -139,21 +146,26 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     now = datetime.now(timezone.utc)
     try:
         since = parse_since(args.since, now=now)
-    except (ValueError, OverflowError) as exc:
+    except ValueError as exc:
         parser.error(str(exc))
     if args.limit < 1:
         parser.error("--limit must be at least 1")
+    jaeger_url = _check_jaeger_url(parser, args.jaeger_url) if args.html else DEFAULT_JAEGER_URL
     try:
-        report = build_report(args.database, since, args.limit)
+        if args.html:  # the page and the printed report from one snapshot
+            dashboard = reading(
+                args.database, lambda db: build_dashboard(db, since, now=now, limit=args.limit)
+            )
+            report = dashboard.report
+        else:
+            report = build_report(args.database, since, args.limit)
     except (FileNotFoundError, SchemaError) as exc:
         print(f"otel-user-tracking: {exc}", file=sys.stderr)
         return 2
     print(render_json(report) if args.format == "json" else render_table(report), flush=True)
     if args.html:
-        options = PageOptions(jaeger_url=_check_jaeger_url(parser, args.jaeger_url), since_text=args.since)
-        Path(args.html).write_text(
-            dashboard_html(args.database, since, options, args.limit, now), encoding="utf-8"
-        )
+        options = PageOptions(jaeger_url=jaeger_url, since_text=args.since)
+        Path(args.html).write_text(render_page(dashboard, options), encoding="utf-8")
         print(f"wrote the dashboard page to {args.html}", file=sys.stderr)
     return 0
 

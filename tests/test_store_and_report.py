@@ -6,6 +6,7 @@ import contextlib
 import json
 import random
 import sqlite3
+import threading
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from otel_user_tracking.__main__ import main
 from otel_user_tracking.analytics.events import AnalyticsEvent
 from otel_user_tracking.analytics.report import build_report, parse_since, render_table
-from otel_user_tracking.analytics.store import SCHEMA_VERSION
+from otel_user_tracking.analytics.store import INSERT, SCHEMA_VERSION, connect
 from otel_user_tracking.sinks import (
     ConsoleSink,
     InMemorySink,
@@ -250,3 +251,47 @@ def test_local_sinks_from_urls(
     store_sink.close()
     with pytest.raises(ValueError, match=r"known sinks: console, .*memory, .*none, .*otlp, .*sqlite"):
         sink_from_url("kafka://broker/topic")
+
+
+def test_the_report_is_one_snapshot_while_the_app_writes(tmp_path: Path) -> None:
+    """While a writer commits, each report's numbers are of one moment: every commit adds 3 pageviews by
+    2 new visitors (one in each half of the ids), 1 error and 2 custom events, and every report shows
+    whole commits only, though its sections are read on three connections."""
+    database = tmp_path / "a.db"
+    connect(database).close()
+    stop = threading.Event()
+    commits = [0]
+
+    def write() -> None:
+        with contextlib.closing(connect(database)) as db:
+            while not stop.is_set():
+                n = commits[0]
+                when = NOW - timedelta(seconds=n % 3600)
+                rows = [
+                    _event("pageview", timestamp=when, visitor_id=f"0{n:08x}", route="/a"),
+                    _event("pageview", timestamp=when, visitor_id=f"0{n:08x}", route="/b"),
+                    _event("pageview", timestamp=when, visitor_id=f"9{n:08x}", route="/a"),
+                    _event("error", timestamp=when, error_type="E", error_message="m"),
+                    _event("custom", timestamp=when, name="X"),
+                    _event("custom", timestamp=when, name="Y"),
+                ]
+                db.execute("BEGIN")
+                db.executemany(INSERT, [row._replace(event_id=f"{n}-{i}") for i, row in enumerate(rows)])
+                db.execute("COMMIT")
+                commits[0] += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    seen = set()
+    try:
+        for _ in range(60):
+            report = build_report(database, NOW - timedelta(days=1))
+            k = report.errors
+            assert (report.pageviews, report.visitors, report.custom_events) == (3 * k, 2 * k, 2 * k)
+            assert sum(row.pageviews for row in report.routes) == 3 * k
+            assert {row.value: row.count for row in report.custom} == ({"X": k, "Y": k} if k else {})
+            seen.add(k)
+    finally:
+        stop.set()
+        writer.join()
+    assert len(seen) > 10  # the writer committed between reports: they ran during the writes
