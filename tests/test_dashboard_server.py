@@ -25,6 +25,7 @@ from otel_user_tracking.analytics.dashboard.hosts import host_of
 
 from ._dashboard import NOW, event, exchange, fill, generate, request, running
 
+KEY = "a-test-key-that-is-long-enough"
 OPTIONS = PageOptions(since_text="2000-01-01", refresh_seconds=3600, live=True)
 
 
@@ -233,7 +234,7 @@ def test_alternating_windows_are_served_from_the_cache(
     [
         {},
         {"OTEL_PYTHON_USER_TRACKING_ID": "mask"},
-        {"OTEL_PYTHON_USER_TRACKING_ID": "hash", "OTEL_PYTHON_USER_TRACKING_HASH_KEY": "k" * 32},
+        {"OTEL_PYTHON_USER_TRACKING_ID": "hash", "OTEL_PYTHON_USER_TRACKING_HASH_KEY": KEY},
     ],
     ids=["keep", "mask", "hash"],
 )
@@ -263,7 +264,7 @@ def test_no_url_holds_a_user_id(database: Path, env: dict[str, str]) -> None:
 def test_a_journey_link_of_the_page_finds_the_stored_id(database: Path) -> None:
     """An error's "who saw it last" button posts the stored id, which is searched as it is (not hashed)."""
     form = UserIdForm.from_env(
-        {"OTEL_PYTHON_USER_TRACKING_ID": "hash", "OTEL_PYTHON_USER_TRACKING_HASH_KEY": "k" * 32}
+        {"OTEL_PYTHON_USER_TRACKING_ID": "hash", "OTEL_PYTHON_USER_TRACKING_HASH_KEY": KEY}
     )
     options = PageOptions(since_text="2000-01-01", refresh_seconds=3600, live=True, user_ids=form)
     with serving(database, options=options) as server:
