@@ -17,7 +17,6 @@ Without ``fcntl`` (Windows) there is no ledger and such losses stay unknown.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import mmap
 import os
@@ -36,8 +35,7 @@ except ImportError:  # pragma: no cover - Windows
 _logger = logging.getLogger(__name__)
 
 _SLOTS = 3  # accepted, settled, pid
-_SIZE = ctypes.sizeof(ctypes.c_uint64) * _SLOTS
-_Counters = ctypes.c_uint64 * _SLOTS
+_SIZE = 8 * _SLOTS  # native unsigned 64-bit integers ("Q")
 
 
 def ledger_directory(store: Path) -> Path:
@@ -54,12 +52,12 @@ class Ledger:
 
     def __init__(self) -> None:
         self.token = secrets.token_hex(8)
-        self.accepted = 0
-        self.settled = 0
+        # accepted, settled, pid: in memory until ``open``, then in the mapped file.
+        self._view = _counters()
+        self._mapped: Optional[memoryview] = None
         self._fd: Optional[int] = None
         self._path: Optional[Path] = None
         self._map: Optional[mmap.mmap] = None
-        self._counters: Optional[ctypes.Array[ctypes.c_uint64]] = None
         if hasattr(os, "register_at_fork"):
             ref = weakref.ref(self)
             os.register_at_fork(after_in_child=lambda: _forget_in_child(ref()))
@@ -83,18 +81,24 @@ class Ledger:
             _logger.debug("no in-flight ledger for %s: %s", directory, exc)
             return
         self._fd, self._path = fd, directory / self.token
-        self._counters = _Counters.from_buffer(self._map)
-        self._counters[:] = [self.accepted, self.settled, os.getpid()]
+        mapped = self._mapped = memoryview(self._map).cast("Q")
+        mapped[:] = self._view
+        mapped[2] = os.getpid()
+        self._view = mapped
+
+    @property
+    def accepted(self) -> int:
+        return int(self._view[0])
+
+    @property
+    def settled(self) -> int:
+        return int(self._view[1])
 
     def accept(self, count: int) -> None:
-        self.accepted += count
-        if self._counters is not None:
-            self._counters[0] = self.accepted
+        self._view[0] += count
 
     def settle(self, count: int) -> None:
-        self.settled += count
-        if self._counters is not None:
-            self._counters[1] = self.settled
+        self._view[1] += count
 
     def close(self) -> None:
         """A clean end: every event was stored or counted by the pipeline; the file goes."""
@@ -106,14 +110,21 @@ class Ledger:
 
     def _forget(self) -> None:
         """Drop the file without touching its lock (in a forked child: the lock is the parent's)."""
-        self._counters = None
+        self._view = _counters()
+        if self._mapped is not None:
+            self._mapped.release()
+            self._mapped = None
         if self._map is not None:
             self._map.close()
             self._map = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = self._path = None
-        self.token, self.accepted, self.settled = secrets.token_hex(8), 0, 0
+        self.token = secrets.token_hex(8)
+
+
+def _counters() -> memoryview:
+    return memoryview(bytearray(_SIZE)).cast("Q")
 
 
 def _forget_in_child(ledger: Optional[Ledger]) -> None:
@@ -149,7 +160,7 @@ def _locked_if_dead(path: Path) -> Iterator[Optional[DeadWriter]]:
             yield None  # another start already took it over and removed it
             return
         data = os.pread(fd, _SIZE, 0)
-        accepted, settled, pid = _Counters.from_buffer_copy(data) if len(data) == _SIZE else (0, 0, 0)
+        accepted, settled, pid = memoryview(data).cast("Q") if len(data) == _SIZE else (0, 0, 0)
         yield DeadWriter(path.name, int(pid), int(accepted), int(settled))
         with contextlib.suppress(OSError):
             os.unlink(path)
