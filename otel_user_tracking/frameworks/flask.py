@@ -13,13 +13,14 @@ exactly one SERVER span:
 * a door the app put in itself (``app.wsgi_app = UserTrackingWSGIMiddleware(...)``, with its
   own options) is left alone.
 
-What only Flask knows comes from its signals, connected once: the route template
-(``request.url_rule.rule``, or a 404's method-only name) when the request starts, the
-exception ``handle_exception`` turned into a 500 (``got_request_exception``), and the user
-when the request tears down; an exception an ``errorhandler`` answered comes from
-``Flask.handle_user_exception`` (patched too), and counts if the response is a 5xx. The user
-is Flask-Login's only if the app loaded it this request (``g._login_user``: the user loader
-is never called from here), else ``g.user``.
+What only Flask knows is read where Flask has it, by patching three more methods (rather
+than connecting to its signals: blinker's dispatch cost more than the rest of the adapter):
+at the end of ``full_dispatch_request``, the route template (``request.url_rule.rule``; a
+404 no rule matched is named by its method alone) and the user; in ``handle_exception``, the
+exception Flask turns into its 500 (what ``got_request_exception`` reports); in
+``handle_user_exception``, one an ``errorhandler`` answered, which counts if the response is
+a 5xx. The user is Flask-Login's only if the app loaded it this request (``g._login_user``:
+the user loader is never called from here), else ``g.user``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any, Callable, Optional
 
 from .._errors import report_internal_error
 from ..request.framework import report_handled_exception, report_route, report_unmatched, report_user
+from ..request.state import current_request
 from ..request.wsgi import UserTrackingWSGIMiddleware
 from ..types import Environ, StartResponse
 
@@ -40,19 +42,18 @@ Wrap = Callable[[Any], UserTrackingWSGIMiddleware]
 
 
 class FlaskPatch:
-    """Patches ``Flask.__call__`` and connects the signals; ``undo()`` restores both."""
+    """Patches four methods of ``Flask`` (see the module docstring); ``undo()`` restores them."""
 
     def __init__(self, wrap: Wrap) -> None:
         import flask
 
-        self._flask = flask
         self._cls = flask.Flask
-        self._original = flask.Flask.__call__
+        self._originals: dict[str, Any] = {}
         self._doors: weakref.WeakKeyDictionary[Any, Optional[UserTrackingWSGIMiddleware]] = (
             weakref.WeakKeyDictionary()
         )
         self._placed: weakref.WeakSet[Any] = weakref.WeakSet()
-        original, doors = self._original, self._doors
+        original_call, doors = flask.Flask.__call__, self._doors
 
         def __call__(app: Any, environ: Environ, start_response: StartResponse) -> Any:
             try:
@@ -61,22 +62,28 @@ class FlaskPatch:
                 report_internal_error("flask_placement", exc)
                 doors[app] = door = None
             if door is None:
-                return original(app, environ, start_response)
+                return original_call(app, environ, start_response)
             return door(environ, start_response)
 
-        __call__.__wrapped__ = original  # type: ignore[attr-defined]
-        flask.Flask.__call__ = __call__  # type: ignore[method-assign,assignment]
-        self._original_handler = handle_user_exception = flask.Flask.handle_user_exception
+        def full_dispatch_request(app: Any) -> Any:
+            try:
+                return self._originals["full_dispatch_request"](app)
+            finally:
+                _report_route_and_user()
 
-        def handled_by_the_app(app: Any, exc: Exception) -> Any:
+        def handle_user_exception(app: Any, exc: Exception) -> Any:
             report_handled_exception(exc)  # recorded if the response is a 5xx (min_status_to_capture)
-            return handle_user_exception(app, exc)
+            return self._originals["handle_user_exception"](app, exc)
 
-        handled_by_the_app.__wrapped__ = handle_user_exception  # type: ignore[attr-defined]
-        flask.Flask.handle_user_exception = handled_by_the_app  # type: ignore[method-assign,assignment]
-        flask.request_started.connect(_request_started, weak=False)
-        flask.got_request_exception.connect(_got_request_exception, weak=False)
-        flask.request_tearing_down.connect(_request_tearing_down, weak=False)
+        def handle_exception(app: Any, exc: Exception) -> Any:
+            report_handled_exception(exc)  # Flask's 500 (what got_request_exception reports)
+            return self._originals["handle_exception"](app, exc)
+
+        patches: tuple[Any, ...] = (__call__, full_dispatch_request, handle_user_exception, handle_exception)
+        for patched in patches:
+            name = patched.__name__
+            self._originals[name] = patched.__wrapped__ = getattr(flask.Flask, name)
+            setattr(flask.Flask, name, patched)
 
     def _place(self, app: Any, wrap: Wrap) -> Optional[UserTrackingWSGIMiddleware]:
         """The door for ``app`` (None when it runs without one at the ``__call__`` level)."""
@@ -92,16 +99,13 @@ class FlaskPatch:
                 contrib.wsgi = wrap(contrib.wsgi)
                 self._placed.add(app)
             else:
-                door = wrap(_FlaskApp(app, self._original))
+                door = wrap(_FlaskApp(app, self._originals["__call__"]))
         self._doors[app] = door
         return door
 
     def undo(self) -> None:
-        self._cls.__call__ = self._original  # type: ignore[method-assign]
-        self._cls.handle_user_exception = self._original_handler  # type: ignore[method-assign]
-        self._flask.request_started.disconnect(_request_started)
-        self._flask.got_request_exception.disconnect(_got_request_exception)
-        self._flask.request_tearing_down.disconnect(_request_tearing_down)
+        for name, original in self._originals.items():
+            setattr(self._cls, name, original)
         for app in list(self._placed):
             for layer in _chain(app.wsgi_app):
                 inner = getattr(layer, "wsgi", None)
@@ -143,9 +147,7 @@ def _add_hooks(app: Any, door: UserTrackingWSGIMiddleware) -> None:
     import flask
 
     def adopt_span() -> None:
-        environ = flask.request.environ
-        door.adopt_current(environ)
-        _request_started(app)
+        door.adopt_current(flask.request.environ)
 
     def note_status(response: Any) -> Any:
         from ..request.enrichment import note_response_status
@@ -160,7 +162,6 @@ def _add_hooks(app: Any, door: UserTrackingWSGIMiddleware) -> None:
         return response
 
     def release(exc: Optional[BaseException]) -> None:
-        _request_tearing_down(app)
         door.release(flask.request.environ)
 
     before = app.before_request_funcs.setdefault(None, [])
@@ -174,8 +175,11 @@ def _is_contrib_hook(hook: Any) -> bool:
     return str(getattr(hook, "__module__", "")).startswith(_CONTRIB_FLASK_HOOKS)
 
 
-def _request_started(sender: Any, **extra: Any) -> None:
-    """The route Flask matched, or the method-only name of a request it matched none for."""
+def _report_route_and_user() -> None:
+    """The route Flask matched (or that it matched none), and the user the app loaded:
+    Flask-Login's (``g._login_user``, set only once the app used ``current_user``), else ``g.user``."""
+    if current_request() is None:
+        return
     try:
         import flask
 
@@ -184,20 +188,6 @@ def _request_started(sender: Any, **extra: Any) -> None:
             report_route(str(rule.rule))
         else:
             report_unmatched()
-    except Exception as exc:
-        report_internal_error("flask_route", exc)
-
-
-def _got_request_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
-    """An exception Flask answers with an error page itself (``handle_exception``)."""
-    report_handled_exception(exception)
-
-
-def _request_tearing_down(sender: Any, **extra: Any) -> None:
-    """The user the app loaded: Flask-Login's (never loaded here), else ``g.user``."""
-    try:
-        import flask
-
         g = flask.g
         user = g.get("_login_user")
         if user is None:
@@ -205,7 +195,7 @@ def _request_tearing_down(sender: Any, **extra: Any) -> None:
         if user is not None:
             report_user(user)
     except Exception as exc:
-        report_internal_error("flask_user", exc)
+        report_internal_error("flask_request", exc)
 
 
 def install(doors: Any) -> FlaskPatch:
