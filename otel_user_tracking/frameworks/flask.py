@@ -25,6 +25,7 @@ the user loader is never called from here), else ``g.user``.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any, Callable, Optional
 
@@ -53,6 +54,7 @@ class FlaskPatch:
             weakref.WeakKeyDictionary()
         )
         self._placed: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()
         original_call, doors = flask.Flask.__call__, self._doors
 
         def __call__(app: Any, environ: Environ, start_response: StartResponse) -> Any:
@@ -60,7 +62,7 @@ class FlaskPatch:
                 door = doors[app] if app in doors else self._place(app, wrap)
             except Exception as exc:
                 report_internal_error("flask_placement", exc)
-                doors[app] = door = None
+                door = None
             if door is None:
                 return original_call(app, environ, start_response)
             return door(environ, start_response)
@@ -86,7 +88,17 @@ class FlaskPatch:
             setattr(flask.Flask, name, patched)
 
     def _place(self, app: Any, wrap: Wrap) -> Optional[UserTrackingWSGIMiddleware]:
-        """The door for ``app`` (None when it runs without one at the ``__call__`` level)."""
+        """The door for ``app`` (None when it runs without one at the ``__call__`` level),
+        placed once even when a threaded server's first requests arrive together."""
+        with self._lock:
+            if app in self._doors:
+                return self._doors[app]
+            self._doors[app] = None  # a placement that fails is not retried on every request
+            door = self._placed_door(app, wrap)
+            self._doors[app] = door
+            return door
+
+    def _placed_door(self, app: Any, wrap: Wrap) -> Optional[UserTrackingWSGIMiddleware]:
         chain = _chain(app.wsgi_app)
         door: Optional[UserTrackingWSGIMiddleware] = None
         if any(isinstance(layer, UserTrackingWSGIMiddleware) for layer in chain):
@@ -100,7 +112,6 @@ class FlaskPatch:
                 self._placed.add(app)
             else:
                 door = wrap(_FlaskApp(app, self._originals["__call__"]))
-        self._doors[app] = door
         return door
 
     def undo(self) -> None:
