@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -58,9 +59,11 @@ PATH = "/users/7"  # what bench_socket's load and warm-up request
 
 @dataclass(frozen=True)
 class Server:
-    """How a framework's app is served: the command, with ``{port}``, run from ``benchmarks/``."""
+    """How a framework's app is served: the command, with ``{port}``, run from ``benchmarks/``,
+    and the WSGI app (``module:attribute``) that ``--in-process`` calls directly."""
 
     command: tuple[str, ...]
+    wsgi_app: str
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,10 @@ class Variant:
 
 
 SERVERS = {
-    "flask": Server(("gunicorn", "-w", "1", "-b", "127.0.0.1:{port}", "_framework_apps:flask_app")),
+    "flask": Server(
+        ("gunicorn", "-w", "1", "-b", "127.0.0.1:{port}", "_framework_apps:flask_app"),
+        "_framework_apps:flask_app",
+    ),
 }
 VARIANTS = {
     "flask-bare": Variant("flask", disabled="", instrumented=False),
@@ -105,6 +111,108 @@ def server_spans(receiver: OTLPReceiver) -> int:
         for span in scope_spans.spans
         if span.kind == 2  # SPAN_KIND_SERVER
     )
+
+
+def _environment(variant: Variant, database: Path, receiver: OTLPReceiver) -> dict[str, str]:
+    """What ``opentelemetry-instrument`` sees for ``variant``."""
+    return {
+        **{key: value for key, value in os.environ.items() if not key.startswith("OTEL_")},
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": variant.disabled,
+        "OTEL_PYTHON_USER_TRACKING_SINKS": f"sqlite:///{database}" if variant.analytics else "none",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.traces_endpoint,
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        **variant.env,
+    }
+
+
+# The in-process driver: the app called as a WSGI server would, in bursts of 16 with 1 ms idle
+# between them (as bench_cpu.py does: back to back, the niced analytics threads starve), then
+# everything flushed; the CPU time of every thread of the process, per request.
+_DRIVER = r"""
+import importlib, io, json, os, sys, time
+sys.path.insert(0, os.getcwd())
+module, _, name = sys.argv[1].partition(":")
+app = getattr(importlib.import_module(module), name)
+count = int(sys.argv[2])
+ENVIRON = {"REQUEST_METHOD": "GET", "PATH_INFO": "/users/7", "QUERY_STRING": "", "RAW_URI": "/users/7",
+           "SCRIPT_NAME": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
+           "SERVER_PROTOCOL": "HTTP/1.1",
+           "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "50000", "HTTP_HOST": "127.0.0.1:8000",
+           "HTTP_USER_AGENT": "wrk/4.2 Mozilla/5.0 Chrome/126", "HTTP_ACCEPT_LANGUAGE": "en-US,en;q=0.9",
+           "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr, "wsgi.version": (1, 0),
+           "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False}
+
+def serve(requests):
+    for index in range(1, requests + 1):
+        environ = dict(ENVIRON)
+        environ["wsgi.input"] = io.BytesIO()
+        response = app(environ, lambda status, headers, exc_info=None: None)
+        for _ in response:
+            pass
+        getattr(response, "close", lambda: None)()
+        if index % 16 == 0:
+            time.sleep(0.001)
+
+def flush():
+    from opentelemetry import trace
+    from otel_user_tracking.analytics.processor import live_processors
+    for processor in live_processors():
+        processor.force_flush(60_000)
+    getattr(trace.get_tracer_provider(), "force_flush", lambda timeout: None)(60_000)
+
+def cpu():
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+serve(1000)
+flush()
+before = cpu()
+serve(count)
+flush()
+print(json.dumps({"cpu_us": (cpu() - before) / count * 1e6}))
+"""
+
+
+def in_process(name: str, workdir: Path, requests: int) -> float:
+    """CPU µs per request of ``name``'s app called in-process under ``opentelemetry-instrument``."""
+    variant = VARIANTS[name]
+    database = workdir / f"{name}-in-process.db"
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        path.unlink(missing_ok=True)
+    with OTLPReceiver() as receiver:
+        cli = [str(BIN / "opentelemetry-instrument")] if variant.instrumented else []
+        command = [
+            *_pin(0),
+            *cli,
+            sys.executable,
+            "-c",
+            _DRIVER,
+            SERVERS[variant.framework].wsgi_app,
+            str(requests),
+        ]
+        done = subprocess.run(
+            command,
+            cwd=HERE,
+            env=_environment(variant, database, receiver),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{name}: the in-process driver failed:\n{done.stderr}")
+        spans = server_spans(receiver)
+    if variant.instrumented and spans < requests:
+        raise RuntimeError(f"{name}: {spans} server spans for {requests} requests")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["cpu_us"])
 
 
 def server_cpu(pid: int) -> tuple[float, float]:
@@ -129,18 +237,7 @@ def serve(
     database = workdir / f"{name}.db"
     for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
         path.unlink(missing_ok=True)
-    env = {
-        **{key: value for key, value in os.environ.items() if not key.startswith("OTEL_")},
-        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": variant.disabled,
-        "OTEL_PYTHON_USER_TRACKING_SINKS": f"sqlite:///{database}" if variant.analytics else "none",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.traces_endpoint,
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        **variant.env,
-    }
+    env = _environment(variant, database, receiver)
     server = [part.format(port=port) for part in SERVERS[variant.framework].command]
     cli = [str(BIN / "opentelemetry-instrument")] if variant.instrumented else []
     command = [*_pin(0), *cli, str(BIN / server[0]), *server[1:]]
@@ -208,6 +305,26 @@ def report(runs: dict[str, list[Run]]) -> None:
         print(f"{figures} {median(name, _p99):>7.2f}  {per_round}; {rounds[-1].check}")
 
 
+def report_in_process(names: list[str], requests: int, rounds: int) -> None:
+    """The CPU per request of each variant in-process: the best of ``rounds`` runs, and the ratio
+    (the baseline's CPU over the variant's, which is the req/s ratio of a saturated worker)."""
+    best: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_number in range(rounds):
+            order = names if round_number % 2 == 0 else list(reversed(names))
+            for name in order:
+                cpu = in_process(name, Path(tmp), requests)
+                best[name] = min(best.get(name, cpu), cpu)
+            print(f"round {round_number + 1}: " + ", ".join(f"{n} {best[n]:.1f}" for n in names))
+    header = f"{'variant':<30} {'cpu us/req':>10} {'ratio':>7}"
+    print(f"{header}  (in-process, {requests} requests, best of {rounds})")
+    for name in names:
+        framework = VARIANTS[name].framework
+        baseline = next((n for n, v in VARIANTS.items() if v.framework == framework and v.baseline), "")
+        ratio = best[baseline] / best[name] if baseline in best else float("nan")
+        print(f"{name:<30} {best[name]:>10.1f} {ratio:>6.3f}x")
+
+
 def _rps(run: Run) -> float:
     return run.rps
 
@@ -230,6 +347,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--in-process",
+        type=int,
+        metavar="REQUESTS",
+        default=0,
+        help="instead of the socket runs, call each app this many times in-process (CPU time only)",
+    )
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.variants.split(",") if name.strip()]
     unknown = [name for name in names if name not in VARIANTS]
@@ -239,6 +363,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         print("wrk not found: the Python load generator is used (lower req/s for every variant)")
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})  # the client, the receiver and their threads: off the server's core
+    if args.in_process:
+        report_in_process(names, args.in_process, args.rounds)
+        return
     runs: dict[str, list[Run]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         for round_number in range(args.rounds):

@@ -154,11 +154,11 @@ class HttpSemconv:
             result["http.url"] = http_url
         method = scope.get("method", "")
         if method:
-            result.update(self._method(method)[1])
+            result.update(self.method_attributes(method))
         if hosts and self._old:
             result["http.server_name"] = ",".join(hosts)
         if agent is not None:
-            result.update(self._agent_attributes(agent))
+            result.update(self.agent_attributes(agent))
         if "client" in scope and scope["client"] is not None:
             client = scope["client"]
             address, client_port = client[0], client[1]
@@ -193,7 +193,12 @@ class HttpSemconv:
             pairs.extend((key, normalized) for key in self._keys["method"])
         return _remember(self._methods, method, (sanitized, tuple(pairs)))
 
-    def _agent_attributes(self, raw: bytes) -> tuple[tuple[str, str], ...]:
+    def method_attributes(self, method: str) -> tuple[tuple[str, str], ...]:
+        """The span attributes of the request method ``method`` as sent (remembered per method)."""
+        return self._method(method)[1]
+
+    def agent_attributes(self, raw: bytes) -> tuple[tuple[str, str], ...]:
+        """The span attributes of a ``User-Agent`` value (remembered per value, if short)."""
         remembered = self._agents.get(raw)
         if remembered is not None:
             return remembered
@@ -256,10 +261,13 @@ class HttpSemconv:
                 )
                 agrees = False
                 break
-        # What the probes taught the caches is not what requests will ask.
+        self.forget()  # what the probes taught the caches is not what requests will ask
+        return agrees
+
+    def forget(self) -> None:
+        """Empty the remembered methods and user agents."""
         self._methods.clear()
         self._agents.clear()
-        return agrees
 
 
 def _outcome(function: Callable[..., Any], *args: Any) -> Any:

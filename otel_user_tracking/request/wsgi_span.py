@@ -1,8 +1,9 @@
 """Making a WSGI request's SERVER span in one pass, policy-clean from its first attribute.
 
-Built from ``opentelemetry-instrumentation-wsgi``'s helpers (``collect_request_attributes``,
-``get_default_span_name``, context extraction with ``wsgi_getter``), so the span looks like the
-contrib WSGI middleware's; the status, the metrics and the header capture are the ASGI span
+Built from ``opentelemetry-instrumentation-wsgi``'s helpers (``collect_request_attributes`` and
+``get_default_span_name`` through ``wsgi_semconv.py``, which computes what they do at a fraction
+of their cost and proves it against them; context extraction with ``wsgi_getter``), so the span
+looks like the contrib WSGI middleware's; the status, the metrics and the header capture are the ASGI span
 maker's (``server_span.py``), which name and map them as both contrib middlewares do. As on
 the ASGI side, the client address and the raw query never touch the span: the policy applies
 to the attributes before the span starts.
@@ -21,6 +22,7 @@ from opentelemetry.util.http import normalise_request_header_name, normalise_res
 
 from ..types import Environ
 from .server_span import ServerSpanMaker
+from .wsgi_semconv import WSGISemconv
 
 _WSGI_GETTER: Any = contrib.wsgi_getter
 _HTTP_SCOPE = {"type": "http"}  # what ``ServerSpanMaker.end`` reads to record the HTTP metrics
@@ -30,16 +32,20 @@ _HEADER_PREFIX = "HTTP_"
 class WSGISpanMaker(ServerSpanMaker):
     """Starts, finishes and measures the SERVER spans of WSGI requests for one provider pair."""
 
+    def __init__(self, tracer_provider: Optional[trace.TracerProvider], meter_provider: Any) -> None:
+        super().__init__(tracer_provider, meter_provider)
+        self.wsgi_semconv = WSGISemconv(self.semconv)
+
     def start_wsgi(
         self, environ: Environ, clean: Callable[[dict[str, Any]], dict[str, Any]], outside: Context
     ) -> tuple[trace.Span, Optional[object], dict[str, Any]]:
         """Start the span with the contrib WSGI middleware's attributes after ``clean`` applied
         the policy, and make it current (``open_span``); returns the span, the token to
         detach, the metric attributes."""
-        attributes: dict[str, Any] = contrib.collect_request_attributes(environ, self.mode)
+        attributes = self.wsgi_semconv.request_attributes(environ)
         if environ.get("RAW_URI") is None and not environ.get("REQUEST_URI"):
             self._add_target(attributes, environ)
-        name = contrib.get_default_span_name(environ)
+        name = self.wsgi_semconv.span_name(environ)
         if self.capture_request:
             attributes.update(self.request_headers(environ))
         span, token = self.open_span(name, clean(attributes), outside, environ, _WSGI_GETTER)
