@@ -49,6 +49,7 @@ class Registration:
 ADAPTERS: tuple[Registration, ...] = (
     Registration("starlette", "starlette >= 0.25", "otel_user_tracking.frameworks.starlette"),
     Registration("flask", "flask >= 2.3", "otel_user_tracking.frameworks.flask"),
+    Registration("django", "django >= 4.2", "otel_user_tracking.frameworks.django"),
 )
 
 

@@ -1,7 +1,9 @@
 """Flushing spans and analytics when the app shuts down.
 
 uvicorn re-raises SIGTERM after its graceful shutdown, so interpreter exit handlers (and
-with them ``TracerProvider.shutdown``) never run; the ASGI lifespan shutdown does.
+with them ``TracerProvider.shutdown``) never run; the ASGI lifespan shutdown does. An app
+that refuses the lifespan protocol (Django's ``ASGIHandler`` raises on it) would leave the
+flush unrun, so the middleware answers the protocol itself for such an app (``serve_lifespan``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Optional
 from opentelemetry import trace
 
 from .._errors import report_internal_error
-from ..types import Message, Send
+from ..types import ASGIApp, Message, Receive, Scope, Send
 
 _logger = logging.getLogger(__name__)
 DEFAULT_BUDGET_SECONDS = 4.0
@@ -33,6 +35,49 @@ def flush_on_shutdown(send: Send) -> Send:
         await send(message)
 
     return send_and_flush
+
+
+async def serve_lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run the app's lifespan with the flush before shutdown completes; answer it for an app that
+    refuses it.
+
+    An app that raises before it has received or sent a single lifespan message does not
+    speak the protocol (Django's ``ASGIHandler``): the server would log "unsupported" and
+    never run a shutdown, so the startup and the shutdown (after the flush) are answered
+    here instead. An app that fails later (its own startup failed) fails as before.
+    """
+    spoken = False
+
+    async def receive_noted() -> Message:
+        nonlocal spoken
+        spoken = True
+        return await receive()
+
+    flushing_send = flush_on_shutdown(send)
+
+    async def send_noted(message: Message) -> None:
+        nonlocal spoken
+        spoken = True
+        await flushing_send(message)
+
+    try:
+        await app(scope, receive_noted, send_noted)
+    except Exception:
+        if spoken:
+            raise
+        _logger.debug("the app refuses the ASGI lifespan protocol; answered for it, to flush at shutdown")
+        await _answer_lifespan(receive, flushing_send)
+
+
+async def _answer_lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        kind = message.get("type")
+        if kind == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif kind == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def flush_everything(budget: Optional[float] = None) -> None:

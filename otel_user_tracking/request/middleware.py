@@ -23,7 +23,7 @@ from ..config import Config
 from ..types import ASGIApp, Message, Receive, Scope, Send
 from .enrichment import RequestView, adopt, finish_request, full_url, note_response_start, route_template
 from .front_door import FrontDoor
-from .lifespan import flush_on_shutdown
+from .lifespan import serve_lifespan
 from .prepared import Prepared
 from .scrubbing import QueryScrubber
 from .server_span import ServerSpanMaker
@@ -67,7 +67,7 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
         if kind == "lifespan":
-            await self.app(scope, receive, flush_on_shutdown(send))
+            await serve_lifespan(self.app, scope, receive, send)
             return
         if kind not in ("http", "websocket") or SCOPE_KEY in scope:
             await self.app(scope, receive, send)
