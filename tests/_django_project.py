@@ -9,8 +9,8 @@ Usage::
 Its views: ``login/`` (POST, Django's own ``authenticate`` + ``login``), ``""`` (public, never
 touches ``request.user``), ``catalog/book/<int:pk>/`` (included under a prefix, reads
 ``request.user``), ``archive/<year>/`` (a ``re_path``), ``boom/`` (raises: Django's 500 page),
-``handled/`` (raises; the project's middleware answers with its own 500). Every response
-carries ``X-Queries``: the SQL statements its request ran, counted around the whole chain.
+``handled/`` (raises; the project's middleware answers with its own 500), ``queries/`` (how
+many SQL statements the process has run, counted on every database connection).
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ FILES = {
             "django.contrib.sessions",
         ]
         MIDDLEWARE = [
-            "site_config.middleware.count_queries",
             "django.contrib.sessions.middleware.SessionMiddleware",
             "django.middleware.common.CommonMiddleware",
             "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -62,12 +61,32 @@ FILES = {
         ]
         AUTHENTICATION_BACKENDS = ["site_config.auth.GroupsPrefetchingBackend"]
         ROOT_URLCONF = "site_config.urls"
+        WSGI_APPLICATION = "site_config.wsgi.application"
         DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
         USE_TZ = True
         PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, for tests only
         DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
         LOGGING = {"version": 1, "disable_existing_loggers": False,
                    "loggers": {"django.request": {"level": "CRITICAL"}}}
+
+        from . import queries  # noqa: E402,F401  (counts every SQL statement of the process)
+    """,
+    "site_config/queries.py": """
+        from django.db.backends.signals import connection_created
+
+        statements = []
+
+
+        def count(execute, sql, params, many, context):
+            statements.append(sql)
+            return execute(sql, params, many, context)
+
+
+        def install_counter(sender, connection, **kwargs):
+            connection.execute_wrappers.append(count)
+
+
+        connection_created.connect(install_counter)
     """,
     "site_config/auth.py": """
         from django.contrib.auth.backends import ModelBackend
@@ -81,24 +100,7 @@ FILES = {
                 return User.objects.prefetch_related("groups").filter(pk=user_id).first()
     """,
     "site_config/middleware.py": """
-        from django.db import connection
         from django.http import JsonResponse
-
-
-        def count_queries(get_response):
-            def middleware(request):
-                statements = []
-
-                def count(execute, sql, params, many, context):
-                    statements.append(sql)
-                    return execute(sql, params, many, context)
-
-                with connection.execute_wrapper(count):
-                    response = get_response(request)
-                response["X-Queries"] = str(len(statements))
-                return response
-
-            return middleware
 
 
         class AppError(Exception):
@@ -121,6 +123,7 @@ FILES = {
         from django.contrib.auth import authenticate, login
         from django.http import HttpResponse, JsonResponse
 
+        from . import queries
         from .middleware import AppError
 
 
@@ -139,6 +142,10 @@ FILES = {
 
         def book(request, pk):
             return JsonResponse({"book": pk, "reader": request.user.get_username()})
+
+
+        def query_count(request):
+            return JsonResponse({"statements": len(queries.statements)})
 
 
         def archive(request, year):
@@ -171,6 +178,7 @@ FILES = {
             re_path(r"^archive/(?P<year>[0-9]{4})/$", views.archive),
             path("boom/", views.boom),
             path("handled/", views.handled),
+            path("queries/", views.query_count),
         ]
     """,
     "site_config/asgi.py": """

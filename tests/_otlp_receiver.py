@@ -108,6 +108,22 @@ def attributes_dict(pairs: Iterable[KeyValue]) -> dict[str, Any]:
     return {pair.key: any_value(pair.value) for pair in pairs}
 
 
+def span_path(span: ReceivedSpan) -> str:
+    """The request path of a server span, under either HTTP semantic convention."""
+    target = span.attributes.get("url.path") or span.attributes.get("http.target") or ""
+    return str(target).split("?", 1)[0]
+
+
+def describe_spans(spans: list[ReceivedSpan]) -> str:
+    """One line per span, for assertion messages."""
+    return "\n".join(
+        f"  {span.kind} {span.name!r} scope={span.scope} path={span_path(span)!r} "
+        f"status={span.status_code} attributes={span.attributes} "
+        f"events={[event.name for event in span.events]}"
+        for span in spans
+    )
+
+
 def _kind(span: Span) -> str:
     return str(Span.SpanKind.Name(span.kind)).removeprefix("SPAN_KIND_")
 

@@ -20,6 +20,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from ._otlp_receiver import OTLPReceiver, ReceivedSpan
+from ._otlp_receiver import describe_spans as _describe
+from ._otlp_receiver import span_path as _path
 from ._uvicorn import CLIENT_HOST, SERVER_HOST, ServerExited, UvicornServer, request, uvicorn_server
 
 APP = textwrap.dedent(
@@ -82,20 +84,6 @@ def _otlp_env(receiver: OTLPReceiver, **extra: str) -> dict[str, str]:
         "OTEL_PYTHON_USER_TRACKING_SINKS": "none",
         **extra,
     }
-
-
-def _path(span: ReceivedSpan) -> str:
-    target = span.attributes.get("url.path") or span.attributes.get("http.target") or ""
-    return str(target).split("?", 1)[0]
-
-
-def _describe(spans: list[ReceivedSpan]) -> str:
-    return "\n".join(
-        f"  {span.kind} {span.name!r} scope={span.scope} path={_path(span)!r} "
-        f"status={span.status_code} attributes={span.attributes} "
-        f"events={[event.name for event in span.events]}"
-        for span in spans
-    )
 
 
 def _server_spans_by_path(spans: list[ReceivedSpan], paths: list[str]) -> dict[str, ReceivedSpan]:
