@@ -113,7 +113,7 @@ for minor in "${order[@]}"; do
         fi
         "$venv/bin/python" -c 'import platform, importlib.metadata as m
 print("matrix:", platform.python_version(), *(f"{d}=={m.version(d)}" for d in
-      ("starlette", "fastapi", "flask", "flask-login", "gunicorn", "opentelemetry-sdk",
+      ("starlette", "fastapi", "flask", "flask-login", "django", "gunicorn", "opentelemetry-sdk",
        "opentelemetry-instrumentation-asgi")))'
         # shellcheck disable=SC2086
         eval "MYPY_CACHE_DIR=\"$venv/.mypy_cache\" \"$venv/bin/python\" -m pytest -p no:cacheprovider $pytest_args" \

@@ -59,3 +59,31 @@ def test_a_user_the_request_loaded_is_read() -> None:
     anonymous = SimpleLazyObject(lambda: SimpleNamespace(is_authenticated=False, id=None))
     assert not anonymous.is_authenticated
     assert loaded_user(SimpleNamespace(user=anonymous)) is None
+
+
+def test_uninstrument_gives_django_its_own_handlers_back() -> None:
+    """Instrumenting patches Django's handlers and exception response; uninstrumenting restores each."""
+    from django.core.handlers import exception
+    from django.core.handlers.asgi import ASGIHandler
+    from django.core.handlers.base import BaseHandler
+    from django.core.handlers.wsgi import WSGIHandler
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_user_tracking import UserTrackingInstrumentor
+
+    places = [
+        (ASGIHandler, "__call__"),
+        (WSGIHandler, "__call__"),
+        (BaseHandler, "load_middleware"),
+        (BaseHandler, "process_exception_by_middleware"),
+        (exception, "response_for_exception"),
+    ]
+    originals = [getattr(owner, name) for owner, name in places]
+    instrumentor = UserTrackingInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider(), analytics=False)
+    try:
+        patched = [getattr(owner, name) for owner, name in places]
+        assert [getattr(p, "__wrapped__", None) for p in patched] == originals
+    finally:
+        instrumentor.uninstrument()
+    assert [getattr(owner, name) for owner, name in places] == originals
