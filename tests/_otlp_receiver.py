@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional, TypeVar
+from urllib.parse import urlsplit
 
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -109,8 +110,11 @@ def attributes_dict(pairs: Iterable[KeyValue]) -> dict[str, Any]:
 
 
 def span_path(span: ReceivedSpan) -> str:
-    """The request path of a server span, under either HTTP semantic convention."""
-    target = span.attributes.get("url.path") or span.attributes.get("http.target") or ""
+    """The request path of a server span, under either HTTP semantic convention (from the full
+    URL where a span has no target: contrib's WSGI spans on servers that set no ``RAW_URI``)."""
+    target = span.attributes.get("url.path") or span.attributes.get("http.target")
+    if not target:
+        return urlsplit(str(span.attributes.get("url.full") or span.attributes.get("http.url") or "")).path
     return str(target).split("?", 1)[0]
 
 

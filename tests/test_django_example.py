@@ -15,8 +15,10 @@ from ._uvicorn import UvicornServer, base_env, request
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "django_project"
 CONSOLE_CLI = ["--traces_exporter", "console", "--metrics_exporter", "none", "--logs_exporter", "none"]
-COMMANDS = {
+COMMANDS = {  # the README's Django section
     "uvicorn": ["uvicorn", "bookshop.asgi:application", "--host", "{host}", "--port", "{port}"],
+    "gunicorn": ["gunicorn", "--bind", "{host}:{port}", "bookshop.wsgi"],
+    "runserver": ["python", "manage.py", "runserver", "--noreload", "{host}:{port}"],
 }
 
 

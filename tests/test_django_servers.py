@@ -36,6 +36,8 @@ OTLP_CLI = ["--traces_exporter", "otlp", "--metrics_exporter", "none", "--logs_e
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"}
 SERVERS = {
     "uvicorn": ["uvicorn", "site_config.asgi:application", "--host", "{host}", "--port", "{port}"],
+    "gunicorn": ["gunicorn", "--bind", "{host}:{port}", "--workers", "1", "site_config.wsgi:application"],
+    "runserver": ["python", "manage.py", "runserver", "--noreload", "{host}:{port}"],
 }
 
 

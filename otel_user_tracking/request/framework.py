@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from .._errors import report_internal_error
-from .._spans import span_attributes
 from .state import current_request
 
 # ``found_route`` when the framework matched no route: the span is named by the method alone.
@@ -73,18 +72,3 @@ def report_handled_exception(exc: BaseException) -> None:
         state.handled_exception = exc
     except Exception as error:
         report_internal_error("report_handled_exception", error)
-
-
-def report_unmatched() -> None:
-    """The framework matched no route (a 404): a span the front door made is named by the
-    method alone (``GET``), as contrib's instrumentations name it, never by the raw path."""
-    state = current_request()
-    if state is None or not state.created:
-        return
-    try:
-        attributes = span_attributes(state.span)
-        method = attributes.get("http.request.method") or attributes.get("http.method")
-        if isinstance(method, str) and method:
-            state.span.update_name("HTTP" if method == "_OTHER" else method)
-    except Exception as exc:
-        report_internal_error("report_unmatched", exc)
