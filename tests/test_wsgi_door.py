@@ -279,3 +279,46 @@ def test_child_spans_get_the_user_id(
     child = next(span for span in span_exporter.get_finished_spans() if span.name == "query")
     assert child.attributes["user.id"] == "u-7"
     assert child.parent is not None
+
+
+def test_captured_headers_and_metrics_follow_the_policy(
+    monkeypatch: pytest.MonkeyPatch, tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    """The standard header-capture variables work as on contrib's span, every captured value under
+    the policy, and the request-duration metric carries the route."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    monkeypatch.setenv(
+        "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", "x-request-id,x-forwarded-for,referer"
+    )
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE", "x-debug")
+    reader = InMemoryMetricReader()
+
+    def app(env: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        from otel_user_tracking.request.framework import report_route
+
+        report_route("/items/{id}")
+        start_response("200 OK", [("X-Debug", "served for 10.1.2.3")])
+        return [b"ok"]
+
+    door = UserTrackingWSGIMiddleware(
+        app, tracer_provider=tracer_provider, meter_provider=MeterProvider(metric_readers=[reader])
+    )
+    env = environ(
+        HTTP_X_REQUEST_ID="req-1",
+        HTTP_X_FORWARDED_FOR="203.0.113.9",
+        HTTP_REFERER="https://a.example/?token=s",
+    )
+    call(door, env)
+    (span,) = server_spans(span_exporter)
+    attributes = dict(span.attributes or {})
+    assert attributes["http.request.header.x_request_id"] == ("req-1",)
+    assert attributes["http.request.header.referer"] == ("https://a.example/?token=REDACTED",)
+    assert attributes["http.response.header.x_debug"] == ("served for REDACTED",)
+    assert not [key for key in attributes if "forwarded" in key]
+    assert span.name == "GET /items/{id}"
+    metrics = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+    duration = next(metric for metric in metrics if metric.name == "http.server.request.duration")
+    (point,) = duration.data.data_points
+    assert point.attributes["http.route"] == "/items/{id}" and point.count == 1
