@@ -34,9 +34,10 @@ from .scrubbing import _NOT_ALNUM, REDACTED, KeyMatcher
 if TYPE_CHECKING:
     from ..config import Config
 
-# Matches start only where a word starts (the look-behinds), and their parts are bounded:
-# on a long run of letters an unanchored pattern would retry at every position.
-_EMAIL = re.compile(r"(?<![\w.%+\-])[\w.%+\-]{1,256}@[\w\-]{1,63}(?:\.[\w\-]{1,63}){1,16}")
+# Patterns start only where a word starts (the look-behinds) or at an "@", and their parts
+# are bounded: on a long run of letters an unanchored pattern would retry at every position.
+_EMAIL_DOMAIN = re.compile(r"@[\w\-]{1,63}(?:\.[\w\-]{1,63}){1,16}")
+_EMAIL_LOCAL_MAX = 256
 # A key and its separator; the value is matched only after a sensitive key, so that a
 # harmless "failed: password=x" does not swallow the pair that follows it.
 _KEY_SEPARATOR = re.compile(
@@ -55,6 +56,8 @@ _ADDRESS = re.compile(
     r"(?:%[0-9A-Za-z]+)?(?![0-9A-Za-z.:])"
     r")"
 )
+# A message at least this long is cleaned once, for the message and the traceback's last line.
+_REUSED_MESSAGE_CHARS = 32
 _SQL_PARAMETERS = re.compile(r"^\[parameters: .*\]$", re.MULTILINE)
 _SQL_PARAMETERS_REDACTED = f"[parameters: {REDACTED}]"
 Replace = Callable[["re.Match[str]"], str]
@@ -63,16 +66,20 @@ Replace = Callable[["re.Match[str]"], str]
 class ExceptionText:
     """The text rules of one policy and one set of scrub words, compiled once.
 
-    Usage: ``exception_text(config).attributes(exc, escaped=True, user=user)``.
+    Usage: ``exception_text(config).attributes(exc, escaped=True, user=user)``. The rules of
+    the last ``MAX_CACHED_USERS`` users (their values' pattern and policy forms) are kept.
     """
+
+    MAX_CACHED_USERS = 256
 
     def __init__(self, policy: TagPolicy, scrub_words: Collection[str]) -> None:
         self.policy = policy
         self._sensitive = KeyMatcher(scrub_words)
         self._words = self._sensitive.words
-        self._email: Optional[Replace] = None if policy.email == "keep" else self._email_form
+        self._email = policy.email != "keep"
         self._ip: Optional[Replace] = None if policy.ip == "keep" else self._ip_form
         self._user_fields = tuple(field for field in USER_FIELDS if getattr(policy, field) != "keep")
+        self._user_rules: dict[UserInfo, tuple[Optional[re.Pattern[str]], dict[str, str]]] = {}
 
     def clean(self, text: str, user: Optional[UserInfo] = None) -> str:
         """``text`` with people's values in their policy form and secrets ``REDACTED`` (no cap)."""
@@ -82,10 +89,9 @@ class ExceptionText:
             if ":" in text or "=" in text:
                 text = self._without_secrets(text)
         if user is not None:
-            for pattern, replacement in self._user_patterns(user):
-                text = pattern.sub(_Literal(replacement), text)
-        if self._email is not None and "@" in text:
-            text = _EMAIL.sub(self._email, text)
+            text = self._without_user_values(text, user)
+        if self._email and "@" in text:
+            text = self._without_emails(text)
         if self._ip is not None and ("." in text or ":" in text):
             text = _ADDRESS.sub(self._ip, text)
         return text
@@ -98,11 +104,23 @@ class ExceptionText:
         """A span status description (``"ValueError: <message>"``): cleaned and bounded."""
         return self._bounded(text, user, _limits.MAX_STATUS_DESCRIPTION_CHARS, "status.description")
 
-    def stacktrace(self, text: str, user: Optional[UserInfo] = None) -> str:
+    def stacktrace(
+        self, text: str, user: Optional[UserInfo] = None, message: tuple[str, str] = ("", "")
+    ) -> str:
         """A formatted traceback: cleaned; beyond ``MAX_EXCEPTION_STACKTRACE_CHARS``, its start
-        and its end (the innermost frames and the message) around a marker."""
+        and its end (the innermost frames and the message) around a marker.
+
+        ``message`` is the exception's raw message and its cleaned form: the traceback ends
+        with that message, which is then not cleaned twice.
+        """
         limit = _limits.MAX_EXCEPTION_STACKTRACE_CHARS
         if len(text) <= limit:
+            raw, cleaned = message
+            at = text.rfind(raw) if len(raw) >= _REUSED_MESSAGE_CHARS else -1
+            end = at + len(raw)
+            if at > 0 and text[at - 1] == " " and (end == len(text) or text[end].isspace()):
+                head, tail = self.clean(text[:at], user), self.clean(text[end:], user)
+                return _limits.cut(head + cleaned + tail, limit, "exception.stacktrace")
             return _limits.cut(self.clean(text, user), limit, "exception.stacktrace")
         _limits.note_cut("exception.stacktrace")
         half, window = limit // 2, limit // 2 + _limits.MAX_WORD_CHARS
@@ -123,10 +141,11 @@ class ExceptionText:
             stacktrace = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
         except Exception:
             stacktrace = ""
+        cleaned = self.message(message, user)
         return {
             "exception.type": _limits.cut(exception_type, _limits.MAX_EXCEPTION_TYPE_CHARS, "exception.type"),
-            "exception.message": self.message(message, user),
-            "exception.stacktrace": self.stacktrace(stacktrace, user),
+            "exception.message": cleaned,
+            "exception.stacktrace": self.stacktrace(stacktrace, user, (message, cleaned)),
             "exception.escaped": str(escaped),
         }
 
@@ -139,18 +158,48 @@ class ExceptionText:
         kept = _limits.head(self.clean(text[: limit + _limits.MAX_WORD_CHARS], user), limit)
         return kept + _limits.marker(len(text) - len(kept))
 
-    def _user_patterns(self, user: UserInfo) -> list[tuple[re.Pattern[str], str]]:
-        found = []
+    def _without_user_values(self, text: str, user: UserInfo) -> str:
+        rules = self._user_rules.get(user)
+        if rules is None:
+            rules = self._compile_user(user)
+            if len(self._user_rules) >= self.MAX_CACHED_USERS:
+                self._user_rules.clear()
+            self._user_rules[user] = rules
+        pattern, forms = rules
+        if pattern is None:
+            return text
+        return pattern.sub(lambda match: forms[match.group(0).lower()], text)
+
+    def _compile_user(self, user: UserInfo) -> tuple[Optional[re.Pattern[str]], dict[str, str]]:
+        forms: dict[str, str] = {}
+        choices = []
         for field in self._user_fields:
             raw = getattr(user, field)
-            if not raw:
+            if raw and raw.lower() not in forms:
+                forms[raw.lower()] = self.policy.apply(field, raw) or REDACTED
+                # A numeric id leaves the traceback's "line 42" alone.
+                choices.append(("(?<!line )" if raw.isdigit() else "") + re.escape(raw))
+        if not choices:
+            return None, forms
+        # Whole values only, the longest first; one pass for all of them.
+        choices.sort(key=len, reverse=True)
+        pattern = re.compile(rf"(?<![\w.@+\-])(?:{'|'.join(choices)})(?![\w@\-])", re.IGNORECASE)
+        return pattern, forms
+
+    def _without_emails(self, text: str) -> str:
+        parts = []
+        done = 0
+        for domain in _EMAIL_DOMAIN.finditer(text):
+            at = start = domain.start()
+            floor = max(done, at - _EMAIL_LOCAL_MAX)
+            while start > floor and (text[start - 1].isalnum() or text[start - 1] in "._%+-"):
+                start -= 1
+            if start == at:
                 continue
-            replacement = self.policy.apply(field, raw) or REDACTED
-            # Whole values only; a numeric id leaves the traceback's "line 42" alone.
-            before = r"(?<![\w.@+\-])(?<!line )" if raw.isdigit() else r"(?<![\w.@+\-])"
-            pattern = re.compile(before + re.escape(raw) + r"(?![\w@\-])", re.IGNORECASE)
-            found.append((pattern, replacement))
-        return found
+            parts.append(text[done:start])
+            parts.append(self.policy.apply_email(text[start : domain.end()]) or REDACTED)
+            done = domain.end()
+        return "".join(parts) + text[done:] if parts else text
 
     def _without_secrets(self, text: str) -> str:
         parts = []
@@ -174,9 +223,6 @@ class ExceptionText:
             return _NOT_ALNUM.sub("", key.lower()) in self._words
         return self._sensitive(key)
 
-    def _email_form(self, match: re.Match[str]) -> str:
-        return self.policy.apply_email(match.group(0)) or REDACTED
-
     def _ip_form(self, match: re.Match[str]) -> str:
         text = match.group(0)
         try:
@@ -184,18 +230,6 @@ class ExceptionText:
         except ValueError:
             return text
         return self.policy.apply_ip(text.split("%", 1)[0]) or REDACTED
-
-
-class _Literal:
-    """A ``re.sub`` replacement that is the given text as it is (no backslash escapes)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __call__(self, match: re.Match[str]) -> str:
-        return self.text
 
 
 @functools.lru_cache(maxsize=16)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from opentelemetry.sdk.trace import Span as _SDKSpan
 from opentelemetry.trace import Status
 
 from .._errors import report_internal_error
@@ -20,6 +21,9 @@ from .identity import UserInfo
 
 if TYPE_CHECKING:
     from ..config import Config
+
+
+_SDK_RECORD_EXCEPTION = _SDKSpan.record_exception
 
 
 class SpanGuard:
@@ -120,11 +124,20 @@ class SpanGuard:
         try:
             attributes = self._text().attributes(exc, escaped=escaped, user=self._user())
         except Exception as error:
-            # Never the raw text: the event keeps the SDK's type and loses message and trace.
-            attributes = {"exception.message": "", "exception.stacktrace": ""}
+            # Never the raw text: the event keeps the exception's type and loses message and trace.
+            attributes = {
+                "exception.type": type(exc).__qualname__,
+                "exception.message": "",
+                "exception.stacktrace": "",
+                "exception.escaped": str(escaped),
+            }
             report_internal_error("exception_text", error)
-        # The given attributes replace the SDK's own (the raw message and stack trace).
-        if self._function is not None:
+        if self._function is _SDK_RECORD_EXCEPTION:
+            # What the SDK's record_exception does with these attributes, without formatting
+            # the traceback a second time.
+            span.add_event(name="exception", attributes=attributes, timestamp=timestamp)
+        elif self._function is not None:
+            # The given attributes replace the span's own (the raw message and stack trace).
             self._function(span, exc, attributes=attributes, timestamp=timestamp, escaped=escaped)
         elif self._replaced is not None:
             self._replaced(exc, attributes=attributes, timestamp=timestamp, escaped=escaped)
