@@ -148,6 +148,11 @@ class WorkerState(ABC):
         self._thread: Optional[threading.Thread] = None
         self._restarts = 0
 
+    @property
+    def restarts(self) -> int:
+        """Times the worker's loop raised and the worker was restarted."""
+        return self._restarts
+
     def _start_worker(self, name: str) -> None:
         """Run ``_work`` on a niced daemon thread, with instrumentation suppressed: the worker's
         own calls (a sink's HTTP requests) must not become spans, nor analytics of analytics."""
