@@ -228,12 +228,10 @@ class SinkPipeline(WorkerState):
     def _recover(self) -> bool:
         """The sender crashed mid-batch: that batch is lost, counted as failed."""
         with self._lock:
-            lost = 0 if self._abandoned else self._in_flight
+            lost = self._in_flight
+        self._count("failed", lost, "the sender crashed", "crash")
+        with self._lock:
             self._in_flight = 0
-            self._counts["failed"] += lost
-        if lost:
-            message = "analytics sink %s: %d events not delivered: the sender crashed"
-            self._log.warning("failed:crash", message, self.name, lost)
         return not self._done_sending()
 
     def _work(self) -> None:
