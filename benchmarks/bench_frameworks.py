@@ -12,8 +12,9 @@ processes and threads, from ``/proc``), which other processes on a busy machine 
 less. After each run the server is stopped with SIGTERM and its work is checked: a SERVER
 span received for every request, and for analytics variants one pageview per span in the store.
 
-Adding a framework (Django, ...): its app in ``_framework_apps.py``, a ``Server`` and its
-variants in ``VARIANTS`` with one marked ``baseline``.
+Adding a framework: its app in ``_framework_apps.py`` (Django's, which needs a settings
+module, is ``_django_settings.py`` and ``_django_app.py``), a ``Server`` and its variants in
+``VARIANTS`` with one marked ``baseline``.
 
 Run: ``python benchmarks/bench_frameworks.py [--duration 8] [--rounds 3] [--variants flask-contrib,...]``
 """
@@ -91,13 +92,23 @@ SERVERS = {
         ("gunicorn", "-w", "1", "-b", "127.0.0.1:{port}", "_framework_apps:flask_app"),
         "_framework_apps:flask_app",
     ),
+    "django": Server(
+        ("gunicorn", "-w", "1", "-b", "127.0.0.1:{port}", "_django_app:application"),
+        "_django_app:application",
+    ),
 }
+_DJANGO = {"DJANGO_SETTINGS_MODULE": "_django_settings"}  # contrib's instrumentor reads them as it loads
 VARIANTS = {
     "flask-bare": Variant("flask", disabled="", instrumented=False),
     "flask-contrib": Variant("flask", disabled="user_tracking", baseline=True),
     "flask-ours-no-analytics": Variant("flask", disabled="flask"),
     "flask-ours-default": Variant("flask", disabled="flask", analytics=True),
     "flask-ours-default+contrib": Variant("flask", disabled="", analytics=True),
+    "django-bare": Variant("django", disabled="", instrumented=False, env=_DJANGO),
+    "django-contrib": Variant("django", disabled="user_tracking", baseline=True, env=_DJANGO),
+    "django-ours-no-analytics": Variant("django", disabled="django", env=_DJANGO),
+    "django-ours-default": Variant("django", disabled="django", analytics=True, env=_DJANGO),
+    "django-ours-default+contrib": Variant("django", disabled="", analytics=True, env=_DJANGO),
 }
 
 

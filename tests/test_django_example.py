@@ -41,6 +41,7 @@ def test_django_example_names_the_reader_who_logged_in(tmp_path: Path, server: s
     """After a login through Django's LoginView the book page's span names jane and its route."""
     env = {
         "BOOKSHOP_DB": str(tmp_path / "bookshop.sqlite3"),
+        "OTEL_PYTHON_USER_TRACKING_SINKS": f"sqlite:///{tmp_path / 'analytics.db'}",
         "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "django",
     }
     for command in (["migrate", "--verbosity", "0"], ["seed_demo"]):
