@@ -260,3 +260,36 @@ def test_delivered_events_are_erased_from_the_outbox_file_and_its_wal(tmp_path: 
         assert _readable(path, marker.encode()) == []
     finally:
         provider.shutdown()
+
+
+FORKED = """
+import os, sys
+from otel_user_tracking.analytics.outbox import Outbox
+outbox = Outbox(sys.argv[1])
+print(len(outbox.lease("sink", 100)), flush=True)  # the parent holds them all
+read, write = os.pipe()
+if os.fork() == 0:
+    outbox.after_fork()  # what the processor's at-fork hook runs in the child
+    print(len(outbox.lease("sink", 100)), flush=True)  # the parent lives: none
+    os.close(write)
+    os.read(read, 1)  # the parent has exited
+    print(len(outbox.lease("sink", 100)), flush=True)  # its leases are free: all
+    os._exit(0)
+os._exit(0)  # closes the pipe's write end: the child goes on
+"""
+
+
+def test_a_forked_child_is_another_lease_owner(tmp_path: Path) -> None:
+    """A forked child (gunicorn's workers) does not take its live parent's leases, and takes
+    them at once when the parent has exited."""
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    outbox.put("sink", _events(5))
+    outbox.close()
+    with helper_process([sys.executable, "-c", FORKED, str(path)]) as (process, parent):
+        assert process.stdout is not None
+        assert [parent, process.stdout.readline().strip(), process.stdout.readline().strip()] == [
+            "5",
+            "0",
+            "5",
+        ]

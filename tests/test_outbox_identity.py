@@ -181,3 +181,32 @@ def test_a_sinks_identity_follows_its_whole_configuration_and_hides_its_credenti
     finally:
         for sink in (first, again, second):
             sink.close()
+
+
+def test_rows_an_older_version_keyed_by_name_are_reported_and_never_sent(
+    server: FaultServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rows keyed by a sink's name (as versions before identities stored them: whose credential
+    is unknown) stay in the file, unsent, and the start says how many wait."""
+    outbox = tmp_path / "outbox.db"
+    sink = PostHogSink("phc_now", url=server.url, timeout=1.0)
+    with contextlib.closing(sqlite3.connect(outbox)) as db:
+        db.execute(
+            "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, "
+            "event TEXT NOT NULL, lease_until REAL NOT NULL DEFAULT 0, owner INTEGER NOT NULL DEFAULT 0)"
+        )
+        db.executemany(
+            "INSERT INTO outbox (sink, event) VALUES (?, ?)", [(sink.name, f'["old-{n}"]') for n in range(7)]
+        )
+        db.commit()
+    caplog.set_level(logging.WARNING, logger="otel_user_tracking")
+    provider = TracerProvider()
+    processor = _processor(provider, [sink], outbox)
+    try:
+        end_request_spans(provider, 3)
+        assert processor.force_flush(5000)
+    finally:
+        provider.shutdown()
+    assert sum(len(request.event_ids()) for request in server.requests) == 3
+    assert _waiting(outbox) == 7
+    assert any(f"{sink.name}: 7 events in the outbox" in record.getMessage() for record in caplog.records)
