@@ -267,15 +267,18 @@ import os, sys
 from otel_user_tracking.analytics.outbox import Outbox
 outbox = Outbox(sys.argv[1])
 print(len(outbox.lease("sink", 100)), flush=True)  # the parent holds them all
-read, write = os.pipe()
+checked, check = os.pipe()  # the child says it looked
+gone, go = os.pipe()  # closed when the parent exits
 if os.fork() == 0:
     outbox.after_fork()  # what the processor's at-fork hook runs in the child
+    os.close(go)
     print(len(outbox.lease("sink", 100)), flush=True)  # the parent lives: none
-    os.close(write)
-    os.read(read, 1)  # the parent has exited
+    os.write(check, b"x")
+    os.read(gone, 1)  # returns when the parent has exited
     print(len(outbox.lease("sink", 100)), flush=True)  # its leases are free: all
     os._exit(0)
-os._exit(0)  # closes the pipe's write end: the child goes on
+os.read(checked, 1)
+os._exit(0)
 """
 
 
