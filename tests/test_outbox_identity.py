@@ -23,7 +23,7 @@ from otel_user_tracking.sinks.webhook import WebhookSink
 from ._fault_server import FaultServer
 from ._sinks import ScriptedSink, end_request_spans
 
-FAST = {"initial_backoff": 0.01, "max_backoff": 0.05, "flush_interval": 0.05}
+FAST = {"initial_backoff": 0.01, "max_backoff": 0.05, "flush_interval": 0.05, "shutdown_timeout": 0.5}
 
 
 @pytest.fixture
