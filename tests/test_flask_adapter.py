@@ -157,3 +157,29 @@ def test_flask_is_importable_without_the_adapter() -> None:
     import otel_user_tracking.frameworks.flask  # noqa: F401
 
     assert not hasattr(flask.Flask.__call__, "__wrapped__")
+
+
+def test_contribs_flask_span_is_enriched_and_our_hooks_go_at_undo() -> None:
+    """With contrib's Flask instrumentation on the app, its span is the one span, with our user and
+    facts; after uninstrument() our hooks are off the app and its spans carry nothing of ours."""
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    tracing = new_tracing()
+    app = _app()
+
+    @app.before_request
+    def load_user() -> None:
+        g.user = {"id": "u-3", "username": "kim"}
+
+    FlaskInstrumentor.instrument_app(app, tracer_provider=tracing.provider)
+    hooks = len(app.before_request_funcs[None]), len(app.teardown_request_funcs[None])
+    try:
+        (span,) = _spans_of(app, tracing)
+        assert span.instrumentation_scope.name == "opentelemetry.instrumentation.flask"
+        assert (span.attributes["user.id"], span.attributes["http.route"]) == ("u-3", "/items/<int:item_id>")
+        assert "127.0.0.1" not in repr(dict(span.attributes))
+        assert (len(app.before_request_funcs[None]), len(app.teardown_request_funcs[None])) == hooks
+        get(app, "/items/2")
+        assert "user.id" not in tracing.server_spans()[-1].attributes
+    finally:
+        FlaskInstrumentor.uninstrument_app(app)

@@ -25,11 +25,13 @@ the user loader is never called from here), else ``g.user``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from .._errors import report_internal_error
+from ..request.enrichment import note_response_status
 from ..request.framework import report_handled_exception, report_route, report_unmatched, report_user
 from ..request.state import current_request
 from ..request.wsgi import UserTrackingWSGIMiddleware
@@ -54,6 +56,7 @@ class FlaskPatch:
             weakref.WeakKeyDictionary()
         )
         self._placed: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._hooks: weakref.WeakKeyDictionary[Any, _Hooks] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         original_call, doors = flask.Flask.__call__, self._doors
 
@@ -104,7 +107,7 @@ class FlaskPatch:
         if any(isinstance(layer, UserTrackingWSGIMiddleware) for layer in chain):
             pass  # the app's own door, with its own options
         elif getattr(app, "_is_instrumented_by_opentelemetry", False):
-            _add_hooks(app, wrap(app.wsgi_app))
+            self._hooks[app] = _add_hooks(app, wrap(app.wsgi_app))
         else:
             contrib = next((layer for layer in reversed(chain) if _is_contrib_wsgi(layer)), None)
             if contrib is not None:
@@ -122,7 +125,10 @@ class FlaskPatch:
                 inner = getattr(layer, "wsgi", None)
                 if _is_contrib_wsgi(layer) and isinstance(inner, UserTrackingWSGIMiddleware):
                     layer.wsgi = inner.app
+        for app, hooks in list(self._hooks.items()):
+            hooks.remove(app)
         self._doors.clear()
+        self._hooks.clear()
 
 
 class _FlaskApp:
@@ -151,7 +157,24 @@ def _is_contrib_wsgi(layer: Any) -> bool:
     return (cls.__module__, cls.__name__) == _CONTRIB_WSGI
 
 
-def _add_hooks(app: Any, door: UserTrackingWSGIMiddleware) -> None:
+class _Hooks(NamedTuple):
+    """Our hooks on an app that contrib's Flask instrumentation traces."""
+
+    before: Callable[[], None]
+    after: Callable[[Any], Any]
+    teardown: Callable[[Optional[BaseException]], None]
+
+    def remove(self, app: Any) -> None:
+        for funcs, hook in (
+            (app.before_request_funcs, self.before),
+            (app.after_request_funcs, self.after),
+            (app.teardown_request_funcs, self.teardown),
+        ):
+            with contextlib.suppress(KeyError, ValueError):
+                funcs[None].remove(hook)
+
+
+def _add_hooks(app: Any, door: UserTrackingWSGIMiddleware) -> _Hooks:
     """Enrich contrib's Flask span: adopt it right after its ``before_request`` hook starts it,
     release it in a ``teardown_request`` hook that runs before contrib's ends it (Flask runs
     teardown hooks last registered first)."""
@@ -161,9 +184,6 @@ def _add_hooks(app: Any, door: UserTrackingWSGIMiddleware) -> None:
         door.adopt_current(flask.request.environ)
 
     def note_status(response: Any) -> Any:
-        from ..request.enrichment import note_response_status
-        from ..request.state import current_request
-
         state = current_request()
         if state is not None:
             try:
@@ -180,6 +200,7 @@ def _add_hooks(app: Any, door: UserTrackingWSGIMiddleware) -> None:
     before.insert(theirs[-1] + 1 if theirs else 0, adopt_span)
     app.after_request_funcs.setdefault(None, []).append(note_status)
     app.teardown_request_funcs.setdefault(None, []).append(release)
+    return _Hooks(adopt_span, note_status, release)
 
 
 def _is_contrib_hook(hook: Any) -> bool:
