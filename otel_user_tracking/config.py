@@ -85,6 +85,12 @@ class Config:
         pageview_filter: Optional ``filter(event) -> bool``; False drops the pageview.
         site: Part of the visitor-id hash, so one visitor has different ids on two sites.
         analytics_sampler: Under the CLI, wrap the sampler so analytics sees every request.
+        server_request_hook: ``hook(span, scope)``, called when the server span starts, as
+            every contrib HTTP server instrumentation calls it.
+        client_request_hook: ``hook(span, scope, message)`` for each message the app receives.
+        client_response_hook: ``hook(span, scope, message)`` for each message the app sends.
+            Without ``internal_spans`` the two get the server span (there is no per-message
+            span); a hook that raises is recorded on the span and never fails the request.
     """
 
     tag_policy: TagPolicy = field(default_factory=TagPolicy)
@@ -101,6 +107,9 @@ class Config:
     pageview_filter: Optional[PageviewFilter] = None
     site: str = ""
     analytics_sampler: bool = True
+    server_request_hook: Optional[Callable[..., Any]] = None
+    client_request_hook: Optional[Callable[..., Any]] = None
+    client_response_hook: Optional[Callable[..., Any]] = None
     _excluded: tuple[re.Pattern[str], ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -108,6 +117,9 @@ class Config:
             raise ValueError("tag_policy must be a TagPolicy, e.g. TagPolicy(email='mask')")
         if self.user_resolver is not None and not callable(self.user_resolver):
             raise ValueError("user_resolver must be a callable taking the ASGI scope")
+        for hook in ("server_request_hook", "client_request_hook", "client_response_hook"):
+            if getattr(self, hook) is not None and not callable(getattr(self, hook)):
+                raise ValueError(f"{hook} must be a callable taking the span, the scope (and the message)")
         if not 100 <= int(self.min_status_to_capture) <= 599:
             raise ValueError("min_status_to_capture must be an HTTP status from 100 to 599")
         patterns = as_tuple(self.excluded_urls)

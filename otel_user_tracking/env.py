@@ -20,6 +20,10 @@ ENV_PREFIX = "OTEL_PYTHON_USER_TRACKING_"
 ENV_SINKS = ENV_PREFIX + "SINKS"
 ENV_EXCLUDED_URLS = ENV_PREFIX + "EXCLUDED_URLS"
 OTEL_EXCLUDED_URLS = "OTEL_PYTHON_EXCLUDED_URLS"
+# The variables contrib's ASGI-based instrumentations read; a URL any of them excludes gets no span.
+OTEL_FRAMEWORK_EXCLUDED_URLS = tuple(
+    f"OTEL_PYTHON_{name}_EXCLUDED_URLS" for name in ("ASGI", "STARLETTE", "FASTAPI")
+)
 WEBHOOK_AUTHORIZATION_ENV = ENV_PREFIX + "WEBHOOK_AUTHORIZATION"
 RAISE_INTERNAL_ERRORS_ENV = ENV_PREFIX + "RAISE_INTERNAL_ERRORS"
 DEFAULT_SINKS = "sqlite:///./otel-user-tracking.db"
@@ -58,6 +62,20 @@ def _env_bool(env: Mapping[str, str], name: str) -> Optional[bool]:
     if value in _FALSE:
         return False
     raise ValueError(f"{ENV_PREFIX}{name}={raw!r} is not allowed; use true or false")
+
+
+def otel_excluded_urls(env: Optional[Mapping[str, str]] = None) -> tuple[str, ...]:
+    """The URL regexes OpenTelemetry's own variables exclude, whatever our configuration says.
+
+    ``OTEL_PYTHON_EXCLUDED_URLS`` and ``OTEL_PYTHON_{ASGI,STARLETTE,FASTAPI}_EXCLUDED_URLS``
+    (comma-separated, searched in the URL as contrib searches them): a request another
+    instrumentation would not trace gets no span, no user and no analytics from us either.
+    """
+    source = _environ(env)
+    patterns: list[str] = []
+    for name in (OTEL_EXCLUDED_URLS, *OTEL_FRAMEWORK_EXCLUDED_URLS):
+        patterns += as_tuple(source.get(name) or "")
+    return tuple(dict.fromkeys(patterns))
 
 
 def delivery_from_env(env: Optional[Mapping[str, str]] = None) -> DeliverySettings:

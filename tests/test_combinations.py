@@ -101,8 +101,12 @@ def test_one_server_span_carries_the_user(setup: tuple[Tracing, Any]) -> None:
     assert tuple(attributes["user.roles"]) == ("admin",)
 
 
-def test_unhandled_exception_is_one_event_and_error_status(setup: tuple[Tracing, Any]) -> None:
-    """An exception escaping the handler is one `exception` event on the server span, status ERROR."""
+def test_unhandled_exception_is_one_event_and_error_status(
+    setup: tuple[Tracing, Any], request: pytest.FixtureRequest
+) -> None:
+    """An exception escaping the handler is one `exception` event on the server span, status ERROR;
+    Starlette answered it with a 500, so it is recorded with ``escaped=False`` as contrib records
+    it (Starlette's own middleware, where it makes the span, records it escaped itself)."""
     tracing, app = setup
     response = get(app, "/boom", headers=bearer("tok-jane"))
     assert response.status_code == 500
@@ -113,6 +117,7 @@ def test_unhandled_exception_is_one_event_and_error_status(setup: tuple[Tracing,
     assert event["exception.type"] == "RuntimeError"
     assert event["exception.message"] == "kaboom"
     assert "Traceback" in event["exception.stacktrace"]
-    assert event["exception.escaped"] == "True"
+    starlettes = request.node.callspec.params["setup"].startswith("with Starlette's middleware")
+    assert event["exception.escaped"] == ("True" if starlettes else "False")
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes["user.id"] == "42"

@@ -106,7 +106,9 @@ def note_response_status(state: RequestState, status: int) -> None:
         if isinstance(handled, Exception):
             # Sent while handling an exception, outside every layer of the app: Starlette's
             # ServerErrorMiddleware, which re-raises it after this 500.
-            state.exceptions.record_once(handled, escaped=status >= 500)
+            # It was answered (contrib records it with exception.escaped=false), even if re-raised.
+            state.exceptions.handled.append(handled)
+            state.exceptions.record_once(handled, escaped=False)
     refresh_user(state)
 
 

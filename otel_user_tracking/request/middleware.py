@@ -10,12 +10,14 @@ Either way the request gets exactly one SERVER span, and nothing here raises int
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware, asgi_setter
+from opentelemetry.instrumentation.propagators import get_global_response_propagator
+from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._errors import report_internal_error
@@ -26,6 +28,7 @@ from .front_door import FrontDoor
 from .lifespan import serve_lifespan
 from .prepared import Prepared
 from .scrubbing import QueryScrubber
+from .server_metrics import content_length
 from .server_span import ServerSpanMaker
 from .state import RequestState, _current
 from .visitor import VisitorIdentifier
@@ -59,6 +62,9 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
                 _SpanEnricher(self),
                 tracer_provider=self._tracer_provider,
                 meter_provider=self._meter_provider,
+                server_request_hook=config.server_request_hook,
+                client_request_hook=config.client_request_hook,
+                client_response_hook=config.client_response_hook,
             ),
             visitors=VisitorIdentifier(site=config.site),
             scrubber=QueryScrubber(config.scrub_query_keys),
@@ -69,13 +75,16 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
         if kind == "lifespan":
             await serve_lifespan(self.app, scope, receive, send)
             return
-        if kind not in ("http", "websocket") or SCOPE_KEY in scope:
-            await self.app(scope, receive, send)
+        if kind not in ("http", "websocket") or SCOPE_KEY in scope or not is_http_instrumentation_enabled():
+            await self.app(scope, receive, send)  # suppressed (``suppress_http_instrumentation``): no span
             return
         try:
             prepared = self._prepare()
             config = prepared.config
-            skip = config.is_excluded(full_url(scope)) if config.excluded_urls else False
+            skip = False
+            if config.excluded_urls or prepared.maker.excluded:
+                url = full_url(scope)
+                skip = config.is_excluded(url) or prepared.maker.is_excluded(url)
             outside = otel_context.get_current()  # the context the request came in with
             current = trace.get_current_span(outside)
             enrich_current = current.is_recording() and getattr(current, "kind", None) is SpanKind.SERVER
@@ -118,7 +127,16 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
             try:
                 route = state.route if state.finished else state.found_route
                 route = route or route_template(scope, state.before_routing)
-                prepared.maker.end(span, token, scope, metric_attributes, started, state.status_code, route)
+                prepared.maker.end(
+                    span,
+                    token,
+                    scope,
+                    metric_attributes,
+                    started,
+                    state.status_code,
+                    route,
+                    state.response_size,
+                )
             except Exception as exc:
                 report_internal_error("span_end", exc)
             _retire(state, ended=True)
@@ -159,28 +177,49 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
             scope.pop(_PHASE_KEY, None)
 
     async def _run(
-        self, state: RequestState, receive: Receive, send: Send, outside: Optional[Context] = None
+        self,
+        state: RequestState,
+        receive: Receive,
+        send: Send,
+        outside: Optional[Context] = None,
+        hooks: bool = True,
     ) -> None:
         """Run the app with the request state set; track the response and what escapes.
 
-        With ``outside`` (the span is ours and we made it current), the last body message is
-        sent in that outer context: what the server schedules while it completes the response
-        copies the current context, and uvicorn's keep-alive timer keeps its copy in the
-        loop's timer heap for a hundred requests more. Sent inside, that copy held the span
-        and the request state, which then lived long enough to reach the garbage collector's
-        older generations (young collections up 20 %, more full collections). Layers outside
-        this middleware see the span current up to the last body message, as before, but not
-        during it.
+        With ``outside`` (the span is ours and we made it current), the response gets the
+        global response propagator's headers (``traceresponse``), and the span ends once the
+        last body (or trailers) message is sent, as the contrib middleware ends its span: work
+        the app does after the response (``BackgroundTasks``) is not the request's duration.
+        That last message is sent in the outer context: what the server schedules while it
+        completes the response copies the current context, and uvicorn's keep-alive timer keeps
+        its copy in the loop's timer heap for a hundred requests more. Sent inside, that copy
+        held the span and the request state, which then lived long enough to reach the garbage
+        collector's older generations. ``hooks`` False: the contrib middleware calls them.
         """
         scope = state.scope
         token = _current.set(state)
         scope[SCOPE_KEY] = state
+        config = state.config
+        response_hook = config.client_response_hook if hooks else None
+        if hooks and config.server_request_hook is not None:
+            _call_hook(config.server_request_hook, state.span, scope)
+        if hooks and config.client_request_hook is not None:
+            receive = _hooked_receive(config.client_request_hook, state.span, scope, receive)
+        trailers = False
 
         async def send_with_tracking(message: Message) -> None:
+            nonlocal trailers
+            if response_hook is not None:
+                _call_hook(response_hook, state.span, scope, message)
+            if outside is not None:
+                _inject_response_headers(state.span, message)
             kind = message.get("type")
             if kind == "http.response.start":
                 try:
                     note_response_start(state, message)
+                    if outside is not None:
+                        trailers = bool(message.get("trailers", False))
+                        state.response_size = content_length(message.get("headers"))
                 except Exception as exc:
                     report_internal_error("response_start", exc)
             elif kind == "http.response.body" and not message.get("more_body", False):
@@ -191,7 +230,15 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
                     report_internal_error("response_end", exc)
                 if outside is not None:
                     await _send_outside(outside, send, message)
+                    if not trailers:
+                        state.span.end()
                     return
+            elif kind == "http.response.trailers" and trailers and not message.get("more_trailers", False):
+                await _send_outside(outside, send, message)  # type: ignore[arg-type]
+                state.span.end()
+                return
+            elif kind == "websocket.send" and state.status_code is None:
+                _websocket_status(state)
             await send(message)
 
         try:
@@ -200,7 +247,7 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
             try:
                 state.exceptions.record_once(exc, escaped=True)
                 if state.span.is_recording():
-                    state.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                    state.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
             except Exception as error:
                 report_internal_error("exception", error)
             raise
@@ -238,10 +285,52 @@ class _SpanEnricher:
             prepared = self.owner._prepare()
             send = prepared.maker.police_response_headers(state.span, send, prepared.scrubber, ours=False)
             try:
-                await self.owner._run(state, receive, send)
+                await self.owner._run(state, receive, send, hooks=False)
             finally:
                 _retire(state, ended=False)
         scope[_PHASE_KEY] = "done"
+
+
+def _websocket_status(state: RequestState) -> None:
+    """A WebSocket that sends has status 200, as the contrib middleware records it."""
+    try:
+        state.status_code = 200
+        if state.status_setter is not None:
+            state.status_setter(state.span, 200)
+    except Exception as exc:
+        report_internal_error("response_start", exc)
+
+
+def _inject_response_headers(span: trace.Span, message: Message) -> None:
+    """The global response propagator's headers (``traceresponse``) on each message we send,
+    as the contrib middleware adds them."""
+    propagator = get_global_response_propagator()  # type: ignore[no-untyped-call]
+    if propagator is not None:
+        try:
+            propagator.inject(message, context=trace.set_span_in_context(span, Context()), setter=asgi_setter)
+        except Exception as exc:
+            report_internal_error("response_propagator", exc, user_code=True)
+
+
+def _call_hook(hook: Callable[..., Any], span: trace.Span, *args: Any) -> None:
+    """A user's hook, as contrib's ``failsafe`` calls it: what it raises is recorded on the span."""
+    try:
+        hook(span, *args)
+    except Exception as exc:
+        report_internal_error("hook", exc, user_code=True)
+        try:
+            span.record_exception(exc)
+        except Exception as error:
+            report_internal_error("hook", error)
+
+
+def _hooked_receive(hook: Callable[..., Any], span: trace.Span, scope: Scope, receive: Receive) -> Receive:
+    async def receive_with_hook() -> Message:
+        message = await receive()
+        _call_hook(hook, span, scope, message)
+        return message
+
+    return receive_with_hook
 
 
 async def _send_outside(outside: Context, send: Send, message: Message) -> None:

@@ -15,6 +15,8 @@ span, and every captured value goes through the same policy (``scrubbing.py``).
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from typing import Any, Callable, Optional
 from urllib.parse import quote_from_bytes
@@ -40,18 +42,15 @@ from opentelemetry.util.http import (
 )
 
 from .._errors import report_internal_error
+from ..env import otel_excluded_urls
 from ..types import Message, Scope, Send
 from ..version import __version__
 from .scrubbing import QueryScrubber, clean_attributes, enforce_on_span
 from .semconv import HttpSemconv
+from .server_metrics import HttpServerMetrics, content_length
 
-try:
-    from opentelemetry.instrumentation._semconv import HTTP_DURATION_HISTOGRAM_BUCKETS_NEW
-except ImportError:  # opentelemetry-instrumentation < 0.52b0
-    HTTP_DURATION_HISTOGRAM_BUCKETS_NEW = (  # type: ignore[assignment]
-        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-    )  # fmt: skip
-
+_logger = logging.getLogger(__name__)
+_RESPONSE_STARTS = ("http.response.start", "websocket.accept")  # the messages with response headers
 _ASGI_GETTER: Any = asgi_getter  # a Getter[dict]; scopes are typed as mutable mappings
 
 
@@ -69,22 +68,18 @@ class ServerSpanMaker:
             "otel_user_tracking", __version__, tracer_provider, schema_url=schema_url
         )
         meter = get_meter("otel_user_tracking", __version__, meter_provider, schema_url=schema_url)
-        self.duration = meter.create_histogram(
-            "http.server.request.duration",
-            unit="s",
-            description="Duration of HTTP server requests.",
-            explicit_bucket_boundaries_advisory=HTTP_DURATION_HISTOGRAM_BUCKETS_NEW,
-        )
-        self.active = meter.create_up_down_counter(
-            "http.server.active_requests",
-            unit="{request}",
-            description="Number of active HTTP server requests.",
-        )
+        self.metrics = HttpServerMetrics(meter, self.mode)
+        self.active = self.metrics.active
         self.capture_request = get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST)
         self.capture_response = get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE)
         self.sanitize = SanitizeValue(
             get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS)
         )
+        self.excluded = _compiled(otel_excluded_urls())
+
+    def is_excluded(self, url: str) -> bool:
+        """True when one of OpenTelemetry's own excluded-URL variables matches ``url``."""
+        return any(pattern.search(url) for pattern in self.excluded)
 
     def start(
         self, scope: Scope, clean: Callable[[dict[str, Any]], dict[str, Any]], outside: Context
@@ -108,14 +103,11 @@ class ServerSpanMaker:
         name = self.semconv.span_name(scope)
         if self.capture_request:
             attributes.update(self._capture(scope, self.capture_request, normalise_request_header_name))
-        span, token = self.open_span(name, clean(attributes), outside, scope, _ASGI_GETTER)
-        metric_attributes = {
-            "http.request.method": self.semconv.sanitized_method(str(scope.get("method", ""))),
-            "url.scheme": scope.get("scheme", "http"),
-        }
+        cleaned = clean(attributes)
+        span, token = self.open_span(name, cleaned, outside, scope, _ASGI_GETTER)
         if scope["type"] == "http":
-            self.active.add(1, metric_attributes)
-        return span, token, metric_attributes
+            self.active.add(1, self.metrics.active_attributes(cleaned))
+        return span, token, cleaned
 
     def open_span(
         self, name: str, attributes: dict[str, Any], outside: Context, carrier: Any, getter: Any
@@ -145,7 +137,7 @@ class ServerSpanMaker:
             return send
 
         async def send_policed(message: Message) -> None:
-            starting = message.get("type") == "http.response.start"
+            starting = message.get("type") in _RESPONSE_STARTS
             if starting and ours:
                 try:
                     captured = self._capture(message, self.capture_response, normalise_response_header_name)
@@ -180,20 +172,38 @@ class ServerSpanMaker:
         started: float,
         status: Optional[int],
         route: Optional[str],
+        response_size: Optional[int] = None,
     ) -> None:
-        """End the span, restore the context and record the request's metrics."""
+        """End the span (unless it ended at the last response message), restore the context and
+        record the request's metrics, from ``metric_attributes`` (the request attributes ``start``
+        returned) as the contrib middleware records them: after the app returned."""
         if scope["type"] == "http":
-            self.active.add(-1, metric_attributes)
-            recorded = dict(metric_attributes)
-            if status:
-                recorded["http.response.status_code"] = status
-            if route:
-                recorded["http.route"] = route
-            self.duration.record(max(time.perf_counter() - started, 0.0), recorded)
+            self.active.add(-1, self.metrics.active_attributes(metric_attributes))
+            self.metrics.record(
+                metric_attributes,
+                status=status,
+                route=route,
+                seconds=time.perf_counter() - started,
+                request_size=content_length(scope.get("headers")),
+                response_size=response_size,
+                context=trace.set_span_in_context(span),
+            )
         if token is not None:
             context.detach(token)  # type: ignore[arg-type]
         if span.is_recording():
             span.end()
+
+
+def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    """The patterns as regexes; one that is no regex is logged and left out (contrib's own
+    instrumentations would fail to start on it, but the variable is not ours to enforce)."""
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as exc:
+            _logger.warning("otel_user_tracking: excluded URL %r is not a regex (%s); ignored", pattern, exc)
+    return tuple(compiled)
 
 
 def _well_formed(scope: Scope) -> Scope:

@@ -50,6 +50,7 @@ class RequestState:
         "found_route",
         "found_user",
         "handled_exception",
+        "response_size",
         "retired",
         "route",
         "scope",
@@ -80,6 +81,7 @@ class RequestState:
         self.user_source: Any = None  # the scope's user object that gave applied_user
         self.user_id: Optional[str] = None  # policy-processed, copied onto child spans
         self.status_code: Optional[int] = None
+        self.response_size: Optional[int] = None  # the response's content-length, for the metrics
         self.finished = False
         self.retired = False  # the request is over (``retire``): only user_id and config remain
         self.route: Optional[str] = None  # the route template, once finish_request found it

@@ -48,13 +48,10 @@ class WSGISpanMaker(ServerSpanMaker):
         name = self.wsgi_semconv.span_name(environ)
         if self.capture_request:
             attributes.update(self.request_headers(environ))
-        span, token = self.open_span(name, clean(attributes), outside, environ, _WSGI_GETTER)
-        metric_attributes = {
-            "http.request.method": self.semconv.sanitized_method(str(environ.get("REQUEST_METHOD", ""))),
-            "url.scheme": environ.get("wsgi.url_scheme", "http"),
-        }
-        self.active.add(1, metric_attributes)
-        return span, token, metric_attributes
+        cleaned = clean(attributes)
+        span, token = self.open_span(name, cleaned, outside, environ, _WSGI_GETTER)
+        self.active.add(1, self.metrics.active_attributes(cleaned))
+        return span, token, cleaned
 
     def _add_target(self, attributes: dict[str, Any], environ: Environ) -> None:
         """The request target from ``PATH_INFO`` and ``QUERY_STRING``, for servers that set no
