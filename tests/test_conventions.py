@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.instrumentation._semconv import _OpenTelemetrySemanticConventionStability
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
@@ -31,10 +32,12 @@ from starlette.applications import Starlette
 from starlette.background import BackgroundTask, BackgroundTasks
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from otel_user_tracking import TagPolicy, UserTrackingInstrumentor, UserTrackingMiddleware
 
+from ._apps import get, instrumented, new_tracing
 from ._asgi import http_scope, ok_app, serve, status_and_body
 from ._otlp_receiver import OTLPReceiver
 from ._uvicorn import SERVER_HOST, UvicornServer, app_with_store, request
@@ -390,3 +393,19 @@ def test_cli_fastapi_excluded_url_gets_no_span_and_no_pageview(
     with contextlib.closing(sqlite3.connect(database)) as db:
         pages = [row[0] for row in db.execute("SELECT page FROM events WHERE type = 'pageview'")]
     assert pages == ["/items"], server.stderr
+
+
+@pytest.mark.parametrize("framework", ["fastapi", "starlette"])
+def test_static_files_mount_is_named_as_fastapi_names_it(framework: str, tmp_path: Path) -> None:
+    """``app.mount("/static", StaticFiles(...))``: ``GET /static/{path}``, not ``/static/static/{path}``."""
+    (tmp_path / "a.txt").write_text("hi")
+    tracing = new_tracing()
+    with instrumented(tracing):
+        if framework == "fastapi":
+            app: Any = FastAPI()
+            app.mount("/static", StaticFiles(directory=tmp_path), name="static")
+        else:
+            app = Starlette(routes=[Mount("/static", StaticFiles(directory=tmp_path))])
+        assert get(app, "/static/a.txt").status_code == 200
+    (span,) = tracing.server_spans()
+    assert (span.name, span.attributes["http.route"]) == ("GET /static/{path}", "/static/{path}")

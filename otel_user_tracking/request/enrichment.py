@@ -154,7 +154,13 @@ def route_template(scope: Scope, before_routing: Optional[tuple[Any, Any]] = Non
     path_format = getattr(route, "path_format", None)
     if not isinstance(path_format, str):
         return None
-    return (root_path.rstrip("/") + path_format) or "/"
+    prefix = root_path.rstrip("/")
+    own = getattr(route, "path", None)
+    if isinstance(own, str) and own and path_format == own + "/{path}" and prefix.endswith(own):
+        # The route is a Mount serving an app (StaticFiles): its format holds its own path,
+        # which the root path inside it ends with too (``/static/{path}``, as FastAPI names it).
+        prefix = prefix[: -len(own)]
+    return (prefix + path_format) or "/"
 
 
 def full_url(scope: Scope) -> str:

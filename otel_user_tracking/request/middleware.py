@@ -247,7 +247,7 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
             try:
                 state.exceptions.record_once(exc, escaped=True)
                 if state.span.is_recording():
-                    state.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                    state.span.set_status(Status(StatusCode.ERROR, _description(exc)))
             except Exception as error:
                 report_internal_error("exception", error)
             raise
@@ -289,6 +289,15 @@ class _SpanEnricher:
             finally:
                 _retire(state, ended=False)
         scope[_PHASE_KEY] = "done"
+
+
+def _description(exc: BaseException) -> str:
+    """``ValueError: boom``, as ``use_span`` describes the status (the span's guard applies the policy)."""
+    try:
+        message = str(exc)
+    except Exception:  # the app's __str__
+        message = ""
+    return f"{type(exc).__name__}: {message}"
 
 
 def _websocket_status(state: RequestState) -> None:

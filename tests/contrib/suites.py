@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ def prepare(suite: Suite) -> tuple[str, Path]:
     version = importlib.metadata.version(suite.distribution)
     base = cache_dir().expanduser() / f"{suite.distribution}-{version}"
     tests = base / suite.package
-    if (tests / "__init__.py").exists():
+    if (tests / "__init__.py").exists() and (base / "site" / "opentelemetry" / "test").is_dir():
         return version, base
     downloads = base / "sdist"
     downloads.mkdir(parents=True, exist_ok=True)
@@ -76,7 +77,8 @@ def prepare(suite: Suite) -> tuple[str, Path]:
             raise SuiteUnavailable(
                 f"pip download {suite.distribution}=={version} failed: {done.stderr[-500:]}"
             )
-    staging = base / "staging"
+    _unpack_test_utils(version, base / "site")
+    staging = base / f"staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     with tarfile.open(archives[0]) as archive:
         members = [m for m in archive.getmembers() if "/tests/" in m.name and m.isfile()]
@@ -86,22 +88,61 @@ def prepare(suite: Suite) -> tuple[str, Path]:
             member.name = member.name.split("/tests/", 1)[1]
             archive.extract(member, staging, **_SAFE)
     (staging / "__init__.py").touch()
-    shutil.rmtree(tests, ignore_errors=True)
-    staging.rename(tests)
+    try:
+        staging.rename(tests)
+    except OSError:  # another run unpacked it first
+        shutil.rmtree(staging, ignore_errors=True)
     (base / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     return version, base
 
 
+def _unpack_test_utils(version: str, site: Path) -> None:
+    """``opentelemetry-test-utils`` of the suite's release (``opentelemetry.test``, which the
+    suites import), unpacked for the subprocess only: installed, its exact API and SDK pins would
+    tie this project's test environment to one OpenTelemetry release."""
+    if (site / "opentelemetry" / "test").is_dir():
+        return
+    wheels = site.parent / "test-utils"
+    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:"]
+    command += [f"opentelemetry-test-utils=={version}", "-d", str(wheels)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    found = sorted(wheels.glob("*.whl"))
+    if done.returncode or not found:
+        raise SuiteUnavailable(
+            f"pip download opentelemetry-test-utils=={version} failed: {done.stderr[-500:]}"
+        )
+    staging = site.parent / f"site-{os.getpid()}"
+    with zipfile.ZipFile(found[0]) as wheel:
+        wheel.extractall(staging)
+    try:
+        staging.rename(site)
+    except OSError:  # another run unpacked it first
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def run(suite: Suite, base: Path, *, ours: bool) -> dict[str, list[str]]:
-    """Each test's ``[outcome, last line of its failure]``, keyed ``file::Class::test``."""
-    outcomes = base / ("ours.json" if ours else "contrib.json")
+    """Each test's ``[outcome, last line of its failure]``, keyed ``file::Class::test``.
+
+    Tests that fail are run once more, alone, and the second outcome counts: a few of contrib's
+    tests compare wall-clock durations to 10 ms, which a loaded machine misses now and then.
+    """
+    found = _run_once(suite, base, ours, [suite.package])
+    again = [f"{suite.package}/{test}" for test, (outcome, _) in found.items() if outcome != "passed"]
+    if again:
+        found.update(_run_once(suite, base, ours, again))
+    return found
+
+
+def _run_once(suite: Suite, base: Path, ours: bool, selection: list[str]) -> dict[str, list[str]]:
+    outcomes = base / f"{'ours' if ours else 'contrib'}-{os.getpid()}.json"
     outcomes.unlink(missing_ok=True)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(base), env.get("PYTHONPATH", "")])
+    site = base / "site"
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(base), str(site), env.get("PYTHONPATH", "")])
     env.pop("OTEL_SEMCONV_STABILITY_OPT_IN", None)
     command = [sys.executable, "-m", "pytest", "-q", "-p", "otel_contrib_adapter", "-p", "no:cacheprovider"]
     command += ["-c", str(base / "pytest.ini"), "--rootdir", str(base), "--outcomes", str(outcomes)]
-    command += ["-W", "ignore::DeprecationWarning", suite.package]
+    command += ["-W", "ignore::DeprecationWarning", *selection]
     if ours:
         command.append("--ours")
     done = subprocess.run(command, cwd=base, env=env, capture_output=True, text=True, timeout=600)
@@ -110,6 +151,7 @@ def run(suite: Suite, base: Path, *, ours: bool) -> dict[str, list[str]]:
             f"the {suite.name} suite did not run:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         )
     found: dict[str, list[str]] = json.loads(outcomes.read_text(encoding="utf-8"))
+    outcomes.unlink()
     return {key.split("/", 1)[1]: value for key, value in found.items()}
 
 
