@@ -231,3 +231,28 @@ def test_a_user_from_scope_is_known_to_an_exception_that_escapes_before_the_resp
         assert get(app, "/orders").status_code == 500
     exported = _exported_text(tracing.spans())
     assert f"no orders for {_hmac('cust-9137')}" in exported and "cust-9137" not in exported
+
+
+@pytest.mark.parametrize("outside", [False, True], ids=["ours", "under-contrib-wsgi"])
+def test_a_wsgi_request_exports_its_exception_text_under_the_policy(
+    tracer_provider: Any, span_exporter: Any, outside: bool
+) -> None:
+    """The WSGI door's span, made by it or by contrib's WSGI middleware, gets the same rules."""
+    from wsgiref.util import setup_testing_defaults
+
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    def leaky(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        out.set_user(id="42", name="Jane Roe", email=EMAIL)
+        raise ValueError(LEAKY)
+
+    app: Any = out.UserTrackingWSGIMiddleware(leaky, tracer_provider=tracer_provider, tag_policy=POLICY)
+    if outside:
+        app = OpenTelemetryMiddleware(app, tracer_provider=tracer_provider)
+    env: dict[str, Any] = {"REMOTE_ADDR": PEER, "PATH_INFO": "/signup"}
+    setup_testing_defaults(env)
+    with pytest.raises(ValueError):
+        app(env, lambda *args: None)
+    exported = _exported_text(span_exporter.get_finished_spans())
+    assert "[parameters: REDACTED]" in exported and _hmac("jane@example.com") in exported
+    assert not [raw for raw in RAW if raw.lower() in exported.lower()]
