@@ -28,6 +28,11 @@ BOT = "user_tracking.bot"
 EXCLUDED = "user_tracking.excluded"  # excluded URL: the span exists only via another layer
 HOST = "user_tracking.host"
 
+# Registered semantic-convention names written beside ours under ``registered_names=True``.
+REGISTERED_NAMES = {SESSION_ID: "session.id", VISITOR_ID: "enduser.pseudo.id"}
+SYNTHETIC_TYPE = "user_agent.synthetic.type"  # "bot" where our detector finds one and contrib did not
+ENDUSER_ID = "enduser.id"  # beside user.id, in the policy's form
+
 # A custom event recorded by track(): a span event with this attribute set to "custom".
 EVENT_TYPE = "user_tracking.event_type"
 EVENT_ID = "user_tracking.event_id"

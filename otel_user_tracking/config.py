@@ -85,6 +85,9 @@ class Config:
         pageview_filter: Optional ``filter(event) -> bool``; False drops the pageview.
         site: Part of the visitor-id hash, so one visitor has different ids on two sites.
         analytics_sampler: Under the CLI, wrap the sampler so analytics sees every request.
+        registered_names: Also write the registered semantic-convention names beside ours:
+            ``session.id``, ``enduser.pseudo.id`` (the visitor id), ``user_agent.synthetic.type``
+            (``bot``) and ``enduser.id`` (``user.id`` as the policy exports it).
         server_request_hook: ``hook(span, scope)``, called when the server span starts, as
             every contrib HTTP server instrumentation calls it.
         client_request_hook: ``hook(span, scope, message)`` for each message the app receives.
@@ -107,6 +110,7 @@ class Config:
     pageview_filter: Optional[PageviewFilter] = None
     site: str = ""
     analytics_sampler: bool = True
+    registered_names: bool = False
     server_request_hook: Optional[Callable[..., Any]] = None
     client_request_hook: Optional[Callable[..., Any]] = None
     client_response_hook: Optional[Callable[..., Any]] = None

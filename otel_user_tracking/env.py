@@ -148,6 +148,7 @@ def config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         ("HONOR_PRIVACY_SIGNALS", "honor_privacy_signals"),
         ("IGNORE_BOTS", "ignore_bots"),
         ("ANALYTICS_SAMPLER", "analytics_sampler"),
+        ("REGISTERED_NAMES", "registered_names"),
     ):
         flag = _env_bool(env, name)
         if flag is not None:

@@ -35,7 +35,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from otel_user_tracking import TagPolicy, UserTrackingInstrumentor, UserTrackingMiddleware
+from otel_user_tracking import TagPolicy, UserTrackingInstrumentor, UserTrackingMiddleware, set_user
 
 from ._apps import get, instrumented, new_tracing
 from ._asgi import http_scope, ok_app, serve, status_and_body
@@ -409,3 +409,48 @@ def test_static_files_mount_is_named_as_fastapi_names_it(framework: str, tmp_pat
         assert get(app, "/static/a.txt").status_code == 200
     (span,) = tracing.server_spans()
     assert (span.name, span.attributes["http.route"]) == ("GET /static/{path}", "/static/{path}")
+
+
+async def _logged_in_app(scope: Any, receive: Any, send: Any) -> None:
+    set_user(id="user-42", email="jane@example.com")
+    await ok_app(scope, receive, send)
+
+
+_CRAWLER = [(b"user-agent", b"HeadlessChrome/126 pingdom"), (b"x-session-id", b"s-1")]
+_REGISTERED = ("session.id", "enduser.pseudo.id", "user_agent.synthetic.type", "enduser.id")
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_registered_names_beside_ours_under_the_switch(
+    how: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tracer_provider: TracerProvider,
+    span_exporter: InMemorySpanExporter,
+) -> None:
+    """``registered_names`` adds session.id, enduser.pseudo.id, user_agent.synthetic.type and
+    enduser.id (in the policy's form) beside today's names, which stay."""
+    options: dict[str, Any] = {"tag_policy": TagPolicy(id="hash", hash_key="registered-names-test-key-3f9a1c")}
+    if how == "option":
+        options["registered_names"] = True
+    else:
+        monkeypatch.setenv("OTEL_PYTHON_USER_TRACKING_REGISTERED_NAMES", "true")
+    app = UserTrackingMiddleware(_logged_in_app, tracer_provider=tracer_provider, **options)
+    serve(app, http_scope("/", headers=_CRAWLER))
+    attributes = _server_span(span_exporter).attributes
+    assert attributes["session.id"] == attributes["user_tracking.session_id"] == "s-1"
+    assert attributes["enduser.pseudo.id"] == attributes["user_tracking.visitor_id"]
+    assert attributes["user_agent.synthetic.type"] == "bot" and attributes["user_tracking.bot"] is True
+    assert attributes["enduser.id"] == attributes["user.id"] != "user-42"
+
+
+def test_registered_names_are_off_by_default(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    """Without the switch the span keeps today's names only."""
+    serve(
+        UserTrackingMiddleware(_logged_in_app, tracer_provider=tracer_provider),
+        http_scope("/", headers=_CRAWLER),
+    )
+    attributes = _server_span(span_exporter).attributes
+    assert [key for key in _REGISTERED if key in attributes] == []
+    assert attributes["user.id"] == "user-42"

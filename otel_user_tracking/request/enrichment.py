@@ -64,12 +64,20 @@ class RequestView:
             values[attrs.SESSION_ID] = facts.session_id
         if not (facts.privacy_signal and config.honor_privacy_signals):
             values[attrs.VISITOR_ID] = prepared.visitors.visitor_id(client or "", facts.user_agent or "")
+        self.synthetic = False  # a bot to name user_agent.synthetic.type, unless another layer did
+        if config.registered_names:
+            values.update(
+                {name: values[ours] for ours, name in attrs.REGISTERED_NAMES.items() if ours in values}
+            )
+            self.synthetic = attrs.BOT in values
         self.values = values
 
     def clean_with_ours(self, attributes: dict[str, Any]) -> dict[str, Any]:
         """The ASGI middleware's attributes under the policy, plus ours."""
         clean_attributes(attributes, self.addresses, self.scrubber)
         attributes.update(self.values)
+        if self.synthetic:
+            attributes.setdefault(attrs.SYNTHETIC_TYPE, "bot")
         return attributes
 
 
@@ -85,6 +93,8 @@ def adopt(
     request = RequestView(scope, prepared, facts)
     values = enforce_on_span(span, request.addresses, prepared.scrubber)
     values.update(request.values)
+    if request.synthetic and attrs.SYNTHETIC_TYPE not in span_attributes(span):
+        values[attrs.SYNTHETIC_TYPE] = "bot"
     span.set_attributes(values)
     return RequestState(span, scope, prepared.config, created=created)
 

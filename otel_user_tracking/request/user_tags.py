@@ -33,6 +33,8 @@ def apply_user(state: RequestState, user: Optional[UserInfo]) -> None:
     state.applied_user = user
     state.exceptions.user = user  # exception text shows its values in their policy form
     state.user_id = values.get(attrs.USER_ID)
+    if state.user_id is not None and state.config.registered_names:
+        values[attrs.ENDUSER_ID] = state.user_id
     if state.span.is_recording():
         state.span.set_attributes(values)
     if state.user_id is not None and state.config.child_spans:
