@@ -100,7 +100,8 @@ def _dashboard(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
     if not _is_loopback(args.host):
         print(
             f"otel-user-tracking: the dashboard listens on {args.host}: anyone who can reach it sees the "
-            "analytics; prefer 127.0.0.1 and an SSH tunnel",
+            "analytics; prefer 127.0.0.1 and an SSH tunnel. It answers IP addresses and these names "
+            f"only (--allow-host adds one): {', '.join(sorted(server.hosts.names))}",
             file=sys.stderr,
         )
     print(f"otel-user-tracking dashboard of {args.database}: open {server.url} (Ctrl-C stops it)", flush=True)

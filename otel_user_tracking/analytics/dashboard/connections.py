@@ -85,17 +85,10 @@ class _DeadlineReader(io.RawIOBase):
             self._connection.settimeout(self._after)
 
 
-def deadline_reader(connection: socket.socket, limits: ConnectionLimits) -> io.BufferedReader:
-    """The request's input, to be read whole within ``limits.request_timeout`` from now."""
-    connection.settimeout(limits.write_timeout)
-    deadline = time.monotonic() + limits.request_timeout
-    return io.BufferedReader(_DeadlineReader(connection, deadline, limits.write_timeout))
-
-
 class BoundedHTTPServer(HTTPServer):
     """An ``HTTPServer`` with bounded threads and connections; ``serve_forever``/``shutdown`` as usual.
 
-    The handler reads its request through ``deadline_reader`` and answers one request a
+    The handler reads its request through ``request_reader`` and answers one request a
     connection (HTTP/1.0, as ``BaseHTTPRequestHandler`` does by default).
     """
 
@@ -104,7 +97,9 @@ class BoundedHTTPServer(HTTPServer):
     def __init__(self, address: tuple[str, int], handler: Any, limits: ConnectionLimits) -> None:
         self.limits = limits
         self._idle: OrderedDict[socket.socket, tuple[float, _Address]] = OrderedDict()
-        self._work: queue.SimpleQueue[Optional[tuple[socket.socket, _Address]]] = queue.SimpleQueue()
+        # A connection whose request has started, its address and the time its request must be in by.
+        self._work: queue.SimpleQueue[Optional[tuple[socket.socket, _Address, float]]] = queue.SimpleQueue()
+        self._deadline = threading.local()  # of the request a worker serves
         self._busy = 0  # connections handed to the workers and not yet closed
         self._busy_lock = threading.Lock()
         self._stop = threading.Event()
@@ -114,7 +109,6 @@ class BoundedHTTPServer(HTTPServer):
         super().__init__(address, handler)
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
-        self._stop.clear()
         self._stopped.clear()
         workers = [
             threading.Thread(target=self._serve_requests, name=f"dashboard-worker-{n}", daemon=True)
@@ -149,6 +143,7 @@ class BoundedHTTPServer(HTTPServer):
                 self._close_idle(None, connection)
             for _ in workers:
                 self._work.put(None)  # after the requests already handed over
+            self._stop.clear()  # a shutdown() before serve_forever ran stops it at once, as the stdlib's
             self._stopped.set()
 
     def shutdown(self) -> None:
@@ -163,6 +158,12 @@ class BoundedHTTPServer(HTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         # The stdlib prints a traceback to stderr; one line at WARNING says enough.
         logger.warning("dashboard: a request failed (%s)", type(sys.exc_info()[1]).__name__)
+
+    def request_reader(self, connection: socket.socket) -> io.BufferedReader:
+        """The input of the request a worker serves: to be read whole by its deadline."""
+        connection.settimeout(self.limits.write_timeout)
+        reader = _DeadlineReader(connection, self._deadline.value, self.limits.write_timeout)
+        return io.BufferedReader(reader)
 
     def open_connections(self) -> int:
         """Connections open now: idle ones and those the workers hold."""
@@ -190,7 +191,7 @@ class BoundedHTTPServer(HTTPServer):
         _, address = self._idle.pop(connection)
         with self._busy_lock:
             self._busy += 1
-        self._work.put((connection, address))
+        self._work.put((connection, address, time.monotonic() + self.limits.request_timeout))
 
     def _expire(self, selector: selectors.BaseSelector, now: float) -> None:
         while self._idle:
@@ -210,9 +211,11 @@ class BoundedHTTPServer(HTTPServer):
             item = self._work.get()
             if item is None:
                 return
-            connection, address = item
+            connection, address, deadline = item
+            self._deadline.value = deadline
             try:
-                self.finish_request(connection, address)
+                if deadline > time.monotonic():  # else it waited out its time behind others
+                    self.finish_request(connection, address)
             except Exception:
                 self.handle_error(connection, address)
             finally:

@@ -31,7 +31,7 @@ from typing import Optional, Union
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from ..report import parse_since, reading
-from .connections import BoundedHTTPServer, ConnectionLimits, deadline_reader
+from .connections import BoundedHTTPServer, ConnectionLimits
 from .hosts import HostAllowList
 from .journey import ID_KINDS, IdKind, journey
 from .page import CSP, JourneyView, PageOptions, render_page
@@ -161,7 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.rfile.close()
-        self.rfile = deadline_reader(self.connection, self.server.limits)
+        self.rfile = self.server.request_reader(self.connection)
 
     def do_GET(self) -> None:
         self._answer(self._get)
