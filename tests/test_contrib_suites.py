@@ -44,7 +44,7 @@ def _failing(outcomes: dict[str, list[str]]) -> dict[str, str]:
 
 def test_contrib_middleware_passes_its_own_suite(asgi_runs: dict[str, Any]) -> None:
     """The control: the suite, as fetched and run here, passes against contrib's own middleware."""
-    assert len(asgi_runs["contrib"]) >= 90
+    assert len(asgi_runs["contrib"]) >= 80
     assert _failing(asgi_runs["contrib"]) == {}
 
 

@@ -41,33 +41,47 @@ OUR_SCOPE = "otel_user_tracking"
 def _normalize_views() -> None:
     """What the tests read, with the differences by_design.toml's [[normalization]] names set aside."""
     from opentelemetry.instrumentation.asgi import __name__ as contrib_scope
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    from opentelemetry.test.test_base import TestBase
 
     assert contrib_scope == CONTRIB_SCOPE
     finished = InMemorySpanExporter.get_finished_spans
-    sorted_metrics = TestBase.get_sorted_metrics
+    metrics_data = InMemoryMetricReader.get_metrics_data
 
     def get_finished_spans(self: Any) -> tuple[Any, ...]:
         return tuple(_as_contrib_span(span) for span in finished(self))
 
-    def get_sorted_metrics(self: Any, scope: Optional[str] = None) -> Any:
-        if scope != CONTRIB_SCOPE:
-            return sorted_metrics(self, scope)
-        # One collection: each one takes the exemplars gathered since the last.
-        data = self.memory_metrics_reader.get_metrics_data()
-        found = [
-            metric
-            for resource in (data.resource_metrics if data else [])
-            for scoped in resource.scope_metrics
-            if scoped.scope.name in (CONTRIB_SCOPE, OUR_SCOPE)
-            for metric in scoped.metrics
-        ]
-        return self.sorted_metrics(found)
+    def get_metrics_data(self: Any) -> Any:
+        return _as_contrib_metrics(metrics_data(self))
 
     InMemorySpanExporter.get_finished_spans = get_finished_spans  # type: ignore[method-assign]
-    TestBase.get_sorted_metrics = get_sorted_metrics  # type: ignore[method-assign]
+    InMemoryMetricReader.get_metrics_data = get_metrics_data  # type: ignore[method-assign]
     _drop_expected_internal_spans()
+
+
+def _as_contrib_metrics(data: Any) -> Any:
+    """The metrics data with our instrumentation scope named as contrib's."""
+    from dataclasses import replace
+
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    if data is None:
+        return data
+
+    def renamed(scoped: Any) -> Any:
+        scope = scoped.scope
+        if scope.name != OUR_SCOPE:
+            return scoped
+        return replace(
+            scoped,
+            scope=InstrumentationScope(CONTRIB_SCOPE, scope.version, scope.schema_url, scope.attributes),
+        )
+
+    resources = [
+        replace(resource, scope_metrics=[renamed(scoped) for scoped in resource.scope_metrics])
+        for resource in data.resource_metrics
+    ]
+    return replace(data, resource_metrics=resources)
 
 
 def _as_contrib_span(span: Any) -> Any:
