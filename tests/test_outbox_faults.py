@@ -263,18 +263,22 @@ def test_delivered_events_are_erased_from_the_outbox_file_and_its_wal(tmp_path: 
 
 
 FORKED = """
-import os, sys
+import os, sys, time
 from otel_user_tracking.analytics.outbox import Outbox
 outbox = Outbox(sys.argv[1])
 print(len(outbox.lease("sink", 100)), flush=True)  # the parent holds them all
 checked, check = os.pipe()  # the child says it looked
 gone, go = os.pipe()  # closed when the parent exits
+parent = os.getpid()
 if os.fork() == 0:
     outbox.after_fork()  # what the processor's at-fork hook runs in the child
     os.close(go)
     print(len(outbox.lease("sink", 100)), flush=True)  # the parent lives: none
     os.write(check, b"x")
-    os.read(gone, 1)  # returns when the parent has exited
+    os.read(gone, 1)  # returns as the parent exits, maybe before the kernel dropped its lock
+    deadline = time.monotonic() + 10
+    while os.getppid() == parent and time.monotonic() < deadline:
+        time.sleep(0.001)  # reparented only once the parent's files (and locks) are gone
     print(len(outbox.lease("sink", 100)), flush=True)  # its leases are free: all
     os._exit(0)
 os.read(checked, 1)
