@@ -429,7 +429,7 @@ def test_registered_names_beside_ours_under_the_switch(
 ) -> None:
     """``registered_names`` adds session.id, enduser.pseudo.id, user_agent.synthetic.type and
     enduser.id (in the policy's form) beside today's names, which stay."""
-    options: dict[str, Any] = {"tag_policy": TagPolicy(id="hash", hash_key="registered-names-test-key-3f9a1c")}
+    options: dict[str, Any] = {"tag_policy": TagPolicy(id="hash", hash_key="names-test-key-3f9a1c")}
     if how == "option":
         options["registered_names"] = True
     else:
