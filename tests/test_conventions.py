@@ -35,7 +35,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from otel_user_tracking import TagPolicy, UserTrackingInstrumentor, UserTrackingMiddleware, set_user
+from otel_user_tracking import TagPolicy, UserTrackingInstrumentor, UserTrackingMiddleware, set_user, track
 
 from ._apps import get, instrumented, new_tracing
 from ._asgi import http_scope, ok_app, serve, status_and_body
@@ -454,3 +454,23 @@ def test_registered_names_are_off_by_default(
     attributes = _server_span(span_exporter).attributes
     assert [key for key in _REGISTERED if key in attributes] == []
     assert attributes["user.id"] == "user-42"
+
+
+def test_background_task_after_the_response_tags_nothing_and_logs_nothing(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """set_user()/track() in a BackgroundTask (the span has ended) do nothing, without the SDK's warnings."""
+
+    async def task() -> None:
+        set_user(id="late")
+        track("LATE_EVENT")
+
+    async def endpoint(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok", background=BackgroundTask(task))
+
+    app = UserTrackingMiddleware(Starlette(routes=[Route("/", endpoint)]), tracer_provider=tracer_provider)
+    with caplog.at_level("WARNING"):
+        serve(app, http_scope("/"))
+    span = _server_span(span_exporter)
+    assert "user.id" not in span.attributes and list(span.events) == []
+    assert [record.getMessage() for record in caplog.records] == []

@@ -73,7 +73,7 @@ def track(name: str, meta: Optional[Mapping[str, Any]] = None) -> None:
     validate_event_name(name)
     clean = validate_meta(meta)
     state = current_request()
-    if state is None:
+    if state is None or not state.span.is_recording():  # no request, or its span ended (BackgroundTasks)
         _logger.debug("track() called outside a request; event dropped")
         return
     try:
