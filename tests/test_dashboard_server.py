@@ -145,6 +145,26 @@ def test_a_trickling_request_is_cut_off_at_the_request_timeout(database: Path) -
             slow.close()
 
 
+def test_requests_queued_behind_a_busy_worker_time_out_from_their_first_byte(database: Path) -> None:
+    """Four unfinished requests before one worker are all closed about request_timeout after they began,
+    not one timeout after another (which would take 4 s here)."""
+    limits = ConnectionLimits(workers=1, request_timeout=1.0)
+    with serving(database, limits=limits) as server:
+        started = time.monotonic()
+        stalled = [socket.create_connection(server.server_address, timeout=10) for _ in range(4)]
+        try:
+            for sock in stalled:
+                sock.sendall(b"GET / HTTP/1.0\r\n")  # and nothing more
+            for sock in stalled:
+                with contextlib.suppress(ConnectionResetError):
+                    assert sock.recv(65536) in (b"", b"HTTP/1.0 408 Request Timeout\r\n")
+            assert time.monotonic() - started < 2.5
+        finally:
+            for sock in stalled:
+                sock.close()
+        assert request(server, "GET", "/")[0] == 200
+
+
 @pytest.mark.parametrize(
     ("data", "status"),
     [
