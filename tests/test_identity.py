@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import otel_user_tracking as out
+from otel_user_tracking import testing
 from otel_user_tracking.request.identity import UserInfo, user_from_object
 
 from ._apps import bearer, fastapi_app, get, instrumented, new_tracing
@@ -149,3 +150,46 @@ def test_set_user_outside_a_request_does_nothing() -> None:
     out.capture_exception(RuntimeError("x"))
     out.track("OUTSIDE")
     assert out.internal_error_counts() == {} or "set_user" not in out.internal_error_counts()
+
+
+class AbstractIdentityUser(BaseUser):
+    """Starlette's SimpleUser before 0.36 or so: ``identity`` left to BaseUser, which raises."""
+
+    def __init__(self, username: str) -> None:
+        self.username = username
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.username
+
+
+@pytest.mark.parametrize("user_class", [SimpleUser, AbstractIdentityUser])
+def test_starlette_simple_user_is_identified_by_its_username_without_an_error(
+    user_class: type[BaseUser], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Starlette's SimpleUser, whose identity may raise NotImplementedError, gets its username as
+    user.id, with no internal error counted or logged."""
+
+    class SimpleBackend(AuthenticationBackend):
+        async def authenticate(self, conn: HTTPConnection) -> Optional[tuple[AuthCredentials, BaseUser]]:
+            return AuthCredentials(["authenticated"]), user_class("ann")  # type: ignore[call-arg]
+
+    async def whoami(request: Request) -> JSONResponse:
+        return JSONResponse({"user": request.user.display_name})
+
+    tracing = new_tracing()
+    testing.reset()
+    with instrumented(tracing):
+        app = Starlette(
+            routes=[Route("/whoami", whoami)],
+            middleware=[Middleware(AuthenticationMiddleware, backend=SimpleBackend())],
+        )
+        assert get(app, "/whoami").json() == {"user": "ann"}
+    attributes = tracing.server_span("/whoami").attributes
+    assert (attributes["user.id"], attributes["user.name"]) == ("ann", "ann")
+    assert out.internal_error_counts() == {}
+    assert "otel_user_tracking" not in caplog.text

@@ -19,6 +19,9 @@ _READ_AS: dict[str, tuple[str, ...]] = {
     "email": ("email",),
     "roles": ("roles", "groups"),
 }
+# A field a base class leaves abstract (raises NotImplementedError) is read from its stand-in:
+# Starlette's ``BaseUser.identity``, which its ``SimpleUser`` never implements, by the username.
+_STAND_INS = {"identity": "username"}
 _MAX_VALUE_LENGTH = 1024
 _MAX_ROLES = 64
 
@@ -76,9 +79,13 @@ def _roles(value: Any) -> tuple[str, ...]:
 
 def _read(user: Any, names: tuple[str, ...], is_mapping: bool) -> Any:
     """The first present, non-None field among ``names`` on an object or a mapping."""
+    stand_in: Optional[str] = None
     for name in names:
         try:
             value = user.get(name) if is_mapping else getattr(user, name, None)
+        except NotImplementedError:  # left abstract by a base class: not the app's failure
+            stand_in = stand_in or _STAND_INS.get(name)
+            continue
         except Exception as exc:  # a property of the app's user object raised
             report_internal_error(f"user.{name}", exc, user_code=True)
             continue
@@ -86,7 +93,7 @@ def _read(user: Any, names: tuple[str, ...], is_mapping: bool) -> Any:
             continue
         if value is not None:
             return value
-    return None
+    return None if stand_in is None else _read(user, (stand_in,), is_mapping)
 
 
 def user_from_object(user: Any) -> Optional[UserInfo]:
