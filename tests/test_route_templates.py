@@ -89,3 +89,16 @@ def test_the_span_carries_the_route_template(
     assert span.attributes.get("http.route") == route
     if route is not None:
         assert span.name == f"{method} {route}"
+
+
+@pytest.mark.parametrize("framework", ["starlette", "fastapi"])
+@pytest.mark.parametrize(("method", "name"), [("GET", "GET"), ("DELETE", "DELETE"), ("SCAN", "HTTP")])
+def test_an_unmatched_request_is_named_by_its_method_alone(
+    tracing: Tracing, framework: str, method: str, name: str
+) -> None:
+    """A 404 no route matched is named as contrib names it (``GET``), not by its raw path."""
+    app = _starlette_app() if framework == "starlette" else _fastapi_app()
+    assert _request(app, method, "/wp-admin/setup.php") == 404
+    span = tracing.server_span("/wp-admin/setup.php")
+    assert span.name == name
+    assert span.attributes is not None and "http.route" not in span.attributes

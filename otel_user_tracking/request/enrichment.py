@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
+from opentelemetry.util.http import sanitize_method
 
 from .. import attributes as attrs
 from .._compat import matched_route
@@ -138,13 +139,26 @@ def finish_request(state: RequestState) -> None:
         state.exceptions.record_once(handled, escaped=False)
     state.exceptions.flush()
     if not route:
-        if route == UNMATCHED and state.created:
-            span.update_name(_method(scope))  # no route matched: named by the method alone
+        # No route matched: Starlette's router leaves itself in the scope, other adapters
+        # report it; named by the method alone, as contrib names it, never by the raw path.
+        unmatched = route == UNMATCHED or (
+            route is None and scope.get("type") == "http" and "router" in scope
+        )
+        if unmatched and state.created:
+            span.update_name(_bare_method(scope))
         return
     if state.created or attrs.HTTP_ROUTE not in span_attributes(span):
         span.set_attribute(attrs.HTTP_ROUTE, route)
     if state.created:
         span.update_name(f"{_method(scope)} {route}")
+
+
+def _bare_method(scope: Scope) -> str:
+    """The span name of a request no route matched: its method, ``HTTP`` for an unknown one."""
+    if scope.get("type") == "websocket":
+        return "WS"
+    method = sanitize_method(str(scope.get("method") or scope.get("REQUEST_METHOD") or "").strip())
+    return "HTTP" if method in ("_OTHER", "") else method
 
 
 def _method(scope: Scope) -> str:
