@@ -11,13 +11,15 @@ import os
 import re
 import threading
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable, Mapping, MutableMapping, Optional
+from typing import Any, Callable, Mapping, MutableMapping, Optional, Union
 
 from .analytics.events import AnalyticsEvent
-from .env import as_tuple, config_from_env
+from .env import as_tuple, config_from_env, dependency_name_error
 from .policy import TagPolicy
 
 UserResolver = Callable[[MutableMapping[str, Any]], Any]
+# FastAPI's auth dependency, as the function itself or its "module:attribute" name.
+UserDependency = Union[Callable[..., Any], str]
 PageviewFilter = Callable[[AnalyticsEvent], bool]
 
 
@@ -66,6 +68,11 @@ class Config:
     Args:
         tag_policy: What user fields and client address may be exported.
         user_resolver: ``resolver(scope)`` returning a user object or mapping, or None.
+        user_dependency: FastAPI's auth dependency whose returned value is the request's user
+            (the function, or its ``"module:attribute"`` name such as
+            ``"app.deps:get_current_user"``). None: any dependency with a conventional name
+            (``get_current_user``, ``current_user``, ``get_current_active_user``, ...; see
+            ``frameworks/fastapi.py``).
         excluded_urls: Regexes searched in the full URL; matching requests are not tracked.
         child_spans: Also put ``user.id`` on spans started during the request.
         internal_spans: Keep the ASGI middleware's ``http send``/``http receive`` spans.
@@ -98,6 +105,7 @@ class Config:
 
     tag_policy: TagPolicy = field(default_factory=TagPolicy)
     user_resolver: Optional[UserResolver] = None
+    user_dependency: Optional[UserDependency] = None
     excluded_urls: tuple[str, ...] = ()
     child_spans: bool = True
     internal_spans: bool = False
@@ -124,6 +132,16 @@ class Config:
         for hook in ("server_request_hook", "client_request_hook", "client_response_hook"):
             if getattr(self, hook) is not None and not callable(getattr(self, hook)):
                 raise ValueError(f"{hook} must be a callable taking the span, the scope (and the message)")
+        dependency = self.user_dependency
+        if isinstance(dependency, str):
+            problem = dependency_name_error(dependency)
+            if problem:
+                raise ValueError(f"user_dependency={dependency!r} {problem}")
+        elif dependency is not None and not callable(dependency):
+            raise ValueError(
+                "user_dependency must be FastAPI's auth dependency (the function) or its "
+                "'module:attribute' name, e.g. 'app.deps:get_current_user'"
+            )
         if not 100 <= int(self.min_status_to_capture) <= 599:
             raise ValueError("min_status_to_capture must be an HTTP status from 100 to 599")
         patterns = as_tuple(self.excluded_urls)

@@ -8,7 +8,11 @@ environment sets.
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import os
+import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any, Optional
@@ -19,6 +23,7 @@ from .policy import FIELD_MODES, HASH_KEY_ENV, IP_MODES, USER_FIELDS, TagPolicy,
 ENV_PREFIX = "OTEL_PYTHON_USER_TRACKING_"
 ENV_SINKS = ENV_PREFIX + "SINKS"
 ENV_EXCLUDED_URLS = ENV_PREFIX + "EXCLUDED_URLS"
+ENV_USER_DEPENDENCY = ENV_PREFIX + "USER_DEPENDENCY"
 OTEL_EXCLUDED_URLS = "OTEL_PYTHON_EXCLUDED_URLS"
 # The variables contrib's ASGI-based instrumentations read; a URL any of them excludes gets no span.
 OTEL_FRAMEWORK_EXCLUDED_URLS = tuple(
@@ -136,6 +141,61 @@ def policy_from_env(env: Mapping[str, str]) -> TagPolicy:
         raise ValueError(f"{exc} (set by {', '.join(hashed) or 'the environment'})") from None
 
 
+_DEPENDENCY_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def dependency_name_error(name: str) -> Optional[str]:
+    """What is wrong with a ``module:attribute`` name, or None when it is well formed."""
+    if _DEPENDENCY_NAME.fullmatch(name.strip()):
+        return None
+    return "is not a 'module:attribute' name; use e.g. app.deps:get_current_user"
+
+
+def _module_exists(name: str) -> bool:
+    """Whether module ``name`` can be imported, found without running any of the app's code.
+
+    Looked for in ``sys.path`` and the working directory (where uvicorn, gunicorn and the
+    framework CLIs import the app from; under ``opentelemetry-instrument`` it is not on
+    ``sys.path`` yet). Only the top-level name goes through the import system's finders
+    (editable installs), its submodules through their package's folders: importing the app
+    this early would run it before the other instrumentations are in place.
+    """
+    if name in sys.modules:
+        return True
+    top, *rest = name.split(".")
+    try:
+        spec = importlib.util.find_spec(top) or importlib.machinery.PathFinder.find_spec(top, [os.getcwd()])
+        for depth in range(len(rest)):
+            if spec is None or spec.submodule_search_locations is None:
+                return False
+            spec = importlib.machinery.PathFinder.find_spec(
+                ".".join([top, *rest[: depth + 1]]), list(spec.submodule_search_locations)
+            )
+    except (ImportError, ValueError):
+        return False
+    return spec is not None
+
+
+def user_dependency_from_env(env: Mapping[str, str]) -> Optional[str]:
+    """``OTEL_PYTHON_USER_TRACKING_USER_DEPENDENCY`` (``app.deps:get_current_user``), checked:
+    a malformed name or a module that cannot be found stops the start."""
+    raw = env.get(ENV_USER_DEPENDENCY)
+    if raw is None or not raw.strip():
+        return None
+    name = raw.strip()
+    problem = dependency_name_error(name)
+    if problem:
+        raise ValueError(f"{ENV_USER_DEPENDENCY}={raw!r} {problem}")
+    module = name.partition(":")[0]
+    if not _module_exists(module):
+        raise ValueError(
+            f"{ENV_USER_DEPENDENCY}={raw!r}: module {module!r} cannot be imported (looked in sys.path "
+            "and the working directory); name the module:function of the app's auth dependency, "
+            "e.g. app.deps:get_current_user"
+        )
+    return name
+
+
 def config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     """The Config fields the environment sets (only those it sets)."""
     values: dict[str, Any] = {"tag_policy": policy_from_env(env)}
@@ -164,6 +224,9 @@ def config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         text = env.get(ENV_PREFIX + name)
         if text:
             values[attr] = text.strip()
+    dependency = user_dependency_from_env(env)
+    if dependency:
+        values["user_dependency"] = dependency
     scrub = env.get(ENV_PREFIX + "SCRUB_QUERY_KEYS")
     if scrub:
         values["scrub_query_keys"] = frozenset(as_tuple(scrub))
