@@ -5,8 +5,10 @@ Run it under the CLI (from the repository root), with a hash key of your own::
     export OTEL_PYTHON_USER_TRACKING_HASH_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')
     opentelemetry-instrument --traces_exporter console uvicorn examples.fastapi_app:app
 
-Everything user-aware comes from two lines: ``out.configure(...)`` states the tag policy, and
-the login dependency calls ``out.set_user(...)``. ``out.track(...)`` records a custom event.
+Everything user-aware comes from one line, ``out.configure(...)``, which states the tag
+policy: the user is what the app's auth dependency, ``get_current_user``, returns (a
+conventional name; ``OTEL_PYTHON_USER_TRACKING_USER_DEPENDENCY=examples.fastapi_app:get_current_user``
+would name any other), with no ``set_user`` call. ``out.track(...)`` records a custom event.
 """
 
 from __future__ import annotations
@@ -43,14 +45,12 @@ SESSIONS: dict[str, str] = {}  # bearer token -> username
 app = FastAPI(title="otel-user-tracking demo shop")
 
 
-def current_user(authorization: str = Header(default="")) -> dict[str, Any]:
-    """The login dependency: resolve the bearer token and tag the request with the user."""
+def get_current_user(authorization: str = Header(default="")) -> dict[str, Any]:
+    """The login dependency: the user of the bearer token (it is the request's user, too)."""
     username = SESSIONS.get(authorization.removeprefix("Bearer ").strip())
     if username is None:
         raise HTTPException(401, "login required")
-    user = USERS[username]
-    out.set_user(**user)
-    return user
+    return USERS[username]
 
 
 @app.get("/")
@@ -78,18 +78,18 @@ def login(credentials: Credentials) -> dict[str, str]:
 
 
 @app.get("/me")
-def me(user: dict[str, Any] = Depends(current_user)) -> dict[str, Any]:
+def me(user: dict[str, Any] = Depends(get_current_user)) -> dict[str, Any]:
     return {"id": user["id"], "name": user["name"]}
 
 
 @app.post("/checkout")
-def checkout(plan: str = "pro", user: dict[str, Any] = Depends(current_user)) -> dict[str, bool]:
+def checkout(plan: str = "pro", user: dict[str, Any] = Depends(get_current_user)) -> dict[str, bool]:
     out.track("CHECKOUT_COMPLETED", meta={"plan": plan})
     return {"ok": True}
 
 
 @app.get("/boom")
-def boom(user: dict[str, Any] = Depends(current_user)) -> None:
+def boom(user: dict[str, Any] = Depends(get_current_user)) -> None:
     raise RuntimeError("payment provider timed out")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -94,6 +95,44 @@ def test_starlette_example_takes_the_user_from_authentication_middleware(tracing
     assert order.attributes["http.route"] == "/orders/{order_id}"
     assert [event.name for event in order.events] == ["ORDER_VIEWED"]
     assert [event.name for event in tracing.server_span("/broken").events] == ["exception"]
+
+
+@pytest.mark.parametrize(
+    ("module", "book_route", "user"),
+    [
+        (
+            "litestar_app",
+            "/books/{book_id}",
+            {
+                "user.id": "user-42",
+                "user.name": "jane",
+                "user.email": "jane@example.com",
+                "user.roles": ("admin",),
+            },
+        ),
+        ("quart_app", "/books/<int:book_id>", {"user.id": "user-42"}),
+    ],
+)
+def test_litestar_and_quart_examples_tag_the_logged_in_user_with_no_code(
+    tracing: Tracing, module: str, book_route: str, user: dict[str, str]
+) -> None:
+    """The Litestar and Quart examples: route templates, the user of their own auth, one exception event."""
+    pytest.importorskip(module.split("_")[0], reason=f"the {module.split('_')[0]} extra is not installed")
+    app = importlib.import_module(f"examples.{module}").app
+    credentials = {"json": {"username": "jane", "password": "correct horse"}}
+    [login] = _run(app, [("POST", "/login", credentials)])
+    auth = {"authorization": login.headers["authorization"]} if "authorization" in login.headers else {}
+    cookie = login.headers.get("set-cookie", "").split(";", 1)[0]
+    headers = {**auth, **({"cookie": cookie} if cookie else {})}
+    _run(
+        app,
+        [(method, path, {"headers": dict(headers)}) for method, path in (("GET", "/me"), ("GET", "/boom"))],
+    )
+    _run(app, [("GET", "/books/3", {})])
+    me = tracing.server_span("/me")
+    assert {key: value for key, value in me.attributes.items() if key.startswith("user.")} == user
+    assert tracing.server_span("/books/3").name == f"GET {book_route}"
+    assert [event.name for event in tracing.server_span("/boom").events] == ["exception"]
 
 
 def test_run_demo_serves_traffic_and_prints_the_report(tmp_path: Path) -> None:
