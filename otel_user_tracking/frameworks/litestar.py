@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .._errors import report_internal_error
-from ..request.framework import report_handled_exception, report_unmatched, report_route
+from ..request.framework import report_handled_exception, report_route, report_unmatched
 from ..types import ASGIApp, Message, Receive, Scope, Send
 
 _STARTS = frozenset({"http.response.start", "websocket.accept", "websocket.close"})

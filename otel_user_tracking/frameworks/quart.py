@@ -19,7 +19,7 @@ import inspect
 from typing import Any, Callable, Optional
 
 from .._errors import report_internal_error
-from ..request.framework import report_handled_exception, report_unmatched, report_route, report_user
+from ..request.framework import report_handled_exception, report_route, report_unmatched, report_user
 from ..types import ASGIApp, Receive, Scope, Send
 
 _DOOR_ATTR = "_otel_user_tracking_door"
