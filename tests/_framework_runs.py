@@ -24,6 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import pytest
+
+from otel_user_tracking.frameworks import ADAPTERS
+
 from ._otlp_receiver import OTLPReceiver, ReceivedSpan
 from ._uvicorn import CLIENT_HOST, SERVER_HOST, UvicornServer, request
 
@@ -130,6 +134,18 @@ def json_login(url: str, status: int) -> tuple[dict[str, str], bytes]:
     )
     assert got == status, body
     return headers, body
+
+
+def skip_unless_supported(framework: str, modules: Sequence[str] = ()) -> None:
+    """Skip the test unless ``modules`` import and the framework's adapter would be installed.
+
+    The min leg pins Flask 2.3, which admits no Quart the adapter supports (>= 0.20 needs Flask 3).
+    """
+    for module in modules:
+        pytest.importorskip(module, reason=f"{module} is not installed (the {framework} extra)")
+    [registration] = [adapter for adapter in ADAPTERS if adapter.name == framework]
+    if not registration.installed():
+        pytest.skip(f"the installed {framework} is not {registration.requirement!r}, which its adapter needs")
 
 
 def user_attributes(span: ReceivedSpan) -> dict[str, Any]:

@@ -25,6 +25,7 @@ STARLETTE_OTEL = _has("starlette.middleware.opentelemetry")
 # own log records, whatever the answer echoes); from 1.42 they do not.
 OTLP_HTTP_EXPORTER_LOGS_ANSWERS = _release("opentelemetry-exporter-otlp-proto-http") < (1, 42)
 FASTAPI_NATIVE_TRACING = _has("fastapi.telemetry")
+FASTAPI_ANNOTATED_DEPENDS = _release("fastapi") >= (0, 95)
 
 needs_starlette_otel = pytest.mark.skipif(
     not STARLETTE_OTEL, reason="Starlette's own OpenTelemetryMiddleware needs a Starlette that ships it (1.x)"
@@ -32,4 +33,7 @@ needs_starlette_otel = pytest.mark.skipif(
 needs_fastapi_native_tracing = pytest.mark.skipif(
     not FASTAPI_NATIVE_TRACING,
     reason="FastAPI's native tracing (FastAPI(telemetry=...)) needs a newer FastAPI",
+)
+needs_fastapi_annotated = pytest.mark.skipif(
+    not FASTAPI_ANNOTATED_DEPENDS, reason="Annotated[..., Depends()] needs FastAPI 0.95 or newer"
 )

@@ -21,6 +21,7 @@ from ._framework_runs import (
     FrameworkRun,
     json_login,
     run_framework,
+    skip_unless_supported,
     user_attributes,
 )
 
@@ -113,8 +114,7 @@ def run(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Framework, FrameworkRun]:
     framework = FRAMEWORKS[request.param]
-    for module in framework.requires:
-        pytest.importorskip(module, reason=f"{module} is not installed (the {request.param} extra)")
+    skip_unless_supported(request.param, framework.requires)
     result = run_framework(
         tmp_path_factory.mktemp(request.param),
         (APPS / framework.app).read_text(),

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from ._apps import Tracing, instrumented, new_tracing
+from ._framework_runs import skip_unless_supported
 from ._uvicorn import VENV_BIN, base_env, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +118,7 @@ def test_litestar_and_quart_examples_tag_the_logged_in_user_with_no_code(
     tracing: Tracing, module: str, book_route: str, user: dict[str, str]
 ) -> None:
     """The Litestar and Quart examples: route templates, the user of their own auth, one exception event."""
-    pytest.importorskip(module.split("_")[0], reason=f"the {module.split('_')[0]} extra is not installed")
+    skip_unless_supported(module.split("_")[0])
     app = importlib.import_module(f"examples.{module}").app
     credentials = {"json": {"username": "jane", "password": "correct horse"}}
     [login] = _run(app, [("POST", "/login", credentials)])

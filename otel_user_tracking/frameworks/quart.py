@@ -60,7 +60,7 @@ async def _on_request_finished(sender: Any, **extra: Any) -> None:
 def loaded_auth_user(app: Any) -> Optional[dict[str, Any]]:
     """quart-auth's user of this request as a mapping, if it was loaded; None otherwise.
 
-    quart-auth keeps a loaded user on ``g`` (0.11+) or the request context (0.10) under its
+    quart-auth keeps a loaded user on ``g`` (newer releases) or the request context under its
     ``attribute_name``. Its ``is_authenticated`` is an async property, so the user is read
     as a mapping: ``auth_id`` as the id, plain attributes as the rest.
     """

@@ -51,8 +51,8 @@ ADAPTERS: tuple[Registration, ...] = (
     Registration("flask", "flask >= 2.3", "otel_user_tracking.frameworks.flask"),
     Registration("django", "django >= 4.2", "otel_user_tracking.frameworks.django"),
     Registration("fastapi", "fastapi >= 0.92", "otel_user_tracking.frameworks.fastapi"),
-    Registration("litestar", "litestar >= 2.13", "otel_user_tracking.frameworks.litestar"),
-    Registration("quart", "quart >= 0.19", "otel_user_tracking.frameworks.quart"),
+    Registration("litestar", "litestar >= 2.19", "otel_user_tracking.frameworks.litestar"),
+    Registration("quart", "quart >= 0.20", "otel_user_tracking.frameworks.quart"),
 )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from .._errors import report_internal_error
 from .state import current_request
+from .user_tags import apply_found_user
 
 # ``found_route`` when the framework matched no route: the span is named by the method alone.
 UNMATCHED = ""
@@ -52,8 +53,6 @@ def report_user(user: Any) -> None:
     if state is None or user is None:
         return
     try:
-        from .user_tags import apply_found_user
-
         state.found_user = user
         apply_found_user(state)
     except Exception as exc:
