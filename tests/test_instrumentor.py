@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from starlette.routing import Route
 import otel_user_tracking as out
 from otel_user_tracking import testing
 from otel_user_tracking.config import reset_config
+from otel_user_tracking.frameworks import ADAPTERS
 
 from ._apps import bearer, fastapi_app, get, instrumented, new_tracing
 
@@ -112,3 +114,29 @@ def test_internal_send_receive_spans_are_off_by_default_and_can_be_enabled() -> 
             get(fastapi_app(tracing), "/me", headers=bearer("tok-jane"))
         internal = [span for span in tracing.spans() if span.name.endswith((" send", " receive"))]
         assert bool(internal) is enabled
+
+
+def test_uninstrument_restores_what_the_fastapi_litestar_and_quart_adapters_patched() -> None:
+    """instrument() patches FastAPI's solve_dependencies and Litestar's and Quart's entry points;
+    uninstrument() puts each back."""
+    import fastapi.routing
+
+    targets: list[tuple[Any, str]] = [(fastapi.routing, "solve_dependencies")]
+    others = (
+        ("litestar", "Litestar", ("__call__",)),
+        ("quart", "Quart", ("__call__", "handle_user_exception")),
+    )
+    for module, cls, names in others:
+        adapter = next(a for a in ADAPTERS if a.name == module)
+        if adapter.installed():
+            owner = getattr(importlib.import_module(module), cls)
+            targets += [(owner, name) for name in names]
+    originals = [getattr(owner, name) for owner, name in targets]
+    instrumentor = out.UserTrackingInstrumentor()
+    instrumentor.instrument(tracer_provider=new_tracing().provider, analytics=False)
+    try:
+        patched = [getattr(owner, name) for owner, name in targets]
+    finally:
+        instrumentor.uninstrument()
+    assert not any(now is before for now, before in zip(patched, originals))
+    assert [getattr(owner, name) for owner, name in targets] == originals
