@@ -186,7 +186,7 @@ class ServerSpanMaker:
                 seconds=time.perf_counter() - started,
                 request_size=content_length(scope.get("headers")),
                 response_size=response_size,
-                context=trace.set_span_in_context(span),
+                context=None,  # the current one, which holds the span until ``token`` is detached below
             )
         if token is not None:
             context.detach(token)  # type: ignore[arg-type]
