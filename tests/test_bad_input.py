@@ -139,12 +139,12 @@ def test_user_object_whose_properties_raise_still_tags_what_it_can() -> None:
 
 def test_broken_instrumentation_internals_do_not_fail_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
     """Even a bug in our own request-start code leaves the request untouched."""
-    import otel_user_tracking.request.enrichment as enrichment
+    import otel_user_tracking.request.lifecycle as lifecycle
 
     def broken(*args: Any) -> None:
         raise AttributeError("bug")
 
-    monkeypatch.setattr(enrichment, "read_facts", broken)
+    monkeypatch.setattr(lifecycle, "read_facts", broken)
     tracing = new_tracing()
     with instrumented(tracing), testing.internal_errors_raise(False):
         assert _get(_app(), "/echo") == 200

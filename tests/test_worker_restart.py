@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from otel_user_tracking.analytics.events import EventRow
-from otel_user_tracking.analytics.intake import SpanIntake
 from otel_user_tracking.analytics.settings import DeliverySettings
+from otel_user_tracking.analytics.span_queue import SpanIntake
 from otel_user_tracking.config import get_config
 
 

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional, cast
 
-from .._cooperate import WorkerState, wait_for
 from .._throttle import ThrottledLog
+from .._workers import WorkerState, wait_for
 from ..sinks import PermanentSinkError, RetryableSinkError, SendResult, Sink
 from .events import AnalyticsEvent, EventRow, as_events
 from .settings import DeliverySettings
@@ -115,7 +115,7 @@ class SinkPipeline(WorkerState):
         self._counts = dict.fromkeys(OUTCOMES, 0)
         self._outbox_errors = 0
 
-    # -- fed by the span intake ---------------------------------------------------------
+    # -- fed by the span queue ----------------------------------------------------------
 
     def offer(self, events: Sequence[EventRow]) -> None:
         """Queue events (rows) without blocking; what does not fit is dropped and counted."""

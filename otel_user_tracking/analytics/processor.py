@@ -2,7 +2,7 @@
 
 ``on_end`` runs on the request path (the span ends inside the ASGI middleware), so it only
 checks that the span is a server span and queues it with its app's ``Config``: no
-conversion, no I/O, no waiting. The intake's converter thread turns spans into events once,
+conversion, no I/O, no waiting. The span queue's converter thread turns spans into events once,
 and each sink's pipeline delivers them in batches.
 """
 
@@ -22,19 +22,19 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
-from .._cooperate import awaited
+from .._workers import awaited
 from ..config import get_config
 from ..env import sinks_setting
-from ..handoff import take_pinned_config
+from ..pinned_config import take_pinned_config
 from ..sinks import Sink, sinks_from_env
 from ..sinks._base import sink_identity
 from ..version import __version__
 from .conversion import event_rows, is_candidate
 from .durable import DurablePipeline
-from .intake import SpanIntake
 from .outbox import Outbox
 from .pipeline import OUTCOMES, PROBLEMS, DeliveryStats, SinkPipeline
 from .settings import DeliverySettings
+from .span_queue import SpanIntake
 
 _logger = logging.getLogger(__name__)
 Observations = Iterable[Observation]

@@ -31,8 +31,8 @@ import weakref
 from typing import Any, Callable, NamedTuple, Optional
 
 from .._errors import report_internal_error
-from ..request.enrichment import note_response_status
 from ..request.framework import report_handled_exception, report_route, report_unmatched, report_user
+from ..request.lifecycle import note_response_status
 from ..request.state import current_request
 from ..request.wsgi import UserTrackingWSGIMiddleware
 from ..types import Environ, StartResponse

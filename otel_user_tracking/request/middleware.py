@@ -23,8 +23,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .._errors import report_internal_error
 from ..config import Config
 from ..types import ASGIApp, Message, Receive, Scope, Send
-from .enrichment import RequestView, adopt, finish_request, full_url, note_response_start, route_template
 from .front_door import FrontDoor
+from .lifecycle import RequestView, adopt, finish_request, full_url, note_response_start, route_template
 from .lifespan import serve_lifespan
 from .prepared import Prepared
 from .scrubbing import QueryScrubber

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from opentelemetry.trace import Span
 
-from .._compat import scope_before_routing
-from ..handoff import pin_config
+from ..pinned_config import pin_config
 from .exceptions import ExceptionLedger
 from .identity import UserInfo
+from .starlette_routes import scope_before_routing
 
 if TYPE_CHECKING:
     from ..config import Config

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
 
-from .._cooperate import TimeSlicer
 from .._throttle import ThrottledLog
+from .._workers import TimeSlicer
 from ..analytics.events import AnalyticsEvent
 from ..analytics.store import TABLE, WRITERS, SchemaError, connect, insert_events
 from ._base import PermanentSinkError, RetryableSinkError, SendResult

@@ -6,15 +6,15 @@ import threading
 
 import pytest
 
-from otel_user_tracking import _cooperate
-from otel_user_tracking._cooperate import TimeSlicer, awaited
+from otel_user_tracking import _workers
+from otel_user_tracking._workers import TimeSlicer, awaited
 
 
 @pytest.fixture
 def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Records the pauses the slicer takes instead of sleeping them."""
     taken: list[float] = []
-    monkeypatch.setattr(_cooperate.time, "sleep", taken.append)
+    monkeypatch.setattr(_workers.time, "sleep", taken.append)
     return taken
 
 
@@ -22,9 +22,9 @@ def test_a_worker_steps_aside_once_its_slice_is_used(pauses: list[float]) -> Non
     """A tick after a whole slice of work pauses for real; a tick within the slice does not."""
     slicer = TimeSlicer(slice_seconds=0.0)
     slicer.tick()
-    assert pauses == [_cooperate.PAUSE_SECONDS]
+    assert pauses == [_workers.PAUSE_SECONDS]
     TimeSlicer(slice_seconds=60.0).tick()
-    assert pauses == [_cooperate.PAUSE_SECONDS]
+    assert pauses == [_workers.PAUSE_SECONDS]
 
 
 def test_slices_stay_short_while_the_loop_idles_and_grow_while_it_is_saturated(
@@ -40,8 +40,8 @@ def test_slices_stay_short_while_the_loop_idles_and_grow_while_it_is_saturated(
     def sleep(seconds: float) -> None:
         clock[0] += seconds + others_hold_the_gil_for[0]
 
-    monkeypatch.setattr(_cooperate.time, "perf_counter", lambda: clock[0])
-    monkeypatch.setattr(_cooperate.time, "sleep", sleep)
+    monkeypatch.setattr(_workers.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(_workers.time, "sleep", sleep)
     slicer = TimeSlicer()
     seen = [slicer.slice_seconds]
     for waited in (0.0002, 0.005, 0.003, 0.02, 0.0001):
@@ -52,7 +52,7 @@ def test_slices_stay_short_while_the_loop_idles_and_grow_while_it_is_saturated(
         clock[0] += slicer.slice_seconds
         slicer.tick()
         seen.append(slicer.slice_seconds)
-    low, high = _cooperate.MIN_SLICE_SECONDS, _cooperate.MAX_SLICE_SECONDS
+    low, high = _workers.MIN_SLICE_SECONDS, _workers.MAX_SLICE_SECONDS
     assert seen == pytest.approx([low, low, high, 0.0003, high, low])
     assert TimeSlicer(slice_seconds=0.001).slice_seconds == 0.001  # a fixed slice stays fixed
 
@@ -66,7 +66,7 @@ def test_no_pause_while_a_caller_waits_for_the_workers(pauses: list[float]) -> N
         slicer.tick()
     assert pauses == []
     slicer.tick()
-    assert pauses == [_cooperate.PAUSE_SECONDS]
+    assert pauses == [_workers.PAUSE_SECONDS]
 
 
 def test_the_mark_of_one_waiting_thread_outlives_another_leaving(pauses: list[float]) -> None:
@@ -88,7 +88,7 @@ def test_the_mark_of_one_waiting_thread_outlives_another_leaving(pauses: list[fl
     release.set()
     other.join(5)
     TimeSlicer(slice_seconds=0.0).tick()
-    assert pauses == [_cooperate.PAUSE_SECONDS]
+    assert pauses == [_workers.PAUSE_SECONDS]
 
 
 def test_force_flush_and_shutdown_mark_their_caller_as_waiting() -> None:
@@ -106,7 +106,7 @@ def test_force_flush_and_shutdown_mark_their_caller_as_waiting() -> None:
         max_batch_size = 1000
 
         def send(self, batch: object) -> None:
-            seen.append(bool(_cooperate._waiting))
+            seen.append(bool(_workers._waiting))
 
         def close(self) -> None:
             return None
@@ -119,4 +119,4 @@ def test_force_flush_and_shutdown_mark_their_caller_as_waiting() -> None:
     end_request_spans(provider, 2)
     processor.shutdown()
     assert seen == [True, True]
-    assert not _cooperate._waiting
+    assert not _workers._waiting

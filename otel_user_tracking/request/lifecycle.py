@@ -14,7 +14,6 @@ from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.http import sanitize_method
 
 from .. import attributes as attrs
-from .._compat import matched_route
 from .._spans import span_attributes
 from ..types import Message, Scope
 from .bots import is_bot
@@ -22,6 +21,7 @@ from .client_address import mentioned_addresses, resolve_client_address
 from .framework import UNMATCHED
 from .headers import RequestFacts, read_facts
 from .scrubbing import clean_attributes, enforce_on_span
+from .starlette_routes import matched_route
 from .state import RequestState
 from .user_tags import refresh_user
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .types import Scope
+from ..types import Scope
 
 _MAX_MOUNT_DEPTH = 16
 

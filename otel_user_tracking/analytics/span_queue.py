@@ -6,7 +6,7 @@ events once (not once per sink) and offers them to every sink's pipeline, so spa
 held only briefly: what waits for a slow or dead backend is the compact events, and a
 backend that hangs never stops the conversion for the others.
 
-The converter works in slices and steps aside between them (``_cooperate.py``), so the
+The converter works in slices and steps aside between them (``_workers.py``), so the
 event loop serving requests never waits for it for more than one slice.
 """
 
@@ -19,8 +19,8 @@ from typing import Callable
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from .._cooperate import TimeSlicer, WorkerState, wait_for
 from .._errors import report_internal_error
+from .._workers import TimeSlicer, WorkerState, wait_for
 from ..config import Config
 from .events import EventRow
 from .pipeline import SinkPipeline
