@@ -35,6 +35,7 @@ from ._apps import (
     login,
     new_tracing,
 )
+from ._versions import needs_fastapi_native_tracing
 
 KEY = "exception-text-test-key-2f9d"
 EMAIL = "Jane@Example.com"  # tests/_apps.py's tok-jane
@@ -119,7 +120,7 @@ def test_huge_message_and_stacktrace_are_cut_with_a_marker_and_counted() -> None
     assert after.get("exception.stacktrace", 0) == before.get("exception.stacktrace", 0) + 1
 
 
-@pytest.fixture(params=["ours", "native"])
+@pytest.fixture(params=["ours", pytest.param("native", marks=needs_fastapi_native_tracing)])
 def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Analytics, bool]]:
     """The span made by our middleware, or by FastAPI's native tracing and enriched by it."""
     with instrumented_analytics(tag_policy=POLICY) as analytics:
