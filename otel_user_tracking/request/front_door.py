@@ -8,6 +8,7 @@ configuration changes.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import replace
 from typing import Any, Generic, Optional, TypeVar
 
@@ -21,7 +22,7 @@ from .prepared import PreparedRequest
 P = TypeVar("P", bound=PreparedRequest)
 
 
-class FrontDoor(Generic[P]):
+class FrontDoor(ABC, Generic[P]):
     """The app, the providers and the options of one front door; ``_prepare()`` is what its
     requests use, made by the subclass's ``_derive(config)``."""
 
@@ -58,8 +59,9 @@ class FrontDoor(Generic[P]):
         self._prepared, self._generation = prepared, generation
         return prepared
 
+    @abstractmethod
     def _derive(self, config: Config) -> P:
-        raise NotImplementedError
+        """What this door's requests need from ``config`` (its span maker, scrubber, ...)."""
 
 
 def span_to_enrich(outside: Context) -> Optional[trace.Span]:
