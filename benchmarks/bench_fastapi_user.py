@@ -24,6 +24,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, Callable
 
+from _asgi_drive import drive
+
 os.environ.setdefault("OTEL_PYTHON_USER_TRACKING_SINKS", "none")
 
 import fastapi.routing
@@ -80,21 +82,10 @@ SCOPE = {
 }
 
 
-async def _receive() -> dict[str, Any]:
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-async def _send(message: Any) -> None:
-    return None
-
-
+# CPU time of this thread: other processes on a shared host and the span exporter's
+# thread do not count, so the variants' ratios hold when the machine is busy.
 async def _drive(app: Callable[..., Any], requests: int) -> float:
-    # CPU time of this thread: other processes on a shared host and the span exporter's
-    # thread do not count, so the variants' ratios hold when the machine is busy.
-    start = time.thread_time()
-    for _ in range(requests):
-        await app(dict(SCOPE), _receive, _send)
-    return (time.thread_time() - start) / requests
+    return await drive(app, SCOPE, requests, time.thread_time)
 
 
 def measure(requests: int, rounds: int) -> tuple[dict[str, float], dict[str, float]]:

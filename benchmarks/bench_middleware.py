@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import time
 from collections.abc import Sequence
 from typing import Any, Callable
+
+from _asgi_drive import drive
 
 os.environ.setdefault("OTEL_PYTHON_USER_TRACKING_SINKS", "none")
 
@@ -66,19 +67,8 @@ SCOPE = {
 }
 
 
-async def _receive() -> dict[str, Any]:
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-async def _send(message: Any) -> None:
-    return None
-
-
 async def _drive(app: Callable[..., Any], requests: int) -> float:
-    start = time.perf_counter()
-    for _ in range(requests):
-        await app(dict(SCOPE), _receive, _send)
-    return (time.perf_counter() - start) / requests
+    return await drive(app, SCOPE, requests)
 
 
 def measure(requests: int, rounds: int) -> dict[str, float]:
