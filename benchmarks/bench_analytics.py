@@ -35,10 +35,10 @@ from opentelemetry.trace import SpanKind
 
 import otel_user_tracking as out
 from otel_user_tracking import attributes as attrs
-from otel_user_tracking.analytics import store as event_store
 from otel_user_tracking.analytics.conversion import convert_span
 from otel_user_tracking.analytics.span_queue import MAX_SPANS
 from otel_user_tracking.config import get_config
+from otel_user_tracking.store.sqlite import schema as event_store
 
 
 class NullExporter(SpanExporter):

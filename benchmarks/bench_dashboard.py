@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from otel_user_tracking.analytics import store
-from otel_user_tracking.analytics.dashboard import PageOptions, build_dashboard, journey, render_page
 from otel_user_tracking.analytics.events import EventRecord
+from otel_user_tracking.store.dashboard import PageOptions, build_dashboard, journey, render_page
+from otel_user_tracking.store.sqlite import schema as store
 
 PAGES = ["/", "/pricing", "/products/{id}", "/cart", "/checkout", "/search"] + [
     f"/docs/{n}" for n in range(30)

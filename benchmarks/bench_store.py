@@ -47,8 +47,8 @@ import otel_user_tracking as out
 from otel_user_tracking import attributes as attrs
 from otel_user_tracking.analytics.events import AnalyticsEvent
 from otel_user_tracking.analytics.outbox import Outbox
-from otel_user_tracking.analytics.report import build_report
-from otel_user_tracking.analytics.store import (
+from otel_user_tracking.store.report import build_report
+from otel_user_tracking.store.sqlite.schema import (
     _MIGRATIONS,
     INSERT,
     SCHEMA_VERSION,

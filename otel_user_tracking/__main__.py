@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlsplit
 
-from .analytics.dashboard import (
+from .store.dashboard import (
     DEFAULT_JAEGER_URL,
     DashboardServer,
     PageOptions,
@@ -20,9 +20,9 @@ from .analytics.dashboard import (
     build_dashboard,
     render_page,
 )
-from .analytics.dashboard.hosts import check_host_name
-from .analytics.report import build_report, parse_since, reading, render_json, render_table
-from .analytics.store import SchemaError, connect_readonly
+from .store.dashboard.hosts import check_host_name
+from .store.report import build_report, parse_since, reading, render_json, render_table
+from .store.sqlite.schema import SchemaError, connect_readonly
 
 
 def _parser() -> argparse.ArgumentParser:

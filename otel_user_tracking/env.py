@@ -235,7 +235,7 @@ def config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
 
 def sinks_setting(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
     """The raw ``OTEL_PYTHON_USER_TRACKING_SINKS`` value; None when unset: the implicit default
-    store (``DEFAULT_SINKS`` where it can be written, see ``sinks.sqlite.default_store``)."""
+    store (``DEFAULT_SINKS`` where it can be written, see ``store.default.default_store``)."""
     return _environ(env).get(ENV_SINKS, "").strip() or None
 
 

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional
 
-from otel_user_tracking.analytics import store
-from otel_user_tracking.analytics.dashboard import DashboardServer
 from otel_user_tracking.analytics.events import AnalyticsEvent
+from otel_user_tracking.store.dashboard import DashboardServer
+from otel_user_tracking.store.sqlite import schema as store
 
 NOW = datetime(2026, 11, 20, 12, 30, tzinfo=timezone.utc)
 PAGES = ["/", "/products/{id}", "/checkout", "/search"]

@@ -22,8 +22,8 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from otel_user_tracking.__main__ import main
-from otel_user_tracking.analytics import store
-from otel_user_tracking.analytics.dashboard import (
+from otel_user_tracking.analytics.events import AnalyticsEvent, to_us
+from otel_user_tracking.store.dashboard import (
     DashboardServer,
     JourneyView,
     PageOptions,
@@ -34,8 +34,8 @@ from otel_user_tracking.analytics.dashboard import (
     render_page,
     svg,
 )
-from otel_user_tracking.analytics.events import AnalyticsEvent, to_us
-from otel_user_tracking.analytics.report import build_report
+from otel_user_tracking.store.report import build_report
+from otel_user_tracking.store.sqlite import schema as store
 
 from ._dashboard import NOW, event, fill, generate, request, running
 
@@ -382,8 +382,8 @@ def test_dashboard_command_refuses_a_missing_store(
 
 
 def test_the_dashboard_package_only_re_exports_a_sorted_all() -> None:
-    """``otel_user_tracking.analytics.dashboard.__all__`` is sorted and every name in it exists."""
-    import otel_user_tracking.analytics.dashboard as dashboard
+    """``otel_user_tracking.store.dashboard.__all__`` is sorted and every name in it exists."""
+    import otel_user_tracking.store.dashboard as dashboard
 
     assert list(dashboard.__all__) == sorted(dashboard.__all__)
     assert all(getattr(dashboard, name) is not None for name in dashboard.__all__)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from otel_user_tracking.analytics.dashboard import DashboardServer, PageOptions
+from otel_user_tracking.store.dashboard import DashboardServer, PageOptions
 
 from ._chromium import DevTools, chromium, chromium_binary
 from ._dashboard import running

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from otel_user_tracking.analytics import store
-from otel_user_tracking.analytics.dashboard import DashboardServer, PageOptions
 from otel_user_tracking.analytics.events import FIELDS, EventRecord, to_us
+from otel_user_tracking.store.dashboard import DashboardServer, PageOptions
+from otel_user_tracking.store.sqlite import schema as store
 
 from ._chromium import DevTools, chromium, chromium_binary
 from ._dashboard import NOW, running

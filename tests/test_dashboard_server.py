@@ -18,10 +18,10 @@ from urllib.parse import quote, urlencode
 import pytest
 
 from otel_user_tracking.__main__ import main
-from otel_user_tracking.analytics.dashboard import DashboardServer, PageOptions, UserIdForm
-from otel_user_tracking.analytics.dashboard import server as server_module
-from otel_user_tracking.analytics.dashboard.connections import ConnectionLimits
-from otel_user_tracking.analytics.dashboard.hosts import host_of
+from otel_user_tracking.store.dashboard import DashboardServer, PageOptions, UserIdForm
+from otel_user_tracking.store.dashboard import server as server_module
+from otel_user_tracking.store.dashboard.connections import ConnectionLimits
+from otel_user_tracking.store.dashboard.hosts import host_of
 
 from ._dashboard import NOW, event, exchange, fill, generate, request, running
 

@@ -14,9 +14,9 @@ from typing import Optional
 import pytest
 
 from otel_user_tracking.analytics.events import AnalyticsEvent
-from otel_user_tracking.analytics.report import CountRow, ErrorRow, Report, RouteRow, build_report
-from otel_user_tracking.analytics.store import _MIGRATIONS, INSERT, SCHEMA_VERSION, connect
 from otel_user_tracking.sinks import SQLiteSink
+from otel_user_tracking.store.report import CountRow, ErrorRow, Report, RouteRow, build_report
+from otel_user_tracking.store.sqlite.schema import _MIGRATIONS, INSERT, SCHEMA_VERSION, connect
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 PAGES = ["/", "/a", "/b", "/c/{id}", "/d", "/e"]

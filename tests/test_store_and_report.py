@@ -15,8 +15,6 @@ import pytest
 
 from otel_user_tracking.__main__ import main
 from otel_user_tracking.analytics.events import AnalyticsEvent
-from otel_user_tracking.analytics.report import build_report, parse_since, render_table
-from otel_user_tracking.analytics.store import INSERT, SCHEMA_VERSION, connect
 from otel_user_tracking.sinks import (
     ConsoleSink,
     InMemorySink,
@@ -26,6 +24,8 @@ from otel_user_tracking.sinks import (
     SQLiteSink,
     sink_from_url,
 )
+from otel_user_tracking.store.report import build_report, parse_since, render_table
+from otel_user_tracking.store.sqlite.schema import INSERT, SCHEMA_VERSION, connect
 
 from ._cli import report_json
 

@@ -17,8 +17,8 @@ from otel_user_tracking.analytics.events import AnalyticsEvent
 from otel_user_tracking.analytics.pipeline import SinkPipeline
 from otel_user_tracking.analytics.settings import DeliverySettings
 from otel_user_tracking.sinks import SQLiteSink, sink_from_url
-from otel_user_tracking.sinks._inflight import ledger_directory
-from otel_user_tracking.sinks.sqlite import DURABLE_WAIT
+from otel_user_tracking.store.sqlite.inflight import ledger_directory
+from otel_user_tracking.store.sqlite.sink import DURABLE_WAIT
 
 SLOW = DeliverySettings(flush_interval=60)
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from otel_user_tracking.analytics import store
 from otel_user_tracking.analytics.events import FIELDS, AnalyticsEvent
-from otel_user_tracking.analytics.store import CHUNK, INSERT, connect, insert_events
 from otel_user_tracking.sinks import SQLiteSink
+from otel_user_tracking.store.sqlite import schema as store
+from otel_user_tracking.store.sqlite.schema import CHUNK, INSERT, connect, insert_events
 
 OPTIONAL = [name for name, default in AnalyticsEvent._field_defaults.items() if default is None]
 VALUES: dict[str, list[object]] = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from otel_user_tracking.analytics.span_queue import MAX_SPANS
-from otel_user_tracking.sinks._inflight import ledger_directory
+from otel_user_tracking.store.sqlite.inflight import ledger_directory
 
 from ._uvicorn import CLIENT_HOST, SERVER_HOST, UvicornServer, app_with_store, request
 

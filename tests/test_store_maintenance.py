@@ -13,8 +13,8 @@ import pytest
 
 import otel_user_tracking as out
 from otel_user_tracking.analytics.events import AnalyticsEvent
-from otel_user_tracking.analytics.store import SCHEMA_VERSION, connect
 from otel_user_tracking.sinks import sink_from_url
+from otel_user_tracking.store.sqlite.schema import SCHEMA_VERSION, connect
 
 
 def _event(days_ago: float, n: int, *, agent: str = "Mozilla/5.0") -> AnalyticsEvent:
@@ -98,7 +98,7 @@ def test_a_new_store_has_16k_pages_and_an_existing_one_keeps_its_own(tmp_path: P
 
 def test_report_queries_use_indexes_not_full_scans(tmp_path: Path) -> None:
     """Every query of the report is served by an index of the store (checked by EXPLAIN QUERY PLAN)."""
-    from otel_user_tracking.analytics import report
+    from otel_user_tracking.store import report
 
     path = tmp_path / "a.db"
     with contextlib.closing(connect(path)) as db:

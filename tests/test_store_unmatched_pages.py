@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 import otel_user_tracking as out
 from otel_user_tracking.analytics.events import AnalyticsEvent
-from otel_user_tracking.analytics.report import build_report
+from otel_user_tracking.store.report import build_report
 
 from ._apps import get_all, instrumented, new_tracing
 

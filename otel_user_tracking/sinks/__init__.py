@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..store.sqlite.sink import SQLiteSink
 from ._base import PermanentSinkError, RetryableSinkError, SendResult, Sink, SinkError
 from ._url import SinkURL, mask_url, parse_sink_url, sink_from_url, sinks_from_env
 from .console import ConsoleSink
 from .jsonl import JSONLinesSink
 from .memory import InMemorySink
-from .sqlite import SQLiteSink
 
 if TYPE_CHECKING:
     from .otlp import OTLPLogsSink

@@ -13,17 +13,17 @@ from urllib.parse import unquote, urlsplit
 
 from ._base import Sink
 
-# scheme (without +http/+https) -> (module, expected form shown in errors)
+# scheme (without +http/+https) -> (module relative to the package, expected form shown in errors)
 SINK_SCHEMES: dict[str, tuple[str, str]] = {
-    "sqlite": ("sqlite", "sqlite:///path/to/analytics.db"),
-    "jsonl": ("jsonl", "jsonl:///path/to/events.jsonl"),
-    "console": ("console", "console"),
-    "memory": ("memory", "memory"),
-    "webhook": ("webhook", "webhook+https://host/path"),
-    "swetrix": ("swetrix", "swetrix+https://PROJECT_ID@api.swetrix.com/log"),
-    "posthog": ("posthog", "posthog+https://PROJECT_API_KEY@us.i.posthog.com"),
-    "segment": ("segment", "segment+https://WRITE_KEY@api.segment.io"),
-    "otlp": ("otlp", "otlp"),
+    "sqlite": ("store.sqlite.sink", "sqlite:///path/to/analytics.db"),
+    "jsonl": ("sinks.jsonl", "jsonl:///path/to/events.jsonl"),
+    "console": ("sinks.console", "console"),
+    "memory": ("sinks.memory", "memory"),
+    "webhook": ("sinks.webhook", "webhook+https://host/path"),
+    "swetrix": ("sinks.swetrix", "swetrix+https://PROJECT_ID@api.swetrix.com/log"),
+    "posthog": ("sinks.posthog", "posthog+https://PROJECT_API_KEY@us.i.posthog.com"),
+    "segment": ("sinks.segment", "segment+https://WRITE_KEY@api.segment.io"),
+    "otlp": ("sinks.otlp", "otlp"),
 }
 
 
@@ -142,7 +142,7 @@ def parse_sink_url(raw: str) -> SinkURL:
 def sink_from_url(raw: str) -> Sink:
     """Build the sink a URL names; raise ``ValueError`` with the expected form if it is malformed."""
     parsed = parse_sink_url(raw)
-    module = importlib.import_module(f"{__package__}.{SINK_SCHEMES[parsed.scheme][0]}")
+    module = importlib.import_module(f"otel_user_tracking.{SINK_SCHEMES[parsed.scheme][0]}")
     sink: Sink = module.from_url(parsed)
     return sink
 
@@ -153,7 +153,7 @@ def sinks_from_env(value: Optional[str]) -> list[Sink]:
     None (the variable is unset) is the implicit default store, which never stops the start.
     """
     if value is None:
-        from ._default_store import default_store
+        from ..store.default import default_store
 
         store = default_store()
         return [] if store is None else [store]

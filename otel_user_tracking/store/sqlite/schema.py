@@ -23,11 +23,11 @@ from operator import itemgetter, ne
 from pathlib import Path
 from typing import Optional, Union
 
-from .events import FIELDS, EventRecord
+from ...analytics.events import FIELDS, EventRecord
 
 SCHEMA_VERSION = 4
 TABLE = "events"
-WRITERS = "writers"  # per writing process: events its transactions stored (sinks/_inflight.py)
+WRITERS = "writers"  # per writing process: events its transactions stored (store/sqlite/inflight.py)
 
 # A field whose stored column has another name.
 _COLUMN_NAMES = {"meta_json": "meta"}

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from .sqlite import SQLiteSink, durable_from_env
+from .sqlite.sink import SQLiteSink, durable_from_env
 
 _logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Literal, Optional
 
 from ...env import ENV_PREFIX, policy_from_env
 from ...policy import FIELD_MODES, HASH_KEY_ENV, TagPolicy
-from ..store import TABLE
+from ..sqlite.schema import TABLE
 
 IdKind = Literal["user", "visitor", "session"]
 ID_KINDS: tuple[IdKind, ...] = ("user", "visitor", "session")

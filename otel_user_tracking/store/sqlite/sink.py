@@ -1,4 +1,4 @@
-"""SQLiteSink: the embedded store (``analytics/store.py``) as a sink, the zero-setup default.
+"""SQLiteSink: the embedded store (``store/sqlite/schema.py``) as a sink, the zero-setup default.
 
 Read it with ``otel-user-tracking report``. Besides writing, the sink keeps the store in
 shape from its own thread: events older than ``retention`` and, past ``max_store_mb``, the
@@ -20,14 +20,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
 
-from .._throttle import ThrottledLog
-from .._workers import TimeSlicer
-from ..analytics.events import AnalyticsEvent
-from ..analytics.store import TABLE, WRITERS, SchemaError, connect, insert_events
-from ._base import PermanentSinkError, RetryableSinkError, SendResult
-from ._inflight import Ledger, dead_writers, ledger_directory
-from ._store_file import StoreFile
-from ._url import SinkURL
+from ..._throttle import ThrottledLog
+from ..._workers import TimeSlicer
+from ...analytics.events import AnalyticsEvent
+from ...sinks._base import PermanentSinkError, RetryableSinkError, SendResult
+from ...sinks._url import SinkURL
+from .file import StoreFile
+from .inflight import Ledger, dead_writers, ledger_directory
+from .schema import TABLE, WRITERS, SchemaError, connect, insert_events
 
 _logger = logging.getLogger(__name__)
 
@@ -364,7 +364,7 @@ def from_url(parsed: SinkURL) -> SQLiteSink:
     (on when set); the store is opened at once, so a problem with it stops the start instead of
     surfacing at the first write.
     """
-    from ..env import store_settings
+    from ...env import store_settings
 
     if parsed.host:
         raise parsed.error(f"unexpected host {parsed.host!r}")
@@ -384,6 +384,6 @@ def from_url(parsed: SinkURL) -> SQLiteSink:
 
 def durable_from_env() -> bool:
     """Durable delivery was asked for (``OTEL_PYTHON_USER_TRACKING_OUTBOX``): the store commits sooner."""
-    from ..env import outbox_settings
+    from ...env import outbox_settings
 
     return outbox_settings()[0] is not None

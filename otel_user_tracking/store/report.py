@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar, Union
 
-from .store import TABLE, connect_readonly
+from .sqlite.schema import TABLE, connect_readonly
 
 _T = TypeVar("_T")
 JAEGER_TRACE_URL = "http://localhost:16686/trace/{trace_id}"

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional
 
+from ...analytics.events import to_us
 from ...request.bots import is_bot
-from ..events import to_us
 from ..report import CountRow, Report, build_report, top_values
-from ..store import TABLE
+from ..sqlite.schema import TABLE
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US

@@ -1,0 +1,2 @@
+"""The embedded SQLite store: its schema and migrations, the sink that writes it, its file and its
+in-flight ledger."""
