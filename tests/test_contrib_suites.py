@@ -74,8 +74,8 @@ def test_every_listed_test_exists_and_still_fails(
 def test_readme_shows_the_by_design_list_and_the_counts(
     asgi_runs: dict[str, Any], by_design: dict[str, Any]
 ) -> None:
-    """The README's compatibility section is what by_design.toml and this run make of it."""
+    """The compatibility page is what by_design.toml and this run make of it."""
     section = suites.readme_section(by_design, SUITE, asgi_runs["version"], asgi_runs["ours"])
     if f"{SUITE.distribution}` {asgi_runs['version']}:" not in suites.README.read_text(encoding="utf-8"):
-        pytest.skip(f"the README describes another release than {asgi_runs['version']}")
+        pytest.skip(f"the compatibility page describes another release than {asgi_runs['version']}")
     assert section in suites.README.read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""The Django example (examples/django_project) does what the README's Django section says."""
+"""The Django example (examples/django_project) does what docs/getting-started/django.md says."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ._uvicorn import UvicornServer, base_env, request
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "django_project"
 CONSOLE_CLI = ["--traces_exporter", "console", "--metrics_exporter", "none", "--logs_exporter", "none"]
-COMMANDS = {  # the README's Django section
+COMMANDS = {  # the commands of docs/getting-started/django.md
     "uvicorn": ["uvicorn", "bookshop.asgi:application", "--host", "{host}", "--port", "{port}"],
     "gunicorn": ["gunicorn", "--bind", "{host}:{port}", "bookshop.wsgi"],
     "runserver": ["python", "manage.py", "runserver", "--noreload", "{host}:{port}"],

@@ -1,4 +1,4 @@
-"""The public API is what the README says: every name it uses exists and is exported."""
+"""The public API is what the README and the docs say: every name they use exists and is exported."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parents[1]
+README = "\n".join(
+    path.read_text(encoding="utf-8") for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+)
 PUBLIC_MODULES = ["otel_user_tracking", "otel_user_tracking.sinks", "otel_user_tracking.testing"]
 
 
