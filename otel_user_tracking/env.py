@@ -3,7 +3,8 @@
 Each parser raises ``ValueError`` naming the exact variable, its value and what is allowed,
 so a typo stops the start with a fix instead of running with a default nobody chose.
 Explicit code beats the environment, which beats defaults: these only return what the
-environment sets.
+environment sets. Each variable has its entry in ``variables.py`` (the configuration
+reference is generated from it; a test fails for a variable read here without one).
 """
 
 from __future__ import annotations
