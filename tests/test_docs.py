@@ -27,3 +27,15 @@ def test_the_docs_build_in_strict_mode(tmp_path: Path) -> None:
     )
     assert built.returncode == 0, built.stderr[-4000:]
     assert (tmp_path / "site" / "reference" / "api" / "index.html").is_file()
+
+
+def test_the_readme_set_up_commands_are_what_ci_and_the_demo_test_run() -> None:
+    """The README's two commands: the demo one runs examples/run_demo.sh (tests/test_examples.py
+    runs that script), and the suite one is the line .ci/run runs."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    venv = "python3 -m venv .venv && . .venv/bin/activate && pip install -U pip && "
+    suite = venv + 'pip install -e ".[test]" && python -m pytest'
+    demo = venv + 'pip install -e ".[examples]" && bash examples/run_demo.sh'
+    assert suite in readme.splitlines() and suite in ci.splitlines()
+    assert demo in readme.splitlines()
