@@ -21,8 +21,11 @@ from .store.dashboard import (
     render_page,
 )
 from .store.dashboard.hosts import check_host_name
-from .store.report import build_report, parse_since, reading, render_json, render_table
-from .store.sqlite.schema import SchemaError, connect_readonly
+from .store.reader import StoreUnavailable, open_reader, reading, shown
+from .store.report import build_report, parse_since, render_json, render_table
+from .store.sqlite.schema import SchemaError
+
+_STORE_HELP = "the store: a SQLite file (otel-user-tracking.db) or a postgresql://user@host/db URL"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", help="pageviews, visitors, sources, errors and custom events")
-    report.add_argument("database", help="the SQLite store, e.g. otel-user-tracking.db")
+    report.add_argument("database", help=_STORE_HELP)
     report.add_argument(
         "--since", default="24h", help="window start: 30m, 24h, 7d, 2w or an ISO date (default 24h)"
     )
@@ -42,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--jaeger-url", default=DEFAULT_JAEGER_URL, help="Jaeger UI for trace links (--html)")
     dashboard = commands.add_parser("dashboard", help="a local web page of the store, refreshing itself")
-    dashboard.add_argument("database", help="the SQLite store, e.g. otel-user-tracking.db")
+    dashboard.add_argument("database", help=_STORE_HELP)
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     dashboard.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     dashboard.add_argument("--since", default="7d", help="default window: 24h, 7d, 2w or an ISO date (7d)")
@@ -85,7 +88,7 @@ def _dashboard(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         except ValueError as exc:
             parser.error(str(exc))
     try:
-        connect_readonly(args.database).close()
+        open_reader(args.database).close()
         server = DashboardServer(
             args.database,
             host=args.host,
@@ -94,7 +97,7 @@ def _dashboard(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
             limit=args.limit,
             allow_hosts=args.allow_host,
         )
-    except (FileNotFoundError, SchemaError, OSError) as exc:
+    except (FileNotFoundError, SchemaError, StoreUnavailable, OSError) as exc:
         print(f"otel-user-tracking: {exc}", file=sys.stderr)
         return 2
     if not _is_loopback(args.host):
@@ -104,7 +107,10 @@ def _dashboard(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
             f"only (--allow-host adds one): {', '.join(sorted(server.hosts.names))}",
             file=sys.stderr,
         )
-    print(f"otel-user-tracking dashboard of {args.database}: open {server.url} (Ctrl-C stops it)", flush=True)
+    print(
+        f"otel-user-tracking dashboard of {shown(args.database)}: open {server.url} (Ctrl-C stops it)",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -160,7 +166,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
             report = dashboard.report
         else:
             report = build_report(args.database, since, args.limit)
-    except (FileNotFoundError, SchemaError) as exc:
+    except (FileNotFoundError, SchemaError, StoreUnavailable) as exc:
         print(f"otel-user-tracking: {exc}", file=sys.stderr)
         return 2
     print(render_json(report) if args.format == "json" else render_table(report), flush=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import pytest
 import otel_user_tracking as out
 from otel_user_tracking.analytics.events import AnalyticsEvent
 from otel_user_tracking.sinks import sink_from_url
+from otel_user_tracking.store.reader import SQLiteReader
 from otel_user_tracking.store.sqlite.schema import SCHEMA_VERSION, connect
 
 
@@ -105,13 +106,13 @@ def test_report_queries_use_indexes_not_full_scans(tmp_path: Path) -> None:
         plans: list[str] = []
         original = db.execute
 
-        class Recorder:
-            def execute(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        class Recorder(SQLiteReader):
+            def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
                 if sql.lstrip().upper().startswith("SELECT"):
                     plans.extend(row[3] for row in original(f"EXPLAIN QUERY PLAN {sql}", params).fetchall())
                 return original(sql, params)
 
-        report._query(Recorder(), 0, 10, datetime.now(timezone.utc))  # type: ignore[arg-type]
+        report._query(Recorder(db), 0, 10, datetime.now(timezone.utc))
     assert plans
     scans = [plan for plan in plans if plan.startswith("SCAN events") and "INDEX" not in plan]
     assert scans == [], plans

@@ -1,10 +1,10 @@
-"""What the embedded SQLite store says for a time window: traffic, sources, errors, custom events.
+"""What the store (SQLite or PostgreSQL) says for a time window: traffic, sources, errors, custom events.
 
 ``build_report`` runs a handful of grouped queries (each served by an index on
-``(type, ...)``) and returns a frozen ``Report``; ``render_table`` and ``render_json`` only
-format it. Unique visitors are distinct cookieless ``visitor_id`` values: a logged-in user
-has one too, and requests with ``Sec-GPC``/``DNT`` have none, so they count as pageviews
-but not as visitors.
+``(type, ...)``, each written once for both backends: ``reader.py``) and returns a frozen
+``Report``; ``render_table`` and ``render_json`` only format it. Unique visitors are
+distinct cookieless ``visitor_id`` values: a logged-in user has one too, and requests with
+``Sec-GPC``/``DNT`` have none, so they count as pageviews but not as visitors.
 """
 
 from __future__ import annotations
@@ -14,20 +14,15 @@ import re
 import sqlite3
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
-from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
-from .sqlite.schema import TABLE, connect_readonly
+from .reader import Reader, Source, as_reader, open_reader, undecodable
+from .sqlite.schema import TABLE
 
-_T = TypeVar("_T")
 JAEGER_TRACE_URL = "http://localhost:16686/trace/{trace_id}"
-# Pageview sections read millions of rows: pinned to the index covering them, which the planner
-# passed over for a newer, non-covering one when sqlite_stat1 predated it (analyzed, upgraded).
-_PAGEVIEWS = f"{TABLE} INDEXED BY {TABLE}_pageviews"
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -112,35 +107,43 @@ def iso_time(ts_us: object, timespec: str = "seconds") -> str:
     return when.isoformat(timespec=timespec)
 
 
-def build_report(source: Union[str, Path, sqlite3.Connection], since: datetime, limit: int = 10) -> Report:
-    """Query the store at ``source`` (a path or an open connection) for events since ``since``.
+StoreSource = Union[Source, Reader, sqlite3.Connection]
+
+
+def build_report(source: StoreSource, since: datetime, limit: int = 10) -> Report:
+    """Query the store at ``source`` (a path, a ``postgresql://`` URL, a reader or a SQLite
+    connection) for events since ``since``.
 
     The report is one snapshot of the store: every number is of the same moment, however
     the app writes meanwhile. Unique visitors take longest: they are counted in two halves
-    of the visitor ids, which add up exactly (each visitor is in one half). Given a path,
-    each half runs on its own connection in a thread while this one runs the other queries
-    (SQLite releases the GIL), once the three read transactions are seen to share a snapshot
-    (``_begin_together``); else all runs on one connection. Given a connection, all runs on
-    it, in the caller's transaction or in one of its own.
+    of the visitor ids, which add up exactly (each visitor is in one half). Given a path or
+    a URL, each half runs on its own connection in a thread while this one runs the other
+    queries (SQLite releases the GIL; PostgreSQL works in its own processes), once the three
+    read transactions are seen to share a snapshot (``Reader.begin_together``); else all runs
+    on one connection. Given a connection, all runs on it, in the caller's transaction or in
+    one of its own.
     """
     since_us = _us(since)
-    if isinstance(source, sqlite3.Connection):
-        with _read_transaction(source):
-            return _query(source, since_us, limit, since)
+    if isinstance(source, (sqlite3.Connection, Reader)):
+        reader = as_reader(source)
+        with reader.read_transaction():
+            return _query(reader, since_us, limit, since)
     try:
         return _report_at(source, since_us, limit, since, lenient=False)
     except sqlite3.OperationalError as exc:
-        if not _undecodable(exc):
+        if not undecodable(exc):
             raise
         return _report_at(source, since_us, limit, since, lenient=True)
 
 
-def _report_at(path: Union[str, Path], since_us: int, limit: int, since: datetime, lenient: bool) -> Report:
-    connections = [_connect(path, lenient) for _ in range(1 + len(_VISITOR_HALVES))]
+def _report_at(source: Source, since_us: int, limit: int, since: datetime, lenient: bool) -> Report:
+    readers: list[Reader] = []
     try:
-        main, *others = connections
-        if not _begin_together(connections):
-            with _read_transaction(main):
+        for _ in range(1 + len(_VISITOR_HALVES)):
+            readers.append(open_reader(source, lenient=lenient))
+        main, *others = readers
+        if not main.begin_together(others):
+            with main.read_transaction():
                 return _query(main, since_us, limit, since)
         with ThreadPoolExecutor(max_workers=len(_VISITOR_HALVES)) as pool:
             futures = [
@@ -149,80 +152,28 @@ def _report_at(path: Union[str, Path], since_us: int, limit: int, since: datetim
             ]
             return _query(main, since_us, limit, since, [future.result for future in futures])
     finally:
-        for connection in connections:
-            connection.close()  # ends its read transaction
+        for reader in readers:
+            reader.close()  # ends its read transaction
 
 
-# Text that is not UTF-8 (only another program can store it) is read with replacement
-# characters; only on a second pass, as a Python text factory slows every read by a third.
-_LENIENT_TEXT = partial(str, encoding="utf-8", errors="replace")
+def latest_errors(db: Reader, columns: str, since_us: int, limit: Optional[int] = None) -> list[Any]:
+    """Per error type (``?`` for none): its count, latest time, and ``columns`` of its latest event.
 
-
-def _connect(path: Union[str, Path], lenient: bool) -> sqlite3.Connection:
-    connection = connect_readonly(path)
-    if lenient:
-        connection.text_factory = _LENIENT_TEXT
-    return connection
-
-
-def _undecodable(exc: sqlite3.OperationalError) -> bool:
-    return "decode" in str(exc)
-
-
-def reading(path: Union[str, Path], work: Callable[[sqlite3.Connection], _T]) -> _T:
-    """``work`` on a read-only connection to the store at ``path``, closed afterwards; done again
-    with text that is not UTF-8 read with replacement characters when it meets some."""
-    for lenient in (False, True):
-        connection = _connect(path, lenient)
-        try:
-            return work(connection)
-        except sqlite3.OperationalError as exc:
-            if lenient or not _undecodable(exc):
-                raise
-        finally:
-            connection.close()
-    raise AssertionError("unreachable: the lenient pass returns or raises")
-
-
-# The app appends rows (each new row's id above all others) and deletes the oldest (retention),
-# so the lowest and highest ids name a state of the table; both are read from the rowid tree.
-_STATE = f"SELECT (SELECT min(id) FROM {TABLE}), (SELECT max(id) FROM {TABLE})"
-_SNAPSHOT_ATTEMPTS = 3
-
-
-def _begin_together(connections: Sequence[sqlite3.Connection]) -> bool:
-    """Open a read transaction on each connection; True when all see the same state of the table.
-
-    A transaction's snapshot is taken at its first read: a commit landing between two of
-    them shows as differing states, and the transactions are begun again.
+    Most frequent first (a missing type first among equals), at most ``limit`` rows.
     """
-    for _ in range(_SNAPSHOT_ATTEMPTS):
-        states = set()
-        for connection in connections:
-            connection.execute("BEGIN")
-            states.add(connection.execute(_STATE).fetchone())
-        if len(states) == 1:
-            return True
-        for connection in connections:
-            connection.execute("ROLLBACK")
-    return False
-
-
-@contextmanager
-def _read_transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One read transaction around the block, unless the caller already holds one."""
-    if db.in_transaction:
-        yield
-        return
-    db.execute("BEGIN")
-    try:
-        yield
-    finally:
-        db.execute("ROLLBACK")
+    cut = "" if limit is None else f" LIMIT {int(limit)}"
+    return db.execute(
+        f"SELECT coalesce(error_type, '?'), n, ts_us, {columns} FROM ("
+        f"SELECT error_type, ts_us, {columns}, COUNT(*) OVER (PARTITION BY error_type) AS n, "
+        "ROW_NUMBER() OVER (PARTITION BY error_type ORDER BY ts_us DESC, id DESC) AS latest "
+        f"FROM {TABLE} WHERE type = 'error' AND ts_us >= ?) AS errors "
+        f"WHERE latest = 1 ORDER BY n DESC, error_type IS NOT NULL, error_type{cut}",
+        (since_us,),
+    ).fetchall()
 
 
 def _query(
-    db: sqlite3.Connection,
+    db: Reader,
     since_us: int,
     limit: int,
     since: datetime,
@@ -230,9 +181,12 @@ def _query(
 ) -> Report:
     """The report from ``db``; the visitor halves are counted on it too unless given."""
     window = "ts_us >= ?"
+    # Pageview sections read millions of rows: pinned to the index covering them, which SQLite's
+    # planner passed over for a newer, non-covering one when sqlite_stat1 predated it.
+    pageviews_source = db.dialect.indexed(f"{TABLE}_pageviews")
 
     def counts(column: str, type_: str = "pageview") -> tuple[CountRow, ...]:
-        source = _PAGEVIEWS if type_ == "pageview" else TABLE
+        source = pageviews_source if type_ == "pageview" else TABLE
         return top_values(db, column, since_us, limit, type_=type_, source=source)
 
     totals = dict(
@@ -242,12 +196,7 @@ def _query(
             (since_us,),
         ).fetchall()
     )
-    # SQLite takes bare columns from the row holding MAX(ts_us): the latest message and trace.
-    errors = db.execute(
-        f"SELECT coalesce(error_type, '?'), COUNT(*) AS n, MAX(ts_us), error_message, trace_id FROM {TABLE} "
-        f"WHERE type = 'error' AND {window} GROUP BY error_type ORDER BY n DESC, error_type LIMIT ?",
-        (since_us, limit),
-    ).fetchall()
+    errors = latest_errors(db, "error_message, trace_id", since_us, limit)
     referrers, locales, utm_sources = counts("referrer"), counts("locale"), counts("utm_source")
     custom = counts("name", "custom")
     if visitor_halves is None:
@@ -273,7 +222,7 @@ def _query(
 
 
 def top_values(
-    db: sqlite3.Connection,
+    db: Union[Reader, sqlite3.Connection],
     column: str,
     since_us: int,
     limit: int,
@@ -283,13 +232,18 @@ def top_values(
 ) -> tuple[CountRow, ...]:
     """The most frequent non-null values of ``column`` among events of ``type_`` since ``since_us``.
 
-    ``source`` is the table, or the table with an ``INDEXED BY`` that covers ``column``.
+    ``source`` is the table, or the table with an index hint (``Dialect.indexed``) that covers
+    ``column``.
     """
-    rows = db.execute(
-        f"SELECT {column}, COUNT(*) AS n FROM {source} WHERE type = ? AND ts_us >= ? "
-        f"AND {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC, {column} LIMIT ?",
-        (type_, since_us, limit),
-    ).fetchall()
+    rows = (
+        as_reader(db)
+        .execute(
+            f"SELECT {column}, COUNT(*) AS n FROM {source} WHERE type = ? AND ts_us >= ? "
+            f"AND {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC, {column} LIMIT ?",
+            (type_, since_us, limit),
+        )
+        .fetchall()
+    )
     return tuple(CountRow(str(value), int(count)) for value, count in rows)
 
 
@@ -301,7 +255,7 @@ PageCounts = dict[Optional[str], tuple[int, int]]  # page -> (pageviews, unique 
 _Half = tuple["Counter[Optional[str]]", "Counter[Optional[str]]", int]
 
 
-def _visitor_half(db: sqlite3.Connection, since_us: int, half: str) -> Optional[_Half]:
+def _visitor_half(db: Reader, since_us: int, half: str) -> Optional[_Half]:
     """Pageviews and unique visitors per page, and unique visitors, for one half of the visitors.
 
     Grouping by visitor sorts the pageviews once; each visitor's pages come back joined and
@@ -313,7 +267,8 @@ def _visitor_half(db: sqlite3.Connection, since_us: int, half: str) -> Optional[
     people: Counter[Optional[str]] = Counter()
     visitors = 0
     rows = db.execute(
-        f"SELECT visitor_id, COUNT(*), COUNT(page), group_concat(page, char(31)) FROM {_PAGEVIEWS} "
+        f"SELECT visitor_id, COUNT(*), COUNT(page), {db.dialect.join_text('page')} "
+        f"FROM {db.dialect.indexed(f'{TABLE}_pageviews')} "
         f"WHERE type = 'pageview' AND ts_us >= ? AND {half} GROUP BY visitor_id",
         (since_us,),
     )
@@ -332,7 +287,7 @@ def _visitor_half(db: sqlite3.Connection, since_us: int, half: str) -> Optional[
     return views, people, visitors
 
 
-def _pages(db: sqlite3.Connection, since_us: int, halves: list[Optional[_Half]]) -> tuple[PageCounts, int]:
+def _pages(db: Reader, since_us: int, halves: list[Optional[_Half]]) -> tuple[PageCounts, int]:
     counted = [half for half in halves if half is not None]
     if len(counted) < len(halves):
         return _pages_by_distinct(db, since_us)
@@ -345,14 +300,15 @@ def _pages(db: sqlite3.Connection, since_us: int, halves: list[Optional[_Half]])
     return pages, sum(visitors for _, _, visitors in counted)
 
 
-def _pages_by_distinct(db: sqlite3.Connection, since_us: int) -> tuple[PageCounts, int]:
+def _pages_by_distinct(db: Reader, since_us: int) -> tuple[PageCounts, int]:
     window = "type = 'pageview' AND ts_us >= ?"
+    source = db.dialect.indexed(f"{TABLE}_pageviews")
     pages = db.execute(
-        f"SELECT page, COUNT(*), COUNT(DISTINCT visitor_id) FROM {_PAGEVIEWS} WHERE {window} GROUP BY page",
+        f"SELECT page, COUNT(*), COUNT(DISTINCT visitor_id) FROM {source} WHERE {window} GROUP BY page",
         (since_us,),
-    )
+    ).fetchall()
     (visitors,) = db.execute(
-        f"SELECT COUNT(DISTINCT visitor_id) FROM {_PAGEVIEWS} WHERE {window}", (since_us,)
+        f"SELECT COUNT(DISTINCT visitor_id) FROM {source} WHERE {window}", (since_us,)
     ).fetchone()
     return {page: (int(n), int(v)) for page, n, v in pages}, int(visitors)
 

@@ -13,10 +13,11 @@ import re
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from ...env import ENV_PREFIX, policy_from_env
 from ...policy import FIELD_MODES, HASH_KEY_ENV, TagPolicy
+from ..reader import Reader, as_reader
 from ..sqlite.schema import TABLE
 
 IdKind = Literal["user", "visitor", "session"]
@@ -117,7 +118,11 @@ _STEP_COLUMNS = (
 
 
 def journey(
-    db: sqlite3.Connection, kind: IdKind, values: tuple[str, ...], since_us: int, limit: int = JOURNEY_LIMIT
+    source: Union[Reader, sqlite3.Connection],
+    kind: IdKind,
+    values: tuple[str, ...],
+    since_us: int,
+    limit: int = JOURNEY_LIMIT,
 ) -> tuple[Step, ...]:
     """The latest ``limit`` events of the person with any of ``values`` since ``since_us``, oldest first.
 
@@ -128,6 +133,7 @@ def journey(
         raise ValueError(f"kind must be one of {', '.join(ID_KINDS)}, not {kind!r}")
     if not values:
         return ()
+    db = as_reader(source)
     column, index = _ID_INDEXES[kind]
     marks = ", ".join("?" * len(values))
     where = f"type IN ('pageview', 'error', 'custom') AND ts_us >= ? AND {column} IN ({marks})"
@@ -137,7 +143,8 @@ def journey(
     # Several indexes start with (type, ts_us); only this one holds the id, so rows of other
     # people are skipped inside the index. A store without it (older schema) still answers.
     try:
-        rows = db.execute(f"{select} INDEXED BY {index} WHERE {where} {order}", params).fetchall()
+        hinted = f"SELECT {_STEP_COLUMNS} FROM {db.dialect.indexed(index)}"
+        rows = db.execute(f"{hinted} WHERE {where} {order}", params).fetchall()
     except sqlite3.OperationalError:
         rows = db.execute(f"{select} WHERE {where} {order}", params).fetchall()
     return tuple(Step(*row) for row in reversed(rows))

@@ -12,11 +12,12 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Optional
+from typing import Optional, Union
 
 from ...analytics.events import to_us
 from ...request.bots import is_bot
-from ..report import CountRow, Report, build_report, top_values
+from ..reader import Reader, as_reader
+from ..report import CountRow, Report, build_report, latest_errors, top_values
 from ..sqlite.schema import TABLE
 
 HOUR_US = 3_600_000_000
@@ -142,22 +143,23 @@ class Dashboard:
 
 
 def build_dashboard(
-    db: sqlite3.Connection, since: datetime, now: Optional[datetime] = None, limit: int = 10
+    source: Union[Reader, sqlite3.Connection],
+    since: datetime,
+    now: Optional[datetime] = None,
+    limit: int = 10,
 ) -> Dashboard:
     """Read the whole dashboard for events at or after ``since`` in one read transaction.
 
     Args:
-        db: An open connection (``store.connect_readonly``); left open.
+        source: A reader (``reader.open_reader``) or a SQLite connection; left open.
         since: The window's start, as for ``build_report``.
         now: The window's end for the charts (defaults to the current time).
         limit: Rows per table, as ``report --limit``.
     """
     current = now or datetime.now(timezone.utc)
     window = Window.of(since, current)
-    in_transaction = db.in_transaction
-    if not in_transaction:
-        db.execute("BEGIN")
-    try:
+    db = as_reader(source)
+    with db.read_transaction():
         report = build_report(db, since, limit)
         statuses, routes = _requests(db, window.since_us, limit)
         return Dashboard(
@@ -175,12 +177,9 @@ def build_dashboard(
             bot_pageviews=_bot_pageviews(db, window.since_us),
             generated_at=current.astimezone(timezone.utc).isoformat(timespec="seconds"),
         )
-    finally:
-        if not in_transaction:
-            db.execute("ROLLBACK")
 
 
-def _bucket_counts(db: sqlite3.Connection, bounds: list[tuple[int, Optional[int]]]) -> list[tuple[int, int]]:
+def _bucket_counts(db: Reader, bounds: list[tuple[int, Optional[int]]]) -> list[tuple[int, int]]:
     # One small range query per bucket beats GROUP BY over the window: no temporary B-tree.
     counts = []
     for low, high in bounds:
@@ -200,7 +199,7 @@ def _bucket_counts(db: sqlite3.Connection, bounds: list[tuple[int, Optional[int]
     return counts
 
 
-def _series(db: sqlite3.Connection, window: Window) -> Series:
+def _series(db: Reader, window: Window) -> Series:
     current = _bucket_counts(db, window.bounds())
     previous = _bucket_counts(db, window.bounds(previous=True))
     return Series(
@@ -215,16 +214,14 @@ def _series(db: sqlite3.Connection, window: Window) -> Series:
     )
 
 
-def _requests(
-    db: sqlite3.Connection, since_us: int, limit: int
-) -> tuple[tuple[CountRow, ...], tuple[RouteStats, ...]]:
+def _requests(db: Reader, since_us: int, limit: int) -> tuple[tuple[CountRow, ...], tuple[RouteStats, ...]]:
     """The status-code mix and the per-route table, from one pass over the covering index.
 
     Durations are grouped to 0.1 ms, so the result has a row per (page, status, duration) value
     actually seen instead of one per request; percentiles are nearest-rank over that histogram.
     """
     rows = db.execute(
-        "SELECT page, status_code, CAST(round(duration_ms * 10) AS INTEGER) AS tenths, COUNT(*) "
+        f"SELECT page, status_code, {db.dialect.round_int('duration_ms * 10')} AS tenths, COUNT(*) "
         f"FROM {TABLE} WHERE type = 'pageview' AND ts_us >= ? GROUP BY page, status_code, tenths",
         (since_us,),
     ).fetchall()
@@ -295,30 +292,26 @@ def _percentile(histogram: dict[int, int], percent: int) -> Optional[float]:
     return None  # unreachable: seen reaches total >= rank
 
 
-def _meta_keys(db: sqlite3.Connection, name: str, since_us: int) -> tuple[CountRow, ...]:
+def _meta_keys(db: Reader, name: str, since_us: int) -> tuple[CountRow, ...]:
+    keys = db.dialect.keys_of(f"{TABLE}.meta", "meta_key")
     rows = db.execute(
-        f"SELECT meta_key.key, COUNT(*) AS n FROM {TABLE}, json_each({TABLE}.meta) AS meta_key "
+        f"SELECT meta_key.key, COUNT(*) AS n FROM {TABLE}, {keys} "
         f"WHERE {TABLE}.type = 'custom' AND {TABLE}.name = ? AND {TABLE}.ts_us >= ? "
-        f"AND json_valid({TABLE}.meta) GROUP BY meta_key.key ORDER BY n DESC, meta_key.key",
+        f"AND {db.dialect.valid_json(f'{TABLE}.meta')} GROUP BY meta_key.key ORDER BY n DESC, meta_key.key",
         (name, since_us),
     ).fetchall()
     return tuple(CountRow(str(key), int(n)) for key, n in rows)
 
 
-def _error_people(db: sqlite3.Connection, since_us: int) -> tuple[ErrorPerson, ...]:
-    # SQLite takes bare columns from the row holding MAX(ts_us), as the report does.
-    rows = db.execute(
-        f"SELECT coalesce(error_type, '?'), MAX(ts_us), user_id, visitor_id, session_id FROM {TABLE} "
-        "WHERE type = 'error' AND ts_us >= ? GROUP BY error_type",
-        (since_us,),
-    ).fetchall()
+def _error_people(db: Reader, since_us: int) -> tuple[ErrorPerson, ...]:
+    rows = latest_errors(db, "user_id, visitor_id, session_id", since_us)
     return tuple(
         ErrorPerson(str(kind), *(None if value is None else str(value) for value in (user, visitor, session)))
-        for kind, _, user, visitor, session in rows
+        for kind, _, _, user, visitor, session in rows
     )
 
 
-def _bot_pageviews(db: sqlite3.Connection, since_us: int) -> int:
+def _bot_pageviews(db: Reader, since_us: int) -> int:
     """Stored pageviews whose user agent is a known bot's: none unless ``ignore_bots`` was off."""
     rows = db.execute(
         f"SELECT user_agent, COUNT(*) FROM {TABLE} WHERE type = 'pageview' AND ts_us >= ? "

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -30,7 +29,8 @@ from pathlib import Path
 from typing import Optional, Union
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from ..report import parse_since, reading
+from ..reader import Source, reading, store_errors
+from ..report import parse_since
 from .connections import BoundedHTTPServer, ConnectionLimits
 from .hosts import HostAllowList
 from .journey import ID_KINDS, IdKind, journey
@@ -44,7 +44,7 @@ CACHED_WINDOWS = 8
 
 
 def dashboard_html(
-    database: Union[str, Path],
+    database: Source,
     since: datetime,
     options: PageOptions,
     limit: int = 10,
@@ -62,7 +62,7 @@ class DashboardServer(BoundedHTTPServer):
     Usage: ``server = DashboardServer("otel-user-tracking.db", port=8765); server.serve_forever()``.
 
     Args:
-        database: The SQLite store; opened read-only for each build.
+        database: The store: a SQLite path or a ``postgresql://`` URL; read-only, for each build.
         host: Address to bind; loopback unless you mean to share the page.
         port: Port to bind; 0 picks a free one (``server.url`` tells which).
         options: Page options; ``since_text`` is the default window.
@@ -74,7 +74,7 @@ class DashboardServer(BoundedHTTPServer):
 
     def __init__(
         self,
-        database: Union[str, Path],
+        database: Source,
         *,
         host: str = "127.0.0.1",
         port: int = 8765,
@@ -83,7 +83,7 @@ class DashboardServer(BoundedHTTPServer):
         allow_hosts: Iterable[str] = (),
         limits: Optional[ConnectionLimits] = None,
     ) -> None:
-        self.database = Path(database)
+        self.database: Source = database if isinstance(database, Path) else str(database)
         self.options = options or PageOptions(refresh_seconds=60, live=True)
         self.limit = limit
         parse_since(self.options.since_text)  # a bad default window fails at start, not per request
@@ -188,7 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._fail(exc)
 
     def _fail(self, exc: Exception) -> None:
-        if isinstance(exc, (sqlite3.Error, OSError)):
+        if isinstance(exc, store_errors()):
             logger.warning("dashboard: the store could not be read (%s)", type(exc).__name__)
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, "<h1>The store could not be read</h1>")
         else:  # stored data the page could not show: say so, keep serving

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import chain, compress, repeat
 from operator import itemgetter, ne
 from pathlib import Path
@@ -36,15 +36,16 @@ COLUMNS: tuple[str, ...] = tuple(_COLUMN_NAMES.get(field, field) for field in FI
 _SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT"}
 
 
-def _column_type(field: str) -> str:
+def column_type(field: str, types: Mapping[type, str] = _SQL_TYPES) -> str:
+    """The column type of an event field from its type hint, in ``types`` (``NOT NULL`` when required)."""
     hint = typing.get_type_hints(EventRecord)[field]
     required = type(None) not in typing.get_args(hint)
-    base = next((arg for arg in (hint, *typing.get_args(hint)) if arg in _SQL_TYPES), str)
-    return _SQL_TYPES[base] + (" NOT NULL" if required else "")
+    base = next((arg for arg in (hint, *typing.get_args(hint)) if arg in types), str)
+    return types[base] + (" NOT NULL" if required else "")
 
 
 def _column_definitions() -> str:
-    return ", ".join(f"{column} {_column_type(field)}" for field, column in zip(FIELDS, COLUMNS))
+    return ", ".join(f"{column} {column_type(field)}" for field, column in zip(FIELDS, COLUMNS))
 
 
 # Each entry moves the schema from version N to N+1; columns added to EventRecord later are
@@ -206,7 +207,7 @@ def migrate(connection: sqlite3.Connection) -> None:
             for statement in statements:
                 connection.execute(statement)
         for column in _missing_columns(connection):
-            connection.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} {_column_type(_field(column))}")
+            connection.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} {column_type(_field(column))}")
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         connection.execute("COMMIT")
     except BaseException:
