@@ -1,4 +1,5 @@
-"""Every ``OTEL_PYTHON_USER_TRACKING_*`` variable, parsed here and nowhere else.
+"""Every ``OTEL_PYTHON_USER_TRACKING_*`` variable, parsed here and nowhere else (but for the
+hash key ``TagPolicy.strict()`` falls back to, read in ``policy.py``, which this module builds on).
 
 Each parser raises ``ValueError`` naming the exact variable, its value and what is allowed,
 so a typo stops the start with a fix instead of running with a default nobody chose.
@@ -243,11 +244,6 @@ def sinks_setting(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
 def webhook_authorization(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
     """The ``Authorization`` header value for webhook sinks built from URLs."""
     return _environ(env).get(WEBHOOK_AUTHORIZATION_ENV) or None
-
-
-def hash_key(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
-    """The key for the policy's "hash" mode."""
-    return _environ(env).get(HASH_KEY_ENV) or None
 
 
 def raise_internal_errors(env: Optional[Mapping[str, str]] = None) -> bool:

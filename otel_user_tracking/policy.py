@@ -10,6 +10,7 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Sequence, Union
 
@@ -132,9 +133,7 @@ class TagPolicy:
 
         The key may come from ``OTEL_PYTHON_USER_TRACKING_HASH_KEY``.
         """
-        from .env import hash_key as key_from_env
-
-        key = hash_key if hash_key is not None else key_from_env()
+        key = hash_key if hash_key is not None else (os.environ.get(HASH_KEY_ENV) or None)
         params: dict[str, object] = {
             **dict.fromkeys(USER_FIELDS, "drop"),
             "id": "hash",
