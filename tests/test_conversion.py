@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 from fastapi import Depends
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -24,6 +28,7 @@ from ._apps import (
     client,
     fastapi_app,
     get,
+    instrumented,
     instrumented_analytics,
     login,
 )
@@ -106,6 +111,43 @@ def test_utm_locale_referrer_and_scrubbed_query(analytics: Analytics) -> None:
     for secret in ("hunter2", "s3cr3t", "pw123"):
         assert secret not in dumped
     assert pageview.query is not None and "reset_token=REDACTED" in pageview.query
+
+
+def test_utm_term_and_content_are_read_like_the_other_utm_tags(analytics: Analytics) -> None:
+    """utm_term and utm_content come from the query as the other UTM tags: decoded, first non-empty value."""
+    query = "utm_term=running+shoes&utm_content=&utm_content=banner%2Fa&utm_term=second"
+    get(fastapi_app(analytics.tracing), f"/public?{query}", headers=BROWSER)
+    [pageview] = analytics.events()
+    assert (pageview.utm_term, pageview.utm_content) == ("running shoes", "banner/a")
+    assert (pageview.utm_source, pageview.utm_medium, pageview.utm_campaign) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("resource", "expected"),
+    [
+        ({"service.name": "shop", "deployment.environment.name": "prod", "deployment.environment": "old"},
+         ("shop", "prod")),
+        ({"service.name": "shop", "deployment.environment": "staging"}, ("shop", "staging")),
+        ({"service.name": "shop"}, ("shop", None)),
+    ],
+)  # fmt: skip
+def test_events_carry_the_resources_service_and_environment(
+    resource: dict[str, str], expected: tuple[str, Optional[str]]
+) -> None:
+    """Every event holds its span's Resource's service.name and deployment environment
+    (``deployment.environment.name``, else the older ``deployment.environment``)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create(resource))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    setup = Analytics(Tracing(provider, exporter))
+    try:
+        with instrumented(setup.tracing):
+            get(fastapi_app(setup.tracing), "/boom", headers={**bearer("tok-jane"), **BROWSER})
+        events = setup.events()
+    finally:
+        setup.processor.shutdown()
+    assert {event.type for event in events} == {"pageview", "error"}
+    assert {(event.service_name, event.deployment_environment) for event in events} == {expected}
 
 
 def test_unhandled_exception_becomes_one_error_event(analytics: Analytics) -> None:

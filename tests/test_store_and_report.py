@@ -25,7 +25,7 @@ from otel_user_tracking.sinks import (
     sink_from_url,
 )
 from otel_user_tracking.store.report import build_report, parse_since, render_table
-from otel_user_tracking.store.sqlite.schema import INSERT, SCHEMA_VERSION, connect
+from otel_user_tracking.store.sqlite.schema import _MIGRATIONS, COLUMNS, INSERT, SCHEMA_VERSION, connect
 
 from ._cli import report_json
 
@@ -164,6 +164,38 @@ def test_the_store_is_wal_versioned_and_ignores_a_resent_batch(tmp_path: Path) -
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 50
+
+
+def test_a_store_without_the_newer_fields_gains_their_columns(tmp_path: Path) -> None:
+    """A store written before utm_term/utm_content/service_name/deployment_environment existed gets
+    their columns when opened, keeps its rows and indexes, and stores the new fields."""
+    database = tmp_path / "old.db"
+    newer = ("utm_term", "utm_content", "service_name", "deployment_environment")
+    fresh = tmp_path / "fresh.db"
+    connect(fresh).close()
+    with contextlib.closing(sqlite3.connect(fresh)) as db:
+        indexes = {
+            row[0]: row[1] for row in db.execute("SELECT name, sql FROM sqlite_master WHERE type='index'")
+        }
+    with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as db:
+        for statements in _MIGRATIONS:
+            for statement in statements:
+                db.execute(statement)
+        for column in newer:
+            db.execute(f"ALTER TABLE events DROP COLUMN {column}")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        kept = [column for column in COLUMNS if column not in newer]
+        db.execute(
+            f"INSERT INTO events ({', '.join(kept)}) VALUES ({', '.join('?' * len(kept))})",
+            [dict(zip(COLUMNS, _event("pageview", route="/old")))[column] for column in kept],
+        )
+    store(database, [_event("pageview", route="/new", utm_term="shoes", service_name="shop")])
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        rows = db.execute("SELECT page, utm_term, service_name FROM events ORDER BY page").fetchall()
+        assert rows == [("/new", "shoes", "shop"), ("/old", None, None)]
+        assert {
+            row[0]: row[1] for row in db.execute("SELECT name, sql FROM sqlite_master WHERE type='index'")
+        } == indexes
 
 
 def test_a_batch_is_one_transaction(tmp_path: Path) -> None:

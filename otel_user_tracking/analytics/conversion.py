@@ -7,9 +7,9 @@ the same span twice (once per sink, or after a restart) gives identical events a
 idempotent backends do not double count.
 
 It runs once per request, so it is written for speed: the request's fields are read once
-into one tuple, and each event is that tuple plus its own few fields, in the store's
-column order (``EventRecord``), built without keyword arguments or per-field copies, as
-a plain tuple (``EventRow``: the collector untracks it; see ``events.py``).
+into one row template, filled by name (each field's place comes from ``EventRecord``'s
+field list), and each event is a copy of it with its own few fields set, made a plain
+tuple (``EventRow``: the collector untracks it; see ``events.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from hashlib import blake2b
 from typing import Any, Optional
 from urllib.parse import unquote_plus
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
@@ -27,15 +28,42 @@ from .. import attributes as attrs
 from .._errors import report_internal_error
 from .._spans import span_attributes, span_events
 from ..config import Config
-from .events import AnalyticsEvent, EventRow, as_events, encode_meta, page_of
+from .events import FIELDS, AnalyticsEvent, EventRow, as_events, encode_meta, page_of
 
 _EXCEPTION = "exception"
-_UTM_INDEX = {"utm_source": 0, "utm_medium": 1, "utm_campaign": 2}
-_NO_UTM = (None, None, None)
-# The event's user fields are USER_FIELDS' ``user_<field>``s, in order (tests/test_conversion.py).
-_NO_USER = (None,) * len(attrs.USER_FIELD_KEYS)
 _MAX_UTM = 256
-_NO_ERROR_OR_META = (None, None, None, None)
+
+# Where each field sits in a row, from the field list: rows are filled by name, so a field
+# added to EventRecord needs only its reader here (a field nobody fills stays None).
+_AT = {name: index for index, name in enumerate(FIELDS)}
+_EVENT_ID, _TYPE, _TS_US, _TRACE_ID, _SPAN_ID, _NAME = (
+    _AT[name] for name in ("event_id", "type", "ts_us", "trace_id", "span_id", "name")
+)
+_METHOD, _SCHEME, _HOST, _PATH, _QUERY, _ROUTE, _PAGE, _STATUS = (
+    _AT[name] for name in ("method", "scheme", "host", "path", "query", "route", "page", "status_code")
+)
+_DURATION, _REFERRER, _LOCALE, _USER_AGENT, _CLIENT_ADDRESS, _VISITOR_ID, _SESSION_ID = (
+    _AT[name]
+    for name in (
+        "duration_ms",
+        "referrer",
+        "locale",
+        "user_agent",
+        "client_address",
+        "visitor_id",
+        "session_id",
+    )
+)
+_SERVICE, _ENVIRONMENT = _AT["service_name"], _AT["deployment_environment"]
+_ERROR_TYPE, _ERROR_MESSAGE, _ERROR_STACKTRACE, _META = (
+    _AT[name] for name in ("error_type", "error_message", "error_stacktrace", "meta_json")
+)
+# The policy's user fields: ``user_<field>`` side by side, in USER_FIELDS order (tests/test_conversion.py).
+_USER = slice(_AT["user_id"], _AT["user_id"] + len(attrs.USER_FIELD_KEYS))
+_NO_USER = (None,) * len(attrs.USER_FIELD_KEYS)
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+_UTM_SLOT = {name: _AT[name] for name in UTM_FIELDS}
+_EMPTY_ROW: EventRow = (None,) * len(FIELDS)
 
 
 def is_candidate(span: ReadableSpan) -> bool:
@@ -65,63 +93,45 @@ def event_rows(span: ReadableSpan, config: Config) -> list[EventRow]:
     trace_id = f"{context.trace_id:032x}" if context else "0" * 32
     span_id = f"{context.span_id:016x}" if context else "0" * 16
     prefix = f"{trace_id}:{span_id}:"
-    head, tail = _request_fields(attributes, config)
+    request = _request_fields(span, attributes, config)
+    request[_TRACE_ID], request[_SPAN_ID] = trace_id, span_id
     events: list[EventRow] = []
     start = span.start_time or 0
-    if request_type == "http" and _counts_as_pageview(attributes, head[0], config):
+    if request_type == "http" and _counts_as_pageview(attributes, request[_METHOD], config):
         end = span.end_time
-        duration = round((end - start) / 1e6, 3) if end is not None and start else None
-        pageview = (
-            _derived_id(prefix + "pageview:0"),
-            "pageview",
-            start // 1000,
-            trace_id,
-            span_id,
-            None,
-            *head,
-            duration,
-            *tail,
-            *_NO_ERROR_OR_META,
-        )
-        if config.pageview_filter is None or _filter_allows(config, pageview):
-            events.append(pageview)
+        # The template itself: the events below set their own fields, and none has a duration.
+        request[_EVENT_ID] = _derived_id(prefix + "pageview:0")
+        request[_TYPE] = "pageview"
+        request[_TS_US] = start // 1000
+        request[_DURATION] = round((end - start) / 1e6, 3) if end is not None and start else None
+        row = tuple(request)
+        request[_DURATION] = None
+        if config.pageview_filter is None or _filter_allows(config, row):
+            events.append(row)
     for index, event in enumerate(span_events(span)):
         event_attributes: Mapping[str, Any] = event.attributes or _NONE
         kind = event_attributes.get(attrs.EVENT_TYPE)
         if event.name == _EXCEPTION and kind is None:
-            error = (
-                _bounded(event_attributes.get("exception.type"), _limits.MAX_EXCEPTION_TYPE_CHARS),
-                _bounded(event_attributes.get("exception.message"), _limits.MAX_EXCEPTION_MESSAGE_CHARS),
-                _bounded(
-                    event_attributes.get("exception.stacktrace"), _limits.MAX_EXCEPTION_STACKTRACE_CHARS
-                ),
-                None,
+            error = request.copy()
+            error[_EVENT_ID] = _derived_id(f"{prefix}error:{index}")
+            error[_TYPE] = "error"
+            error[_TS_US] = event.timestamp // 1000
+            get = event_attributes.get
+            error[_ERROR_TYPE] = _bounded(get("exception.type"), _limits.MAX_EXCEPTION_TYPE_CHARS)
+            error[_ERROR_MESSAGE] = _bounded(get("exception.message"), _limits.MAX_EXCEPTION_MESSAGE_CHARS)
+            error[_ERROR_STACKTRACE] = _bounded(
+                get("exception.stacktrace"), _limits.MAX_EXCEPTION_STACKTRACE_CHARS
             )
-            error_id = _derived_id(f"{prefix}error:{index}")
-            when = event.timestamp // 1000
-            row = (error_id, "error", when, trace_id, span_id, None, *head, None, *tail, *error)
-            events.append(row)
+            events.append(tuple(error))
         elif kind == "custom":
             given = event_attributes.get(attrs.EVENT_ID)
-            event_id = given if isinstance(given, str) else _derived_id(f"{prefix}custom:{index}")
-            meta = encode_meta(_meta(event_attributes))
-            when = event.timestamp // 1000
-            row = (
-                event_id,
-                "custom",
-                when,
-                trace_id,
-                span_id,
-                event.name,
-                *head,
-                None,
-                *tail,
-                None,
-                None,
-                None,
-                meta,
-            )
-            events.append(row)
+            custom = request.copy()
+            custom[_EVENT_ID] = given if isinstance(given, str) else _derived_id(f"{prefix}custom:{index}")
+            custom[_TYPE] = "custom"
+            custom[_TS_US] = event.timestamp // 1000
+            custom[_NAME] = event.name
+            custom[_META] = encode_meta(_meta(event_attributes))
+            events.append(tuple(custom))
     return events
 
 
@@ -129,14 +139,14 @@ _NONE: Mapping[str, Any] = {}
 _TEXT_TYPES = {str, type(None)}
 
 
-def _request_fields(attributes: Mapping[str, Any], config: Config) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """The request's fields shared by all its events, in ``EventRecord`` order, in two parts.
+def _request_fields(span: ReadableSpan, attributes: Mapping[str, Any], config: Config) -> list[Any]:
+    """The fields a request's events share, as a row template filled by name (its own fields None).
 
-    From ``method`` to ``status_code`` (8 fields), then from ``referrer`` to ``session_id``
-    (each event puts its duration between them); the privacy signal (``Sec-GPC``/``DNT``)
-    removes the user fields and the visitor id.
+    The privacy signal (``Sec-GPC``/``DNT``) removes the user fields, the client address and
+    the visitor id.
     """
     get = attributes.get
+    row: list[Any] = list(_EMPTY_ROW)
     path = get("url.path")
     query = get("url.query")
     if path is None:
@@ -145,36 +155,57 @@ def _request_fields(attributes: Mapping[str, Any], config: Config) -> tuple[tupl
     status = get("http.response.status_code") or get("http.status_code")
     status = status if type(status) is int else _status(status)
     method = get("http.request.method") or get("http.method")
-    utm = _utm(query) if query and ("tm_" in query or "TM_" in query) else _NO_UTM
-    private = config.honor_privacy_signals and get(attrs.PRIVACY_SIGNAL)
-    user: tuple[Optional[str], ...] = _NO_USER
-    if not private:
+    row[_METHOD] = method
+    row[_SCHEME] = get("url.scheme") or get("http.scheme")
+    row[_HOST] = get(attrs.HOST) or get("server.address") or get("http.host") or get("net.host.name")
+    row[_PATH] = path
+    row[_QUERY] = query or None
+    row[_ROUTE] = route
+    row[_PAGE] = route or page_of(method, route, path, status)
+    row[_STATUS] = status
+    row[_REFERRER] = get(attrs.REFERRER)
+    row[_LOCALE] = get(attrs.LOCALE)
+    if query and ("tm_" in query or "TM_" in query):
+        _fill_utm(row, query)
+    row[_USER_AGENT] = get("user_agent.original") or get("http.user_agent")
+    row[_SESSION_ID] = get(attrs.SESSION_ID)
+    row[_SERVICE], row[_ENVIRONMENT] = _resource_fields(span.resource)
+    if not (config.honor_privacy_signals and get(attrs.PRIVACY_SIGNAL)):
+        row[_CLIENT_ADDRESS] = get(attrs.CLIENT_ADDRESS)
+        row[_VISITOR_ID] = get(attrs.VISITOR_ID)
         # Semantic-convention and our own attributes are strings; user fields set by other
         # code may not be, and the policy's outputs are.
         user = tuple(map(get, attrs.USER_FIELD_KEYS))
         if not _TEXT_TYPES.issuperset(map(type, user)):
             user = tuple(map(_text, user))
-    head = (
-        method,
-        get("url.scheme") or get("http.scheme"),
-        get(attrs.HOST) or get("server.address") or get("http.host") or get("net.host.name"),
-        path,
-        query or None,
-        route,
-        route or page_of(method, route, path, status),
-        status,
-    )
-    tail = (
-        get(attrs.REFERRER),
-        get(attrs.LOCALE),
-        *utm,
-        get("user_agent.original") or get("http.user_agent"),
-        None if private else get(attrs.CLIENT_ADDRESS),
-        *user,
-        None if private else get(attrs.VISITOR_ID),
-        get(attrs.SESSION_ID),
-    )
-    return head, tail
+        row[_USER] = user
+    return row
+
+
+class _ResourceFields:
+    """``service.name`` and the deployment environment of a span's Resource, read once per Resource.
+
+    A process has one Resource per tracer provider, so the last one seen is nearly always the
+    span's: one identity check per span. The environment is the current semantic-convention
+    key, ``deployment.environment.name``, else the older ``deployment.environment``.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[Optional[Resource], tuple[Optional[str], Optional[str]]] = (None, (None, None))
+
+    def of(self, resource: Optional[Resource]) -> tuple[Optional[str], Optional[str]]:
+        last, fields = self._last  # one read of one attribute: safe from any thread
+        if resource is not last:
+            attributes = resource.attributes if resource is not None else _NONE
+            environment = attributes.get("deployment.environment.name") or attributes.get(
+                "deployment.environment"
+            )
+            fields = (_text(attributes.get("service.name")), _text(environment))
+            self._last = (resource, fields)
+        return fields
+
+
+_resource_fields = _ResourceFields().of
 
 
 def _old_semconv_path_and_query(attributes: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -191,18 +222,17 @@ def _old_semconv_path_and_query(attributes: Mapping[str, Any]) -> tuple[Any, Any
     return path, query
 
 
-def _utm(query: str) -> tuple[Optional[str], ...]:
-    """``utm_source``, ``utm_medium``, ``utm_campaign``: the first non-empty value of each."""
-    found: list[Optional[str]] = [None, None, None]
+def _fill_utm(row: list[Any], query: str) -> None:
+    """Set the row's ``UTM_FIELDS`` (``utm_source`` ... ``utm_content``) from the query: the
+    first non-empty value of each."""
     for part in query.split("&"):
         if part[:4].lower() != "utm_":
             continue
         key, _, value = part.partition("=")
-        index = _UTM_INDEX.get(key.lower())
-        if index is None or not value or found[index] is not None:
+        slot = _UTM_SLOT.get(key.lower())
+        if slot is None or not value or row[slot] is not None:
             continue
-        found[index] = (unquote_plus(value) if "%" in value or "+" in value else value)[:_MAX_UTM]
-    return tuple(found)
+        row[slot] = (unquote_plus(value) if "%" in value or "+" in value else value)[:_MAX_UTM]
 
 
 def _counts_as_pageview(attributes: Mapping[str, Any], method: Optional[str], config: Config) -> bool:

@@ -109,9 +109,12 @@ class EventRecord(NamedTuple):
 
     The store's schema, its row (the record itself), the JSON form and the sinks' generic
     mappings all derive from these fields, so a new field is added here and nowhere else
-    that holds a list of fields. ``ts_us`` is the time in integer microseconds since the
-    epoch (UTC); ``page`` is what analytics groups by (``page_of``): the route template when
-    known, else the path; ``meta_json`` is the custom event's meta as compact JSON, or None.
+    that holds a list of fields: to add an event field, add one line here, plus its reader
+    (``conversion.py`` fills rows by field name; a field nobody fills stays None). ``ts_us``
+    is the time in integer microseconds since the epoch (UTC); ``page`` is what analytics
+    groups by (``page_of``): the route template when known, else the path; ``meta_json`` is
+    the custom event's meta as compact JSON, or None. ``service_name`` and
+    ``deployment_environment`` come from the span's Resource.
     """
 
     event_id: str
@@ -134,6 +137,8 @@ class EventRecord(NamedTuple):
     utm_source: Optional[str] = None
     utm_medium: Optional[str] = None
     utm_campaign: Optional[str] = None
+    utm_term: Optional[str] = None
+    utm_content: Optional[str] = None
     user_agent: Optional[str] = None
     client_address: Optional[str] = None
     user_id: Optional[str] = None
@@ -141,6 +146,8 @@ class EventRecord(NamedTuple):
     user_email: Optional[str] = None
     visitor_id: Optional[str] = None
     session_id: Optional[str] = None
+    service_name: Optional[str] = None
+    deployment_environment: Optional[str] = None
     error_type: Optional[str] = None
     error_message: Optional[str] = None
     error_stacktrace: Optional[str] = None
@@ -249,7 +256,7 @@ EventRow = tuple[Any, ...]
 The garbage collector stops tracking a plain tuple that holds only strings, numbers and None
 the first time it survives a collection, and never looks at it again; it cannot do that for
 an ``AnalyticsEvent`` (a tuple subclass). Under load a thousand events wait for the store's
-next transaction, long enough to reach the older generations, and tracked, their 31 fields
+next transaction, long enough to reach the older generations, and tracked, their 35 fields
 made the collections of those generations 40-70 % longer (the event loop's longest pauses,
 which make its p99). So the conversion makes rows, the pipelines queue rows, and a sink gets
 them as ``AnalyticsEvent``s (``as_events``) unless it reads events only as rows (``takes_rows``).

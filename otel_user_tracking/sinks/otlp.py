@@ -16,7 +16,7 @@ Record shape:
   ``http.response.status_code``, ``user_agent.original``, ``client.address``, ``user.id``,
   ``user.name``, ``user.email``, ``session.id``, ``exception.type``, ``exception.message``,
   ``exception.stacktrace``; and under ``user_tracking.``: ``event.id``, ``event.type``,
-  ``referrer``, ``locale``, ``utm_source``, ``utm_medium``, ``utm_campaign``, ``visitor_id``,
+  ``referrer``, ``locale``, ``utm_source`` ... ``utm_content``, ``visitor_id``,
   ``duration_ms`` and ``meta.<key>`` for custom event meta.
 
 The records are exported directly (no log SDK pipeline, no global LoggerProvider), so they
@@ -62,7 +62,17 @@ _SEMCONV = {
     "error_message": "exception.message",
     "error_stacktrace": "exception.stacktrace",
 }
-_OURS = ("referrer", "locale", "utm_source", "utm_medium", "utm_campaign", "visitor_id", "duration_ms")
+_OURS = (
+    "referrer",
+    "locale",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "visitor_id",
+    "duration_ms",
+)
 
 
 def event_name(event: AnalyticsEvent) -> str:

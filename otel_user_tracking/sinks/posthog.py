@@ -38,6 +38,8 @@ _PROPERTIES = (
     ("utm_source", "utm_source"),
     ("utm_medium", "utm_medium"),
     ("utm_campaign", "utm_campaign"),
+    ("utm_term", "utm_term"),
+    ("utm_content", "utm_content"),
     ("method", "http_method"),
     ("status_code", "http_status_code"),
     ("duration_ms", "duration_ms"),

@@ -26,7 +26,13 @@ LIBRARY = {"name": "otel-user-tracking", "version": __version__}
 # Event field -> Segment's name for it, in the message's context, its page and its campaign.
 _CONTEXT = (("client_address", "ip"), ("user_agent", "userAgent"), ("locale", "locale"))
 _PAGE = (("path", "path"), ("url", "url"), ("referrer", "referrer"))
-_CAMPAIGN = (("utm_source", "source"), ("utm_medium", "medium"), ("utm_campaign", "name"))
+_CAMPAIGN = (
+    ("utm_source", "source"),
+    ("utm_medium", "medium"),
+    ("utm_campaign", "name"),
+    ("utm_term", "term"),
+    ("utm_content", "content"),
+)
 
 
 def _timestamp(when: datetime) -> str:

@@ -84,7 +84,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 _VALUES = f"({', '.join('?' * len(COLUMNS))})"
 INSERT = f"INSERT OR IGNORE INTO {TABLE} ({', '.join(COLUMNS)}) VALUES {_VALUES}"
 # Rows per multi-row INSERT (one statement step for them all). SQLite before 3.32 takes at
-# most 999 bound parameters a statement: 32 rows of 31 columns fit. Bigger chunks save
+# most 999 bound parameters a statement, so the chunk shrinks to fit. Bigger chunks save
 # little more and hold the GIL longer between the writer's pauses (binding holds it).
 _MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 CHUNK = max(1, min(32, _MAX_PARAMETERS // len(COLUMNS)))
@@ -103,7 +103,7 @@ def insert_events(
     """Insert events (``INSERT OR IGNORE``), ``CHUNK`` rows a statement, in the caller's transaction.
 
     An event is its row (the columns are its fields in order). A typical event leaves a
-    third of its 31 fields empty (no query, referrer, UTM, session, error, meta), and
+    third of its fields empty (no query, referrer, UTM, session, error, meta), and
     binding a ``None`` costs ``sqlite3`` more than binding a string (the adaptation lookup,
     ``_bind_none_fast``). So each chunk's statement names only the columns some row of the
     chunk fills; the others are NULL as they would be when bound (no column has a default),
@@ -236,7 +236,7 @@ def _bind_none_fast() -> None:
 
     Before Python 3.13 every ``None`` parameter goes through ``microprotocols.adapt``, which
     looks up ``__adapt__``/``__conform__`` and raises internally: about 0.13 µs per NULL,
-    more than half the cost of inserting an event (most of its 31 fields are NULL). An
+    more than half the cost of inserting an event (most of its fields are NULL). An
     adapter registered for ``NoneType`` returns ``None`` unchanged, which sqlite3 binds as
     NULL exactly as before, from a dict lookup. Behaviour is identical for every user of
     sqlite3 in the process; 3.13 has the fast path built in.
