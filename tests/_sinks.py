@@ -27,6 +27,8 @@ class ScriptedSink:
     ``gate``, when set, makes ``send`` wait for it first: a sink that hangs until released.
     """
 
+    remote = False  # tests that want the outbox set it to True
+
     def __init__(
         self,
         name: str = "scripted",

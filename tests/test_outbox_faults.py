@@ -49,7 +49,7 @@ def _events(count: int, marker: str = "p") -> list[AnalyticsEvent]:
 
 def _remote(**options: Any) -> ScriptedSink:
     sink = ScriptedSink(name="remote", **options)
-    sink.remote = True  # type: ignore[attr-defined]
+    sink.remote = True
     return sink
 
 

@@ -26,6 +26,7 @@ from typing import Optional, cast
 from .._throttle import ThrottledLog
 from .._workers import WorkerState, wait_for
 from ..sinks import PermanentSinkError, RetryableSinkError, SendResult, Sink
+from ..sinks._base import sink_traits
 from .events import AnalyticsEvent, EventRow, as_events
 from .settings import DeliverySettings
 
@@ -73,7 +74,7 @@ def batch_sizes(sink: Sink, settings: DeliverySettings) -> tuple[int, int]:
     """
     most = max(1, int(sink.max_batch_size))
     batch = min(settings.flush_at, most)
-    preferred = int(getattr(sink, "preferred_batch_size", 0) or 0)
+    preferred = sink_traits(sink).preferred_batch_size
     if preferred <= batch:
         return batch, batch
     return max(batch, min(preferred, most, settings.max_queue_size // 2)), most
@@ -94,11 +95,10 @@ class SinkPipeline(WorkerState):
         self.name = name or sink.name
         self._settings = settings
         self._batch_size, self._take = batch_sizes(sink, settings)
-        self._takes_rows = bool(getattr(sink, "takes_rows", False))
-        # A local sink may wait less than flush_interval (the store with durable=True), and may
-        # count what it holds in memory where a kill -9 leaves it (the store's ``Ledger``).
-        self._interval = min(settings.flush_interval, getattr(sink, "max_wait", None) or math.inf)
-        self._ledger = getattr(sink, "ledger", None)
+        traits = sink_traits(sink)
+        self._takes_rows = traits.takes_rows
+        self._interval = min(settings.flush_interval, traits.max_wait or math.inf)
+        self._ledger = traits.ledger
         self._log = ThrottledLog(_logger)
         self._closed = False
         self._close_pending = False  # closed while the sender was delivering: it closes the sink

@@ -24,10 +24,10 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from .._workers import awaited
 from ..config import get_config
-from ..env import sinks_setting
+from ..env import outbox_settings, sinks_setting
 from ..pinned_config import take_pinned_config
 from ..sinks import Sink, sinks_from_env
-from ..sinks._base import sink_identity
+from ..sinks._base import sink_identity, sink_traits
 from ..version import __version__
 from .conversion import event_rows, is_candidate
 from .durable import DurablePipeline
@@ -79,7 +79,15 @@ class AnalyticsSpanProcessor(SpanProcessor):
         for sink in chosen:
             if not isinstance(sink, Sink):
                 raise ValueError(f"{sink!r} is not a sink: it needs name, max_batch_size, send() and close()")
-        self.outbox = _outbox(durable, max_outbox_size) if any(_is_remote(sink) for sink in chosen) else None
+        remote = [sink_traits(sink).remote for sink in chosen]
+        self.outbox = _outbox(durable, max_outbox_size) if any(remote) else None
+        if None in remote and _durable_setting(durable):
+            undeclared = ", ".join(sink.name for sink, says in zip(chosen, remote) if says is None)
+            raise ValueError(
+                f"durable delivery is on and sink {undeclared} does not say whether it sends over the "
+                "network; give its class remote = True (its events then go through the outbox) or "
+                "remote = False"
+            )
         self._pipelines = self._make_pipelines(chosen)
         self._intake = SpanIntake(self._pipelines, self.settings, event_rows)
         self._shutdown = False
@@ -244,17 +252,19 @@ def _report_strays(outbox: Outbox, pipelines: list[SinkPipeline]) -> None:
 
 def _is_remote(sink: Sink) -> bool:
     """Sinks that send over the network say so (``remote = True``); local ones need no outbox."""
-    return bool(getattr(sink, "remote", False))
+    return bool(sink_traits(sink).remote)
+
+
+def _durable_setting(durable: Union[bool, str, Path, None]) -> Union[bool, str, Path]:
+    """The processor's ``durable`` argument, else ``OTEL_PYTHON_USER_TRACKING_OUTBOX``'s path, else False."""
+    return (outbox_settings()[0] or False) if durable is None else durable
 
 
 def _outbox(durable: Union[bool, str, Path, None], max_events: Optional[int]) -> Optional[Outbox]:
-    from ..env import outbox_settings
-
-    env_path, env_max = outbox_settings()
-    if durable is None:
-        durable = env_path or False
+    durable = _durable_setting(durable)
     if durable is False:
         return None
+    env_max = outbox_settings()[1]
     path = DEFAULT_OUTBOX if durable is True else Path(durable)
     return Outbox(path, max_events=max_events or env_max)
 

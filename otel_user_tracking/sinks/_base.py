@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Optional, Protocol, runtime_checkable
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Optional, Protocol, runtime_checkable
 
 from ..analytics.events import AnalyticsEvent
 
@@ -81,14 +81,28 @@ class SendResult:
 class Sink(Protocol):
     """One analytics backend.
 
-    ``name`` identifies the sink in logs and metrics and never contains a credential.
-    ``max_batch_size`` caps how many events the pipeline hands to one ``send`` call; sinks
-    with byte limits split further inside ``send``. Optionally, ``preferred_batch_size``
-    (a local writer whose bigger batches cost less an event) and ``takes_rows = True`` (the
-    sink reads events only as tuples of ``FIELDS``: it may get the pipeline's plain
-    ``EventRow``s instead of ``AnalyticsEvent``s). A remote sink should say ``identity``: a
-    stable digest of its whole configuration (``configuration_identity``), which keys its
-    rows in the outbox; two sinks may share a name, never an identity.
+    Required: ``name`` identifies the sink in logs and metrics and never contains a
+    credential; ``max_batch_size`` caps how many events the pipeline hands to one ``send``
+    call (sinks with byte limits split further inside ``send``); ``send`` and ``close``.
+
+    Optional, each with the default a sink that does not say gets (``SinkTraits``, read once
+    by ``sink_traits``):
+
+    * ``remote``: ``True`` for a sink that sends over the network: with durable delivery on,
+      its events go through the outbox first. Default: local (no outbox); with durable
+      delivery on, a sink that does not say is refused at start-up, so that a network sink
+      cannot skip the outbox unnoticed.
+    * ``identity``: a stable digest of the sink's whole configuration
+      (``configuration_identity``), which keys its rows in the outbox; two sinks may share a
+      name, never an identity. Default: a digest of the sink's class and name.
+    * ``preferred_batch_size``: a local writer whose bigger batches cost less an event (the
+      store) is woken at that many events. Default 0: batches of ``flush_at``.
+    * ``takes_rows``: ``True`` when the sink reads events only as tuples of ``FIELDS``: it
+      then gets the pipeline's plain ``EventRow``s instead of ``AnalyticsEvent``s. Default False.
+    * ``max_wait``: seconds an event may wait for its batch when less than ``flush_interval``
+      (the store under durable delivery). Default None: ``flush_interval``.
+    * ``ledger``: a ``DeliveryLedger`` the pipeline tells what the sink accepted and settled,
+      where a ``kill -9`` leaves it (the store's in-flight ledger). Default None.
     """
 
     name: str
@@ -99,6 +113,71 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Release connections and files; called once, after the last ``send``."""
+
+
+class DeliveryLedger(Protocol):
+    """Counts a sink's events held in memory, outside the process's memory (``Sink.ledger``)."""
+
+    def accept(self, count: int) -> None:
+        """``count`` events were queued for the sink."""
+
+    def settle(self, count: int) -> None:
+        """``count`` queued events were given up (dropped, failed, or left at shutdown)."""
+
+
+@dataclass(frozen=True)
+class SinkTraits:
+    """What a sink says about itself beyond ``Sink``'s required members (see ``Sink``).
+
+    ``remote`` is None for a sink that does not say: local, and refused under durable delivery.
+    """
+
+    remote: Optional[bool] = None
+    identity: str = ""
+    preferred_batch_size: int = 0
+    takes_rows: bool = False
+    max_wait: Optional[float] = None
+    ledger: Optional[DeliveryLedger] = None
+
+
+def sink_traits(sink: Sink) -> SinkTraits:
+    """The optional members ``sink`` declares, checked, with ``SinkTraits``' defaults for the rest.
+
+    Raises ``ValueError`` naming the sink's class, the member and what it may be when a
+    declared member has the wrong type.
+    """
+    declared = {
+        item.name: getattr(sink, item.name) for item in fields(SinkTraits) if hasattr(sink, item.name)
+    }
+    owner = f"{type(sink).__qualname__} (sink {getattr(sink, 'name', '?')!r})"
+    checks: dict[str, tuple[Callable[[Any], bool], str]] = {
+        "remote": (lambda value: isinstance(value, bool), "True or False"),
+        "identity": (lambda value: isinstance(value, str), "a string"),
+        "preferred_batch_size": (
+            lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+            "a whole number of events, 0 or more",
+        ),
+        "takes_rows": (lambda value: isinstance(value, bool), "True or False"),
+        "max_wait": (
+            lambda value: (
+                value is None
+                or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0)
+            ),
+            "None or a number of seconds above 0",
+        ),
+        "ledger": (
+            lambda value: (
+                value is None
+                or (callable(getattr(value, "accept", None)) and callable(getattr(value, "settle", None)))
+            ),
+            "None or an object with accept(count) and settle(count)",
+        ),
+    }
+    for member, value in declared.items():
+        valid, allowed = checks[member]
+        if not valid(value):
+            raise ValueError(f"{owner}: {member}={value!r} is not allowed; use {allowed}")
+    return SinkTraits(**declared)
 
 
 _IDENTITY_SALT = b"otel-user-tracking sink identity v1"
@@ -118,7 +197,7 @@ def configuration_identity(kind: str, *parts: str) -> str:
 
 def sink_identity(sink: Sink) -> str:
     """The sink's ``identity``, or for a sink without one a digest of its class and name."""
-    identity = getattr(sink, "identity", None)
-    if isinstance(identity, str) and identity:
+    identity = sink_traits(sink).identity
+    if identity:
         return identity
     return configuration_identity(f"{type(sink).__module__}.{type(sink).__qualname__}", sink.name)

@@ -18,6 +18,7 @@ class ConsoleSink:
 
     name = "console"
     max_batch_size = 500
+    remote = False
 
     def __init__(self, stream: Optional[TextIO] = None) -> None:
         self._stream = stream

@@ -18,6 +18,7 @@ class JSONLinesSink:
     """Append each batch to ``path`` and fsync it, so a delivered batch survives a crash."""
 
     max_batch_size = 1000
+    remote = False  # a local file: durable as it is, no outbox
 
     def __init__(self, path: Union[str, Path]) -> None:
         self.path = Path(path)

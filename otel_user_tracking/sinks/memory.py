@@ -23,6 +23,7 @@ class InMemorySink:
 
     name = "memory"
     max_batch_size = 1000
+    remote = False
 
     def __init__(self) -> None:
         self._events: list[AnalyticsEvent] = []
