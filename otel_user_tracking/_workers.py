@@ -34,12 +34,11 @@ PAUSE_SECONDS = 0.0001
 # A worker's slice adapts to how long it waited for its turn after its last pause: a tenth of
 # that wait, from ``MIN_SLICE_SECONDS`` to ``MAX_SLICE_SECONDS``. A short wait means the event
 # loop is mostly idle: a request may arrive any moment and would wait out the whole slice, so
-# slices are short (one request at a time, 200 µs slices doubled the p99 of a 180 µs request;
-# 50 µs ones add a quarter). A long wait means the loop is saturated (there the waits are 3-7
-# ms: the loop lets go of the GIL only between its iterations or after the 5 ms switch
+# slices are short, a fraction of a request's own time. A long wait means the loop is
+# saturated (it lets go of the GIL only between its iterations or after the 5 ms switch
 # interval): every pause is then a GIL hand-over and two context switches, so short slices
-# cost throughput (5 % at 50 µs) and leave the worker too little of the core to keep up
-# (spans were dropped); a tenth of the wait keeps the worker's share of the core near 9 %.
+# would cost throughput and leave the worker too little of the core to keep up; a tenth of
+# the wait keeps the worker's share of the core near a tenth.
 MIN_SLICE_SECONDS = 0.00005
 MAX_SLICE_SECONDS = 0.0005
 SLICE_PER_WAIT = 0.1

@@ -193,7 +193,7 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
         That last message is sent in the outer context: what the server schedules while it
         completes the response copies the current context, and uvicorn's keep-alive timer keeps
         its copy in the loop's timer heap for a hundred requests more. Sent inside, that copy
-        held the span and the request state, which then lived long enough to reach the garbage
+        would hold the span and the request state long enough for them to reach the garbage
         collector's older generations. ``hooks`` False: the contrib middleware calls them.
         """
         scope = state.scope

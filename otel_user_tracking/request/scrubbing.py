@@ -154,16 +154,6 @@ class QueryScrubber:
         return head
 
 
-def scrub_query(query: str, words: Collection[str]) -> str:
-    """Replace the values of sensitive parameters with ``REDACTED``, keeping everything else byte for byte."""
-    return QueryScrubber(words).query(query)
-
-
-def scrub_url(url: str, words: Collection[str]) -> str:
-    """Scrub the query and fragment parameters of a URL or a request target (``/path?query``)."""
-    return QueryScrubber(words).url(url)
-
-
 def _without_addresses(text: str) -> str:
     def replace(match: re.Match[str]) -> str:
         try:

@@ -12,8 +12,8 @@ the span is its own, but not when another layer made it). So when the request is
 state is retired: it lets go of the span, the scope, the user objects and the exception
 ledger, and keeps only what a late child span still needs (the user id). Otherwise each
 request would keep a dozen objects alive long enough for the garbage collector to move them
-to its older generations: under load that doubled the young collections and made the full
-collections, the longest pauses of the event loop, more frequent.
+to its older generations, which makes the young collections more frequent and the full
+collections, the longest pauses of the event loop, come sooner.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any
 from ..analytics.events import AnalyticsEvent
 from ..version import __version__
 from ._http import HTTPBatchSink, required_key
-from ._stack import parse_traceback
+from ._traceback import parse_traceback
 from ._url import SinkURL
 
 MAX_EVENT_BYTES = 900 * 1024  # the posthog SDK's MAX_MSG_SIZE

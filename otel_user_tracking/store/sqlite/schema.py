@@ -146,8 +146,8 @@ def _shape(filled: tuple[int, ...], size: int) -> _Shape:
 
 # Pages of 16 KiB rather than SQLite's 4 KiB: an event's row and its four index entries fill
 # fewer pages, so each transaction of 1 000 events writes a quarter as many pages to the WAL
-# (and the checkpoints copy a quarter as many back): 3.9 -> 3.3-3.5 µs of CPU an event, the
-# kernel's share 1.1 -> 0.4-0.6. Readers scan the same covering indexes in fewer, larger pages.
+# (and the checkpoints copy a quarter as many back), which saves CPU an event, most of it the
+# kernel's. Readers scan the same covering indexes in fewer, larger pages.
 PAGE_SIZE = 16_384
 WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
 

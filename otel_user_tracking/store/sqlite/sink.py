@@ -237,7 +237,7 @@ class SQLiteSink:
                 _logger.warning(
                     "analytics store %s: %d events were lost: process %d ended without shutting "
                     "down (kill -9, out of memory, power loss) while they waited in memory for "
-                    "the store's next transaction (see flush_interval and durable in the README)",
+                    "the store's next transaction (see flush_interval and durable delivery in the docs)",
                     self.path,
                     lost,
                     writer.pid,
