@@ -15,7 +15,8 @@ from typing import Any, Callable, Mapping, MutableMapping, Optional, Union
 
 from .analytics.events import AnalyticsEvent
 from .env import as_tuple, config_from_env, dependency_name_error
-from .policy import TagPolicy
+from .policy import TagPolicy, check_hash_key
+from .salts.secret import VISITOR_SECRET_ENV
 
 UserResolver = Callable[[MutableMapping[str, Any]], Any]
 # FastAPI's auth dependency, as the function itself or its "module:attribute" name.
@@ -91,6 +92,9 @@ class Config:
         pageview_methods: Request methods that produce pageviews.
         pageview_filter: Optional ``filter(event) -> bool``; False drops the pageview.
         site: Part of the visitor-id hash, so one visitor has different ids on two sites.
+        visitor_secret: Derive each day's visitor-id salt from this secret (at least 16
+            bytes) instead of keeping it in the store: for processes that share no store.
+            Whoever holds it can recompute past days' salts (see ``salts/secret.py``).
         analytics_sampler: Under the CLI, wrap the sampler so analytics sees every request.
         registered_names: Also write the registered semantic-convention names beside ours:
             ``session.id``, ``enduser.pseudo.id`` (the visitor id), ``user_agent.synthetic.type``
@@ -117,6 +121,7 @@ class Config:
     pageview_methods: frozenset[str] = DEFAULT_PAGEVIEW_METHODS
     pageview_filter: Optional[PageviewFilter] = None
     site: str = ""
+    visitor_secret: Union[str, bytes, None] = field(default=None, repr=False)
     analytics_sampler: bool = True
     registered_names: bool = False
     server_request_hook: Optional[Callable[..., Any]] = None
@@ -153,6 +158,11 @@ class Config:
                 raise ValueError(f"excluded_urls: {pattern!r} is not a regex ({exc})") from None
         object.__setattr__(self, "excluded_urls", patterns)
         object.__setattr__(self, "_excluded", tuple(compiled))
+        if self.visitor_secret is not None:
+            secret = self.visitor_secret
+            secret = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+            check_hash_key(secret, "visitor_secret", VISITOR_SECRET_ENV)
+            object.__setattr__(self, "visitor_secret", secret.strip())
         object.__setattr__(self, "session_header", self.session_header.strip().lower())
         object.__setattr__(self, "scrub_query_keys", frozenset(k.lower() for k in self.scrub_query_keys))
         object.__setattr__(self, "pageview_methods", frozenset(m.upper() for m in self.pageview_methods))

@@ -222,6 +222,9 @@ def config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
                 f"{ENV_PREFIX}MIN_STATUS_TO_CAPTURE={status!r} is not allowed; use a status such as 500"
             )
         values["min_status_to_capture"] = int(status)
+    secret = env.get(ENV_PREFIX + "VISITOR_SECRET")
+    if secret:
+        values["visitor_secret"] = secret
     for name, attr in (("SESSION_HEADER", "session_header"), ("SITE", "site")):
         text = env.get(ENV_PREFIX + name)
         if text:

@@ -54,7 +54,9 @@ def _key_bytes(key: Union[str, bytes, None]) -> Optional[bytes]:
     return key.encode("utf-8") if isinstance(key, str) else bytes(key)
 
 
-def check_hash_key(key: Optional[bytes]) -> None:
+def check_hash_key(
+    key: Optional[bytes], option: str = "TagPolicy.hash_key", variable: str = HASH_KEY_ENV
+) -> None:
     """Refuse a blank key or one shorter than ``MIN_HASH_KEY_BYTES``, saying how to make one."""
     if key is None:
         return
@@ -68,8 +70,8 @@ def check_hash_key(key: Optional[bytes]) -> None:
     else:
         what = f"has {len(text)} byte{'s' if len(text) > 1 else ''}"
     raise ValueError(
-        f"TagPolicy.hash_key ({HASH_KEY_ENV}) {what}; use a random secret of at least "
-        f"{MIN_HASH_KEY_BYTES} bytes, e.g. {HASH_KEY_ENV}=$({_NEW_KEY}), and keep it stable"
+        f"{option} ({variable}) {what}; use a random secret of at least "
+        f"{MIN_HASH_KEY_BYTES} bytes, e.g. {variable}=$({_NEW_KEY}), and keep it stable"
     )
 
 

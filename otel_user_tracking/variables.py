@@ -168,6 +168,15 @@ VARIABLES: tuple[Variable, ...] = (
         group="Analytics events",
     ),
     Variable(
+        PREFIX + "VISITOR_SECRET",
+        "a secret of at least 16 bytes",
+        "none: the store keeps each day's salt",
+        "Derive each UTC day's visitor-id salt from this secret (HMAC of the day), for processes "
+        "that share no store; whoever holds it can recompute past days' salts (see Privacy).",
+        "`visitor_secret`",
+        group="Analytics events",
+    ),
+    Variable(
         PREFIX + "ANALYTICS_SAMPLER",
         "`true` or `false`",
         "`true`",

@@ -26,6 +26,8 @@ from .._workers import awaited
 from ..config import get_config
 from ..env import outbox_settings, sinks_setting
 from ..pinned_config import take_pinned_config
+from ..salts.current import release as release_salts
+from ..salts.current import use_store_salts
 from ..sinks import Sink, sinks_from_env
 from ..sinks._base import sink_identity, sink_traits
 from ..version import __version__
@@ -89,6 +91,7 @@ class AnalyticsSpanProcessor(SpanProcessor):
                 "remote = False"
             )
         self._pipelines = self._make_pipelines(chosen)
+        self.salts = use_store_salts(self, chosen, secret=get_config().visitor_secret is not None)
         self._intake = SpanIntake(self._pipelines, self.settings, event_rows)
         self._shutdown = False
         self._exit_deadline: Optional[float] = None
@@ -160,6 +163,7 @@ class AnalyticsSpanProcessor(SpanProcessor):
             self._stop_workers(deadline)
         if self.outbox is not None:
             self.outbox.close()
+        release_salts(self)
         with _processors_lock:
             _processors.discard(self)
 

@@ -64,7 +64,9 @@ class RequestView:
         if facts.session_id:
             values[attrs.SESSION_ID] = facts.session_id
         if not (facts.privacy_signal and config.honor_privacy_signals):
-            values[attrs.VISITOR_ID] = prepared.visitors.visitor_id(client or "", facts.user_agent or "")
+            visitor = prepared.visitors.visitor_id(client or "", facts.user_agent or "")
+            if visitor is not None:  # None: the day's salt is not known yet (salts/stored.py)
+                values[attrs.VISITOR_ID] = visitor
         self.synthetic = False  # a bot to name user_agent.synthetic.type, unless another layer did
         if config.registered_names:
             values.update(

@@ -66,7 +66,7 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
                 client_request_hook=config.client_request_hook,
                 client_response_hook=config.client_response_hook,
             ),
-            visitors=VisitorIdentifier(site=config.site),
+            visitors=VisitorIdentifier(site=config.site, secret=config.visitor_secret),
             scrubber=QueryScrubber(config.scrub_query_keys),
         )
 

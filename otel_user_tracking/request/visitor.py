@@ -1,38 +1,26 @@
 """Cookieless visitor ids: a keyed hash of (client address, user agent, site) with a daily salt.
 
-The salt is random, held only in memory and replaced at each UTC midnight, so the same
-visitor has one id for a day and cannot be followed across days, and no address is stored.
+The salt of the UTC day comes from a configured secret (``Config.visitor_secret``), else
+from the process's salt source (``salts/current.py``: the store's day salt, shared by every
+process writing the store; random per process without one). So the same visitor has one
+id for a day and cannot be followed across days, and no address is stored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import threading
 import time
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Optional, Union
 
-_SECONDS_PER_DAY = 86_400
+from ..salts import current
+from ..salts.base import SaltSource, day_of
+from ..salts.secret import SecretSalts
 
-
-_salt_lock = threading.Lock()
-_salts: dict[int, bytes] = {}  # UTC day number -> salt; only the current day is kept
-
-
-def _salt_for(day: int) -> bytes:
-    """The process-wide salt of ``day``: every identifier (and every reconfiguration) agrees."""
-    salt = _salts.get(day)
-    if salt is None:
-        with _salt_lock:
-            salt = _salts.get(day)
-            if salt is None:
-                salt = secrets.token_bytes(32)
-                _salts.clear()  # yesterday's salt is forgotten: ids cannot be linked across days
-                _visitor_id.cache_clear()  # and so are the ids (and the salt) the cache held
-                _salts[day] = salt
-    return salt
+_cache_lock = threading.Lock()
+_cached_salt = b""  # the salt the id cache's entries were made with
 
 
 class VisitorIdentifier:
@@ -41,18 +29,41 @@ class VisitorIdentifier:
     Args:
         site: Mixed into the hash, so one visitor has different ids on two sites.
         clock: Seconds since the epoch (UTC), ``time.time`` by default.
+        secret: The visitor secret: the day's salt is derived from it (``SecretSalts``)
+            instead of coming from the process's source.
     """
 
-    def __init__(self, site: str = "", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        site: str = "",
+        clock: Callable[[], float] = time.time,
+        secret: Union[str, bytes, None] = None,
+    ) -> None:
         self._site = site.encode("utf-8")
         self._clock = clock
+        if isinstance(secret, str):
+            secret = secret.encode("utf-8")
+        self._own: Optional[SaltSource] = None if secret is None else SecretSalts(secret)
 
-    def _current_salt(self) -> bytes:
-        return _salt_for(int(self._clock() // _SECONDS_PER_DAY))
+    def visitor_id(self, client_address: str, user_agent: str) -> Optional[str]:
+        """A 16-hex-character id, stable within the UTC day for the same address, agent and site;
+        None while the day's salt is not known yet (a store-kept salt not fetched yet)."""
+        source = self._own or current.source
+        salt = source.salt(day_of(self._clock()))
+        if salt is None:
+            return None
+        if salt is not _cached_salt:
+            _forget_ids_of_other_salts(salt)
+        return _visitor_id(salt, self._site, client_address, user_agent)
 
-    def visitor_id(self, client_address: str, user_agent: str) -> str:
-        """A 16-hex-character id, stable within the UTC day for the same address, agent and site."""
-        return _visitor_id(self._current_salt(), self._site, client_address, user_agent)
+
+def _forget_ids_of_other_salts(salt: bytes) -> None:
+    """A new salt (a new day): drop the cached ids, and with them the old salt they hold."""
+    global _cached_salt
+    with _cache_lock:
+        if salt is not _cached_salt:
+            _visitor_id.cache_clear()
+            _cached_salt = salt
 
 
 @lru_cache(maxsize=1024)  # at most ~0.6 MB: agents are capped at 512 characters
@@ -64,7 +75,9 @@ def _visitor_id(salt: bytes, site: bytes, client_address: str, user_agent: str) 
 
 
 def forget_salts() -> None:
-    """Drop the day's salt and the cached ids (``otel_user_tracking.testing.reset``)."""
-    with _salt_lock:
-        _salts.clear()
+    """Drop the salts and the cached ids, back to random salts (``otel_user_tracking.testing.reset``)."""
+    global _cached_salt
+    current.reset()
+    with _cache_lock:
         _visitor_id.cache_clear()
+        _cached_salt = b""

@@ -68,7 +68,7 @@ class UserTrackingWSGIMiddleware(FrontDoor[WSGIPrepared]):
         return WSGIPrepared(
             config=config,
             maker=WSGISpanMaker(self._tracer_provider, self._meter_provider),
-            visitors=VisitorIdentifier(site=config.site),
+            visitors=VisitorIdentifier(site=config.site, secret=config.visitor_secret),
             scrubber=QueryScrubber(config.scrub_query_keys),
         )
 

@@ -25,9 +25,10 @@ from typing import Optional, Union
 
 from ...analytics.events import FIELDS, EventRecord
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 TABLE = "events"
 WRITERS = "writers"  # per writing process: events its transactions stored (store/sqlite/inflight.py)
+SALTS = "visitor_salts"  # the visitor-id salt of each UTC day still in use (store/sqlite/salts.py)
 
 # A field whose stored column has another name.
 _COLUMN_NAMES = {"meta_json": "meta"}
@@ -79,6 +80,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # What each live writer process stored, updated in its batches' transactions: a later
         # start compares it with what the process had accepted, to count what a kill -9 took.
         f"CREATE TABLE IF NOT EXISTS {WRITERS} (token TEXT PRIMARY KEY, stored INTEGER NOT NULL)",
+    ),
+    (
+        # Today's and the next day's visitor-id salts (UTC day number), shared by every writer.
+        f"CREATE TABLE IF NOT EXISTS {SALTS} (day INTEGER PRIMARY KEY, salt BLOB NOT NULL)",
     ),
 )
 _VALUES = f"({', '.join('?' * len(COLUMNS))})"

@@ -27,6 +27,7 @@ from ...sinks._base import PermanentSinkError, RetryableSinkError, SendResult
 from ...sinks._url import SinkURL
 from .file import StoreFile
 from .inflight import Ledger, dead_writers, ledger_directory
+from .salts import SQLiteDaySalts
 from .schema import TABLE, WRITERS, SchemaError, connect, insert_events
 
 _logger = logging.getLogger(__name__)
@@ -115,6 +116,10 @@ class SQLiteSink:
         problem = self._open_problem()
         if problem is not None:
             raise ValueError(f"analytics store {self.path}: {_explain(problem)}")
+
+    def day_salts(self) -> SQLiteDaySalts:
+        """The store's visitor-id day salts (``salts.SaltKeeper``): every writer shares them."""
+        return SQLiteDaySalts(self.path, timeout=self.busy_timeout)
 
     def _open_problem(self) -> Optional[BaseException]:
         """Open the store now; what went wrong, or None."""
