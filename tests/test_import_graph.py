@@ -26,36 +26,11 @@ KNOWN_MODULE_LOOPS = {
             "otel_user_tracking.request.user_tags",
         }
     ),
-    # The sink URL table builds the default store; the store's sink parses its URL with
-    # sinks/_url.py; ends when SinkURL lives with the sink contract.
-    frozenset(
-        {
-            "otel_user_tracking.sinks._url",
-            "otel_user_tracking.store.default",
-            "otel_user_tracking.store.sqlite.sink",
-        }
-    ),
     # The PostgreSQL connection raises the reader's StoreUnavailable, and the reader opens its
     # connections lazily; ends when StoreUnavailable lives in a module of its own.
     frozenset({"otel_user_tracking.store.postgres.connection", "otel_user_tracking.store.reader"}),
 }
-KNOWN_FOLDER_LOOPS = {
-    # One loop through four folders, closed by these arrows: sinks/* read the event record
-    # (analytics/events.py) while the processor builds sinks (analytics -> sinks); sinks/ lists
-    # the store's sink and builds the default store while that sink implements sinks/_base.py
-    # (sinks <-> store); the store reads the event record and the dashboard request/bots.py
-    # (store -> analytics, request); the lifespan flushes the processors and track() checks
-    # events (request -> analytics). Ends when what both paths share sits at the top: the
-    # event's field list beside attributes.py, the sink contract, the bot list.
-    frozenset(
-        {
-            "otel_user_tracking.analytics",
-            "otel_user_tracking.request",
-            "otel_user_tracking.sinks",
-            "otel_user_tracking.store",
-        }
-    ),
-}
+KNOWN_FOLDER_LOOPS: set[frozenset[str]] = set()
 
 
 def _module_name(path: Path) -> str:

@@ -171,7 +171,7 @@ def test_a_sinks_identity_follows_its_whole_configuration_and_hides_its_credenti
 ) -> None:
     """Sinks differing in path, credential, scheme or kind have different identities; the same
     configuration always has the same one; none contains the credential."""
-    from otel_user_tracking.sinks._base import sink_identity
+    from otel_user_tracking.analytics.sink import sink_identity
 
     first, again, second = one(), one(), other()
     try:

@@ -97,7 +97,7 @@ def test_every_module_path_the_docs_name_exists() -> None:
 
 
 def test_every_file_the_docs_name_exists() -> None:
-    """Each file the README or the docs name in backticks (``examples/x.py``, ``_base.py``) is in
+    """Each file the README or the docs name in backticks (``examples/x.py``, ``_http.py``) is in
     the repository: a path from the root or from the package, a bare name anywhere in the package."""
     named = set(re.findall(r"`([\w./-]+\.(?:py|toml|yaml|yml|sh|md|txt))`", README))
     package = ROOT / "otel_user_tracking"

@@ -10,7 +10,7 @@ import pytest
 
 from otel_user_tracking import AnalyticsSpanProcessor, sinks
 from otel_user_tracking.analytics.events import AnalyticsEvent
-from otel_user_tracking.sinks._base import SinkTraits, sink_traits
+from otel_user_tracking.analytics.sink import SinkTraits, sink_traits
 
 
 class BareSink:

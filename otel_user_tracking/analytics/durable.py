@@ -23,12 +23,11 @@ import time
 from collections.abc import Sequence
 from typing import Optional
 
-from ..sinks import PermanentSinkError, RetryableSinkError, SendResult, Sink
-from ..sinks._base import sink_identity
 from .events import EventRow
 from .outbox import Outbox, OutboxClosed
 from .pipeline import DeliveryStats, SinkPipeline
 from .settings import DeliverySettings
+from .sink import PermanentSinkError, RetryableSinkError, SendResult, Sink, sink_identity
 
 _logger = logging.getLogger(__name__)
 

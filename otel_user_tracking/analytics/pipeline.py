@@ -25,10 +25,9 @@ from typing import Optional, cast
 
 from .._throttle import ThrottledLog
 from .._workers import WorkerState, wait_for
-from ..sinks import PermanentSinkError, RetryableSinkError, SendResult, Sink
-from ..sinks._base import sink_traits
 from .events import AnalyticsEvent, EventRow, as_events
 from .settings import DeliverySettings
+from .sink import PermanentSinkError, RetryableSinkError, SendResult, Sink, sink_traits
 
 _logger = logging.getLogger(__name__)
 

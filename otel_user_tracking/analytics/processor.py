@@ -28,14 +28,14 @@ from ..env import outbox_settings, sinks_setting
 from ..pinned_config import take_pinned_config
 from ..salts.current import release as release_salts
 from ..salts.current import use_store_salts
-from ..sinks import Sink, sinks_from_env
-from ..sinks._base import sink_identity, sink_traits
+from ..sink_urls import sinks_from_env
 from ..version import __version__
 from .conversion import event_rows, is_candidate
 from .durable import DurablePipeline
 from .outbox import Outbox
 from .pipeline import OUTCOMES, PROBLEMS, DeliveryStats, SinkPipeline
 from .settings import DeliverySettings
+from .sink import Sink, sink_identity, sink_traits
 from .span_queue import SpanIntake
 
 _logger = logging.getLogger(__name__)

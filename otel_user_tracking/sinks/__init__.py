@@ -1,4 +1,5 @@
-"""Analytics sinks: one module per backend, and the ``OTEL_PYTHON_USER_TRACKING_SINKS`` URL parser.
+"""Analytics sinks: one module per backend; the contract (``analytics/sink.py``) and the
+``OTEL_PYTHON_USER_TRACKING_SINKS`` URL parser (``sink_urls.py``) re-exported for users.
 
 The backends that bring heavier imports (HTTP clients, the OTLP exporter) load on first use,
 so ``import otel_user_tracking`` stays light: ``out.sinks.PostHogSink`` imports
@@ -10,9 +11,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..analytics.sink import PermanentSinkError, RetryableSinkError, SendResult, Sink, SinkError
+from ..sink_urls import SinkURL, mask_url, parse_sink_url, sink_from_url, sinks_from_env
 from ..store.sqlite.sink import SQLiteSink
-from ._base import PermanentSinkError, RetryableSinkError, SendResult, Sink, SinkError
-from ._url import SinkURL, mask_url, parse_sink_url, sink_from_url, sinks_from_env
 from .console import ConsoleSink
 from .jsonl import JSONLinesSink
 from .memory import InMemorySink

@@ -20,9 +20,15 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..analytics.events import AnalyticsEvent
+from ..analytics.sink import (
+    PermanentSinkError,
+    RetryableSinkError,
+    SendResult,
+    SinkError,
+    configuration_identity,
+)
+from ..sink_urls import mask_url, sink_name
 from ..version import __version__
-from ._base import PermanentSinkError, RetryableSinkError, SendResult, SinkError, configuration_identity
-from ._url import mask_url, sink_name
 
 T = TypeVar("T")
 

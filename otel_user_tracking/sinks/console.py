@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Optional, TextIO
 
 from ..analytics.events import AnalyticsEvent
-from ._url import SinkURL
+from ..sink_urls import SinkURL
 
 
 class ConsoleSink:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Union
 
 from ..analytics.events import AnalyticsEvent
-from ._base import RetryableSinkError
-from ._url import SinkURL
+from ..analytics.sink import RetryableSinkError
+from ..sink_urls import SinkURL
 
 
 class JSONLinesSink:

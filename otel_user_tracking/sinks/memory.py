@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 
 from ..analytics.events import AnalyticsEvent
-from ._url import SinkURL
+from ..sink_urls import SinkURL
 
 
 class InMemorySink:

@@ -41,9 +41,9 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from ..analytics.events import FIELDS, AnalyticsEvent
+from ..analytics.sink import RetryableSinkError, configuration_identity
+from ..sink_urls import SinkURL
 from ..version import __version__
-from ._base import RetryableSinkError, configuration_identity
-from ._url import SinkURL
 
 PREFIX = "user_tracking."
 _SEMCONV = {

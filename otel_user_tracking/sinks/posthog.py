@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..analytics.events import AnalyticsEvent
+from ..sink_urls import SinkURL
 from ..version import __version__
 from ._http import HTTPBatchSink, required_key
 from ._traceback import parse_traceback
-from ._url import SinkURL
 
 MAX_EVENT_BYTES = 900 * 1024  # the posthog SDK's MAX_MSG_SIZE
 MAX_BATCH_BYTES = 5 * 1024 * 1024  # its BATCH_SIZE_LIMIT

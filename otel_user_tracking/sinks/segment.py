@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from ..analytics.events import AnalyticsEvent
+from ..sink_urls import SinkURL
 from ..version import __version__
 from ._http import HTTPBatchSink, required_key
-from ._url import SinkURL
 
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1000  # analytics-python stays under 475 000 to leave room for the envelope

@@ -22,9 +22,15 @@ from functools import cached_property
 from typing import Any, Optional
 
 from ..analytics.events import AnalyticsEvent
-from ._base import PermanentSinkError, RetryableSinkError, SendResult, SinkError, configuration_identity
+from ..analytics.sink import (
+    PermanentSinkError,
+    RetryableSinkError,
+    SendResult,
+    SinkError,
+    configuration_identity,
+)
+from ..sink_urls import SinkURL, mask_url, sink_name
 from ._http import HTTPTransport, normalized_url
-from ._url import SinkURL, mask_url, sink_name
 
 PROJECT_ID = re.compile(r"^[A-Za-z0-9-]{12}$")
 MAX_EVENT_NAME = 256

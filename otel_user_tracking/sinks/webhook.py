@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 from ..analytics.events import AnalyticsEvent
 from ..env import WEBHOOK_AUTHORIZATION_ENV, webhook_authorization
+from ..sink_urls import SinkURL
 from ._http import HTTPBatchSink
-from ._url import SinkURL
 
 
 class WebhookSink(HTTPBatchSink):

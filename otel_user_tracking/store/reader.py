@@ -18,7 +18,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar, Union
 
-from ..sinks._url import mask_url
+from ..sink_urls import mask_url
 from .sqlite.schema import TABLE, connect_readonly
 
 if TYPE_CHECKING:

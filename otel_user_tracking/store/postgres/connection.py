@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...sinks._url import mask_url
+from ...sink_urls import mask_url
 from ..reader import StoreUnavailable
 from ..sqlite.schema import COLUMNS, TABLE
 from .schema import (

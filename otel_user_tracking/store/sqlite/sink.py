@@ -18,17 +18,19 @@ import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from ..._throttle import ThrottledLog
 from ..._workers import TimeSlicer
 from ...analytics.events import AnalyticsEvent
-from ...sinks._base import PermanentSinkError, RetryableSinkError, SendResult
-from ...sinks._url import SinkURL
+from ...analytics.sink import PermanentSinkError, RetryableSinkError, SendResult
 from .file import StoreFile
 from .inflight import Ledger, dead_writers, ledger_directory
 from .salts import SQLiteDaySalts
 from .schema import TABLE, WRITERS, SchemaError, connect, insert_events
+
+if TYPE_CHECKING:  # the URL table builds this sink: a type-only import, no loop
+    from ...sink_urls import SinkURL
 
 _logger = logging.getLogger(__name__)
 

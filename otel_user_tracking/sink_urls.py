@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 from urllib.parse import unquote, urlsplit
 
-from ._base import Sink
+from .analytics.sink import Sink
 
 # scheme (without +http/+https) -> (module relative to the package, expected form shown in errors)
 SINK_SCHEMES: dict[str, tuple[str, str]] = {
@@ -153,7 +153,7 @@ def sinks_from_env(value: Optional[str]) -> list[Sink]:
     None (the variable is unset) is the implicit default store, which never stops the start.
     """
     if value is None:
-        from ..store.default import default_store
+        from .store.default import default_store
 
         store = default_store()
         return [] if store is None else [store]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Optional, Protocol, runtime_checkable
 
-from ..analytics.events import AnalyticsEvent
+from .events import AnalyticsEvent
 
 
 class SinkError(Exception):
