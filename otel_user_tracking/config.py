@@ -237,6 +237,12 @@ def get_config() -> Config:
     return _settings.get()
 
 
+def config_generation() -> int:
+    """A number that changes whenever ``configure()`` or ``reset_config()`` changes the Config in
+    force: a front door re-derives what its requests need only when it moved."""
+    return _settings.generation
+
+
 def reset_config() -> None:
     """Forget ``configure()`` values and re-read the environment (for tests)."""
     _settings.reset()

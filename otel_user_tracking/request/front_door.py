@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
-from ..config import Config, _settings, get_config
+from ..config import Config, config_generation, get_config
 from .prepared import PreparedRequest
 
 P = TypeVar("P", bound=PreparedRequest)
@@ -44,7 +44,7 @@ class FrontDoor(ABC, Generic[P]):
         self._generation = -1
 
     def _prepare(self) -> P:
-        generation = _settings.generation
+        generation = config_generation()
         prepared = self._prepared
         if prepared is not None and self._generation == generation:
             return prepared
