@@ -20,25 +20,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import functools
-import http.client
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from examples import demo_requests  # noqa: E402
 from tests._chromium import chromium  # noqa: E402
-from tests._jaeger import GoProcess, JaegerQuery, require_binaries, server_spans, tags  # noqa: E402
-from tests._uvicorn import CLIENT_HOST, SERVER_HOST, UvicornServer  # noqa: E402
+from tests._jaeger import GoProcess, JaegerQuery, require_binaries, serve_demo, server_spans, tags  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "jaeger-user-trace.png"
 SERVICE = "demo-shop"
@@ -72,28 +67,7 @@ def run_demo(tmp: Path, jaeger: GoProcess, otelcol_bin: Path) -> str:
         "OTELCOL_ANALYTICS_FILE": str(tmp / "analytics.jsonl"),
     }
     with GoProcess.collector(otelcol_bin, tmp, "otelcol.yaml", env) as collector:
-        app_env = {
-            "OTEL_SERVICE_NAME": SERVICE,
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{collector.endpoint('OTELCOL_OTLP_HTTP_ENDPOINT')}",
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "OTEL_PYTHON_USER_TRACKING_SINKS": f"otlp,sqlite:///{tmp / 'demo.db'}",
-        }
-        instrument = ["--traces_exporter", "otlp", "--metrics_exporter", "none", "--logs_exporter", "none"]
-        server = UvicornServer(
-            "examples.fastapi_app:app",
-            cwd=ROOT,
-            env=app_env,
-            host=SERVER_HOST,
-            instrument=instrument,
-            log_dir=tmp,
-        )
-        server.start()
-        from_client = functools.partial(http.client.HTTPConnection, source_address=(CLIENT_HOST, 0))
-        try:
-            with mock.patch("http.client.HTTPConnection", from_client):
-                demo_requests.main(server.url)
-        finally:
-            server.stop()
+        serve_demo(collector, SERVICE, f"otlp,sqlite:///{tmp / 'demo.db'}", tmp)
     query = JaegerQuery(f"http://{jaeger.endpoint('JAEGER_QUERY_HTTP_ENDPOINT')}")
     query.wait_for_traces(SERVICE, 15)
     for trace in query.traces(SERVICE, tags={"user.id": USER_ID}):

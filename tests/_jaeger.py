@@ -16,6 +16,8 @@ here, is waited on with a deadline and is stopped by its PID (SIGTERM, then SIGK
 
 from __future__ import annotations
 
+import functools
+import http.client
 import json
 import os
 import signal
@@ -27,10 +29,13 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
+from unittest import mock
 
 import pytest
 
-from ._uvicorn import free_port
+from examples import demo_requests
+
+from ._uvicorn import CLIENT_HOST, SERVER_HOST, UvicornServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "collector-config"
@@ -277,3 +282,37 @@ def otlp_attributes(item: Mapping[str, Any]) -> dict[str, Any]:
         value = attribute["value"]
         result[attribute["key"]] = next(iter(value.values()), None) if value else None
     return result
+
+
+DEMO_INSTRUMENT = ["--traces_exporter", "otlp", "--metrics_exporter", "none", "--logs_exporter", "none"]
+
+
+def serve_demo(collector: GoProcess, service: str, sinks: str, log_dir: Path) -> UvicornServer:
+    """The example shop under ``opentelemetry-instrument``, exporting to ``collector``, sent the
+    demo's traffic, then stopped; returns the stopped ``UvicornServer`` (its output).
+
+    Every demo request leaves from ``CLIENT_HOST``, so its raw address can be searched for.
+    """
+    env = {
+        "OTEL_SERVICE_NAME": service,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{collector.endpoint('OTELCOL_OTLP_HTTP_ENDPOINT')}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_PYTHON_USER_TRACKING_SINKS": sinks,
+        "OTEL_PYTHON_USER_TRACKING_HASH_KEY": "collector-test-key-e2e",  # the example needs one
+    }
+    server = UvicornServer(
+        "examples.fastapi_app:app",
+        cwd=ROOT,
+        env=env,
+        host=SERVER_HOST,
+        instrument=DEMO_INSTRUMENT,
+        log_dir=log_dir,
+    )
+    server.start()
+    from_client = functools.partial(http.client.HTTPConnection, source_address=(CLIENT_HOST, 0))
+    try:
+        with mock.patch("http.client.HTTPConnection", from_client):
+            demo_requests.main(server.url)
+    finally:
+        server.stop()
+    return server

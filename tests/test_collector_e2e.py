@@ -9,8 +9,6 @@ assertions ask Jaeger's HTTP query API, the Collector's file export and the app'
 
 from __future__ import annotations
 
-import functools
-import http.client
 import json
 import re
 import subprocess
@@ -20,25 +18,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 
-from examples import demo_requests
-
 from ._jaeger import (
-    ROOT,
     GoProcess,
     JaegerQuery,
     every_value,
     exported_log_records,
     otlp_attributes,
     require_binaries,
+    serve_demo,
     server_spans,
     tags,
     wait_until,
 )
-from ._uvicorn import CLIENT_HOST, SERVER_HOST, UvicornServer
+from ._uvicorn import CLIENT_HOST
 
 SERVICE = "demo-shop"
 PRIVATE_SERVICE = "demo-shop-private"
@@ -48,7 +43,6 @@ BOB = {"user.id": "user-7", "user.name": "Bob Doe", "email": "bob@example.org", 
 # Routes that call the login dependency (out.set_user) when requested with a token.
 USER_ROUTES = {"GET /me", "POST /checkout", "GET /boom"}
 ROUTES = USER_ROUTES | {"GET /", "GET /products/{product_id}", "POST /login", "GET /openapi.json"}
-INSTRUMENT = ["--traces_exporter", "otlp", "--metrics_exporter", "none", "--logs_exporter", "none"]
 
 
 @dataclass
@@ -69,24 +63,7 @@ class Stack:
 def run_demo(collector: GoProcess, service: str, tmp: Path) -> DemoRun:
     """The example app under opentelemetry-instrument, exporting to ``collector``; demo traffic."""
     store = tmp / f"{service}.db"
-    env = {
-        "OTEL_SERVICE_NAME": service,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{collector.endpoint('OTELCOL_OTLP_HTTP_ENDPOINT')}",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_PYTHON_USER_TRACKING_SINKS": f"otlp,sqlite:///{store}",
-        "OTEL_PYTHON_USER_TRACKING_HASH_KEY": "collector-test-key-e2e",  # the example needs one
-    }
-    server = UvicornServer(
-        "examples.fastapi_app:app", cwd=ROOT, env=env, host=SERVER_HOST, instrument=INSTRUMENT, log_dir=tmp
-    )
-    server.start()
-    # Every demo request leaves from CLIENT_HOST, so its raw address can be searched for.
-    from_client = functools.partial(http.client.HTTPConnection, source_address=(CLIENT_HOST, 0))
-    try:
-        with mock.patch("http.client.HTTPConnection", from_client):
-            demo_requests.main(server.url)
-    finally:
-        server.stop()
+    server = serve_demo(collector, service, f"otlp,sqlite:///{store}", tmp)
     requests = len(re.findall(r'"(?:GET|POST) [^"]*" \d{3}', server.stdout + server.stderr))
     return DemoRun(service, requests, store, Path(collector.env["OTELCOL_ANALYTICS_FILE"]))
 
