@@ -188,7 +188,7 @@ def _load_rules() -> _Matcher:
         entries = _entries(CRAWLER_USER_AGENTS_DATA)
     except Exception as exc:  # not installed (ImportError), or a release whose data we cannot read
         if not isinstance(exc, ImportError):
-            _logger.warning("crawler-user-agents unusable (%s): bots by the built-in rule", type(exc).__name__)
+            _logger.warning("crawler-user-agents unusable (%s): the built-in bot rule", type(exc).__name__)
         for client in _ORDER:
             rules[client].extend(_BUILT_IN[client])
         return _Matcher(rules, "built-in")

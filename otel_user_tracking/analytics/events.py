@@ -17,7 +17,7 @@ from typing import Any, Iterable, Literal, Mapping, NamedTuple, Optional, Sequen
 
 from .. import _limits
 
-EventType = Literal["pageview", "error", "custom"]
+EventType = Literal["pageview", "error", "custom", "filtered"]
 MetaValue = Union[str, int, float, bool]
 
 MAX_EVENT_NAME_LENGTH = 256
@@ -115,6 +115,10 @@ class EventRecord(NamedTuple):
     groups by (``page_of``): the route template when known, else the path; ``meta_json`` is
     the custom event's meta as compact JSON, or None. ``service_name`` and
     ``deployment_environment`` come from the span's Resource.
+    ``client`` to ``device_type`` describe the user agent (``analytics/devices.py``). A
+    ``filtered`` event is a request of a bot, monitor or script that ``ignore_bots`` kept
+    from being a pageview: ``name`` is its client class; it holds no user, visitor, session,
+    address, referrer or query, and only sinks with ``takes_filtered`` (the store) get it.
     """
 
     event_id: str
@@ -140,6 +144,11 @@ class EventRecord(NamedTuple):
     utm_term: Optional[str] = None
     utm_content: Optional[str] = None
     user_agent: Optional[str] = None
+    client: Optional[str] = None
+    browser: Optional[str] = None
+    browser_version: Optional[str] = None
+    os: Optional[str] = None
+    device_type: Optional[str] = None
     client_address: Optional[str] = None
     user_id: Optional[str] = None
     user_name: Optional[str] = None

@@ -96,6 +96,8 @@ class SinkPipeline(WorkerState):
         self._batch_size, self._take = batch_sizes(sink, settings)
         traits = sink_traits(sink)
         self._takes_rows = traits.takes_rows
+        # The store counts bots' and scripts' requests (``filtered`` events); other sinks never see them.
+        self.takes_filtered = traits.takes_filtered
         self._interval = min(settings.flush_interval, traits.max_wait or math.inf)
         self._ledger = traits.ledger
         self._log = ThrottledLog(_logger)
