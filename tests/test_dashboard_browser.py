@@ -193,6 +193,30 @@ def test_the_tables_show_the_report_rows(browsed: dict[str, Any], report: dict[s
     assert requests == {r["page"]: r["pageviews"] for r in report["routes"]}
 
 
+def test_the_device_and_filtered_panels_show_the_report_rows(
+    browsed: dict[str, Any], report: dict[str, Any]
+) -> None:
+    """The device table (device type, browser, OS of pageviews) and the filtered requests by class
+    are the report's rows: the demo's three desktop browsers, and its readiness probe as a bot."""
+    tables = browsed["dashboard"]["tables"]
+    assert tables["devices"] == [
+        [r["device_type"], r["browser"], r["os"], str(r["pageviews"]), str(r["visitors"])]
+        for r in report["devices"]
+    ]
+    assert {(r["device_type"], r["browser"], r["os"]) for r in report["devices"]} == {
+        ("desktop", "Safari", "Mac OS X"),
+        ("desktop", "Chrome", "Windows"),
+        ("desktop", "Firefox", "Linux"),
+    }
+    assert sum(r["pageviews"] for r in report["devices"]) == report["pageviews"]
+    assert tables["filtered"] == [[r["client"], str(r["requests"])] for r in report["filtered"]]
+    assert [(r["client"], r["requests"]) for r in report["filtered"]] == [
+        ("bot", 1),
+        ("monitor", 0),
+        ("script", 0),
+    ]
+
+
 def test_each_error_links_to_its_latest_trace_in_jaeger(
     browsed: dict[str, Any], report: dict[str, Any]
 ) -> None:

@@ -119,7 +119,12 @@ class SinkPipeline(WorkerState):
     # -- fed by the span queue ----------------------------------------------------------
 
     def offer(self, events: Sequence[EventRow]) -> None:
-        """Queue events (rows) without blocking; what does not fit is dropped and counted."""
+        """Queue events (rows) without blocking; what does not fit is dropped and counted.
+
+        A sink without ``takes_filtered`` never gets the ``filtered`` events of bots' requests.
+        """
+        if not self.takes_filtered:
+            events = [row for row in events if row[1] != "filtered"]
         if not events:
             return
         with self._lock:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Sequence
-from typing import Callable, Optional
+from typing import Callable
 
 from opentelemetry.sdk.trace import ReadableSpan
 
@@ -159,11 +159,5 @@ class SpanIntake(WorkerState):
                 report_internal_error("convert_span", exc, user_code=True)
                 for pipeline in self._pipelines:
                     pipeline.count_lost(1, f"converting a span failed with {type(exc).__name__}", "failed")
-        people: Optional[list[EventRow]] = None  # without the filtered requests' events
         for pipeline in self._pipelines:
-            if pipeline.takes_filtered:
-                pipeline.offer(events)
-                continue
-            if people is None:
-                people = [row for row in events if row[1] != "filtered"]
-            pipeline.offer(people)
+            pipeline.offer(events)
