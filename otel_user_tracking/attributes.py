@@ -12,6 +12,7 @@ USER_ID = "user.id"
 USER_NAME = "user.name"
 USER_EMAIL = "user.email"
 USER_ROLES = "user.roles"
+USER_PREFIX = "user."  # and an extra field's name (``set_user(plan="pro")``: ``user.plan``)
 USER_FIELD_KEYS: tuple[str, ...] = tuple(f"user.{field}" for field in USER_FIELDS)  # user.id, user.name, ...
 CLIENT_ADDRESS = "client.address"
 

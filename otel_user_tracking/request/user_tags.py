@@ -22,6 +22,10 @@ def user_attributes(user: UserInfo, state: RequestState) -> dict[str, Any]:
             values[key] = value
     if policy.roles and user.roles:
         values[attrs.USER_ROLES] = list(user.roles)
+    for name, raw in user.extra:
+        extra = policy.apply_extra(name, raw)
+        if extra is not None:
+            values[attrs.USER_PREFIX + name] = extra
     return values
 
 
