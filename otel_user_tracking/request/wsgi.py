@@ -319,7 +319,7 @@ class _Exchange:
                 self._prepared.maker.end_wsgi(
                     state.span,
                     None,
-                    self._metric_attributes or {},
+                    self._metric_attributes,
                     self._started,
                     state.status_code,
                     state.route or None,
