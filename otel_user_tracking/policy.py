@@ -122,6 +122,7 @@ class TagPolicy:
     _networks: tuple[IPNetwork, ...] = field(default=(), init=False, repr=False, compare=False)
     _key: Optional[bytes] = field(default=None, init=False, repr=False, compare=False)
     _extra_modes: Mapping[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _exports_extra: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for attr in USER_FIELDS:
@@ -140,6 +141,8 @@ class TagPolicy:
             )
         object.__setattr__(self, "extra", tuple(sorted(extra.items())))
         object.__setattr__(self, "_extra_modes", extra)
+        exports = self.extra_default != "drop" or any(mode != "drop" for mode in extra.values())
+        object.__setattr__(self, "_exports_extra", exports)
         key = _key_bytes(self.hash_key)
         check_hash_key(key or None)
         hashed = [attr for attr in USER_FIELDS if getattr(self, attr) == "hash"]
@@ -203,6 +206,11 @@ class TagPolicy:
         if value is not None and self.email == "hash":
             value = value.strip().lower()
         return self._apply(self.email, value, mask_as_email=True)
+
+    @property
+    def exports_extra(self) -> bool:
+        """Whether any extra user field can leave the process under this policy."""
+        return self._exports_extra
 
     def extra_mode(self, name: str) -> str:
         """The mode of the extra user field ``name``: the one ``extra`` names, else ``extra_default``."""

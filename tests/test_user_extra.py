@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import json
+import sqlite3
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -14,6 +18,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import otel_user_tracking as out
 from otel_user_tracking import testing
 from otel_user_tracking.env import policy_from_env
+from otel_user_tracking.sinks.memory import InMemorySink
+from otel_user_tracking.sinks.otlp import attributes_of
+from otel_user_tracking.sinks.posthog import to_posthog
+from otel_user_tracking.sinks.segment import to_segment
 
 from ._asgi import http_scope, serve
 
@@ -190,3 +198,56 @@ def test_the_environment_names_extras_and_their_default_mode() -> None:
         policy_from_env({"OTEL_PYTHON_USER_TRACKING_EXTRA": "plan=hash"})
     with pytest.raises(ValueError, match="OTEL_PYTHON_USER_TRACKING_EXTRA_DEFAULT"):
         policy_from_env({"OTEL_PYTHON_USER_TRACKING_EXTRA_DEFAULT": "all"})
+
+
+def _events(app: Any, policy: out.TagPolicy, *, headers: Any = ()) -> list[out.AnalyticsEvent]:
+    sink = InMemorySink()
+    provider = TracerProvider()
+    processor = out.AnalyticsSpanProcessor(sinks=[sink], flush_interval=60)
+    provider.add_span_processor(processor)
+    try:
+        middleware = out.UserTrackingMiddleware(app, tracer_provider=provider, tag_policy=policy)
+        serve(middleware, http_scope(headers=headers))
+        assert processor.force_flush(10_000)
+        return list(sink.events)
+    finally:
+        processor.shutdown()
+
+
+def test_the_events_carry_the_extras_the_span_does_and_every_sink_sends_them() -> None:
+    """The pageview's user_extra is the policy-processed extras as compact JSON; PostHog gets them
+    in $set, Segment in traits, webhook/jsonl in to_dict, the OTLP sink as user.<name>."""
+    policy = out.TagPolicy(extra={"plan": "keep", "org_id": "hash", "seats": "keep"}, hash_key=KEY)
+    app = _set_user(plan="pro", org_id="org-9", seats=3, note="unnamed")
+    [pageview] = _events(app, policy)
+    expected = {"org_id": _hmac("org-9"), "plan": "pro", "seats": 3}
+    assert pageview.user_extra == json.dumps(expected, separators=(",", ":"))
+    assert dict(pageview.user_extra_fields) == expected
+    assert to_posthog(pageview)["properties"]["$set"] == {**expected}
+    assert to_segment(pageview)["context"]["traits"] == {**expected}
+    assert pageview.to_dict()["user_extra"] == expected
+    otlp = attributes_of(pageview)
+    assert (otlp["user.plan"], otlp["user.org_id"], otlp["user.seats"]) == ("pro", _hmac("org-9"), 3)
+    assert "user.extra" not in otlp and "note" not in repr(pageview)
+
+
+def test_events_hold_no_extras_without_a_policy_naming_them_or_under_a_privacy_signal() -> None:
+    """Default policy: user_extra stays empty; with Sec-GPC the extras go with the other user fields."""
+    app = _set_user(plan="pro")
+    [plain] = _events(app, out.TagPolicy())
+    assert plain.user_extra is None and plain.to_dict()["user_extra"] == {}
+    [private] = _events(app, out.TagPolicy(extra={"plan": "keep"}), headers=[(b"sec-gpc", b"1")])
+    assert private.user_extra is None and private.user_id is None
+
+
+def test_the_store_keeps_the_extras_in_their_column(tmp_path: Path) -> None:
+    """The SQLite store writes user_extra as the event has it."""
+    database = tmp_path / "events.db"
+    sink = out.sinks.SQLiteSink(str(database))
+    event = out.AnalyticsEvent(
+        type="pageview", trace_id="0" * 32, span_id="0" * 16, user_extra={"plan": "pro"}
+    )
+    sink.send([event])
+    sink.close()
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        assert db.execute("SELECT user_extra FROM events").fetchall() == [('{"plan":"pro"}',)]

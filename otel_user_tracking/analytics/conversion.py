@@ -14,6 +14,7 @@ tuple (``EventRow``: the collector untracks it; see ``events.py``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from hashlib import blake2b
 from typing import Any, Optional
@@ -29,6 +30,7 @@ from .._errors import report_internal_error
 from .._spans import span_attributes, span_events
 from ..agents import NOT_PEOPLE
 from ..config import Config
+from ..policy import MAX_EXTRA_FIELDS, MAX_EXTRA_VALUE_CHARS, RESERVED_EXTRA_NAMES, TagPolicy
 from .devices import describe
 from .events import FIELDS, AnalyticsEvent, EventRow, as_events, encode_meta, page_of
 
@@ -56,7 +58,7 @@ _DURATION, _REFERRER, _LOCALE, _USER_AGENT, _CLIENT_ADDRESS, _VISITOR_ID, _SESSI
         "session_id",
     )
 )
-_SERVICE, _ENVIRONMENT = _AT["service_name"], _AT["deployment_environment"]
+_SERVICE, _ENVIRONMENT, _USER_EXTRA = _AT["service_name"], _AT["deployment_environment"], _AT["user_extra"]
 # What devices.describe says of the user agent: client, browser, browser_version, os, device_type.
 _DEVICE = slice(_AT["client"], _AT["client"] + 5)
 _CLIENT = _AT["client"]
@@ -211,7 +213,35 @@ def _request_fields(span: ReadableSpan, attributes: Mapping[str, Any], config: C
         if not _TEXT_TYPES.issuperset(map(type, user)):
             user = tuple(map(_text, user))
         row[_USER] = user
+        if config.tag_policy.exports_extra:
+            row[_USER_EXTRA] = _user_extra(attributes, config.tag_policy)
     return row
+
+
+def _user_extra(attributes: Mapping[str, Any], policy: TagPolicy) -> Optional[str]:
+    """The span's ``user.<name>`` extra fields the policy lets out, as compact JSON (None: none).
+
+    The middleware set them in their policy form; what other code set under a name the policy
+    drops stays out of the events, and sizes are held to the request side's caps.
+    """
+    found: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if not key.startswith(attrs.USER_PREFIX):
+            continue
+        name = key[len(attrs.USER_PREFIX) :]
+        if name in RESERVED_EXTRA_NAMES or policy.extra_mode(name) == "drop":
+            continue
+        if isinstance(value, str):
+            value = value[:MAX_EXTRA_VALUE_CHARS]
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                continue
+        elif not isinstance(value, int) or not -(2**63) <= value < 2**63:
+            continue
+        found[name] = value
+        if len(found) >= MAX_EXTRA_FIELDS:
+            break
+    return encode_meta(dict(sorted(found.items())))
 
 
 class _ResourceFields:
