@@ -95,13 +95,24 @@ def test_an_extra_the_policy_does_not_name_is_dropped_unless_extra_default_allow
 
 
 def test_a_resolver_returning_a_mapping_carries_its_extra_keys() -> None:
-    """A user mapping's keys besides id/name/email/roles (and their aliases) are extras."""
-    user = {"id": 7, "username": "ann", "is_authenticated": True, "plan": "team", "password": "hunter2"}
+    """A user mapping's keys besides id/name/email/roles (and their aliases) are extras; keys
+    that cannot be one are left out quietly (a mapping is not a list of extras)."""
+    testing.reset()
+    user = {
+        "id": 7,
+        "username": "ann",
+        "is_authenticated": True,
+        "plan": "team",
+        "password": "hunter2",
+        "firstName": "Ann",  # cannot be an extra: left out, not counted
+        "permissions": ["read"],
+    }
     policy = out.TagPolicy(extra={"plan": "keep"})
     attributes = _span_attributes(_handler_app(lambda: None), policy, user_resolver=lambda scope: user)
     assert (attributes["user.id"], attributes["user.name"], attributes["user.plan"]) == ("7", "ann", "team")
     assert "hunter2" not in repr(attributes)  # unnamed: dropped
     assert "user.username" not in attributes and "user.is_authenticated" not in attributes
+    assert "user.extra" not in out.internal_error_counts()
 
 
 @pytest.mark.parametrize(

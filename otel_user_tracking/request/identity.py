@@ -122,22 +122,28 @@ def user_from_object(user: Any) -> Optional[UserInfo]:
     return None if info.is_empty else info
 
 
-def clean_extra(items: Iterable[tuple[Any, Any]]) -> tuple[tuple[str, ExtraValue], ...]:
+def clean_extra(
+    items: Iterable[tuple[Any, Any]], *, given: bool = True
+) -> tuple[tuple[str, ExtraValue], ...]:
     """The extra fields that can be exported, sorted by name: a bad name or value type is
-    dropped (counted as the app's failure), text is trimmed and cut at
-    ``MAX_EXTRA_VALUE_CHARS``, fields past ``MAX_EXTRA_FIELDS`` are dropped (counted)."""
+    dropped (counted as the app's failure when the app ``given`` it as an extra, as ``set_user``'s
+    keyword arguments are; a user mapping's other keys are only candidates), text is trimmed and
+    cut at ``MAX_EXTRA_VALUE_CHARS``, fields past ``MAX_EXTRA_FIELDS`` are dropped (counted)."""
     kept: dict[str, ExtraValue] = {}
     for name, value in items:
         if value is None:
             continue
-        if len(kept) >= MAX_EXTRA_FIELDS:
-            _limits.note_cut("user.extra.count")
-            break
         problem = extra_name_error(name)
         clean = None if problem else _extra_value(value)
         if problem or clean is None:
-            report_internal_error("user.extra", ValueError("an extra user field was dropped"), user_code=True)
+            if given:
+                report_internal_error(
+                    "user.extra", ValueError("an extra user field was dropped"), user_code=True
+                )
             continue
+        if len(kept) >= MAX_EXTRA_FIELDS:
+            _limits.note_cut("user.extra.count")
+            break
         if clean != "":
             kept[name] = clean
     return tuple(sorted(kept.items()))
@@ -163,13 +169,14 @@ def _extra_value(value: Any) -> Optional[ExtraValue]:
 
 
 def _mapping_extra(user: Mapping[Any, Any]) -> tuple[tuple[str, ExtraValue], ...]:
-    """A user mapping's extra fields: its keys besides those the built-in fields are read from."""
+    """A user mapping's extra fields: its keys besides those the built-in fields are read from
+    (one that cannot be an extra, ``permissions: [...]``, is left out without a count)."""
     try:
         items = [(name, value) for name, value in user.items() if name not in _READ_NAMES]
     except Exception as exc:  # the app's own mapping type
         report_internal_error("user.extra", exc, user_code=True)
         return ()
-    return clean_extra(items) if items else ()
+    return clean_extra(items, given=False) if items else ()
 
 
 _AUTHENTICATED = ("is_authenticated",)
