@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .._errors import report_internal_error
 from ..config import Config
 from ..types import ASGIApp, Message, Receive, Scope, Send
+from .current import REQUEST as _current
 from .front_door import FrontDoor
 from .lifecycle import RequestView, adopt, finish_request, full_url, note_response_start, route_template
 from .lifespan import serve_lifespan
@@ -30,7 +31,7 @@ from .prepared import Prepared
 from .scrubbing import QueryScrubber
 from .server_metrics import content_length
 from .server_span import ServerSpanMaker
-from .state import RequestState, _current
+from .state import RequestState
 from .visitor import VisitorIdentifier
 
 SCOPE_KEY = "otel_user_tracking.request"

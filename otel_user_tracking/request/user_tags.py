@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from opentelemetry import trace
 
 from .. import attributes as attrs
 from ..policy import USER_FIELDS
 from .identity import UserInfo, resolve_user, user_from_object
-from .state import RequestState
+
+if TYPE_CHECKING:
+    from .state import RequestState
 
 
 def user_attributes(user: UserInfo, state: RequestState) -> dict[str, Any]:
