@@ -15,8 +15,8 @@ from opentelemetry.util.http import sanitize_method
 
 from .. import attributes as attrs
 from .._spans import span_attributes
-from ..agents import NOT_PEOPLE, client_class, synthetic_type
 from ..types import Message, Scope
+from .bots import is_bot
 from .client_address import mentioned_addresses, resolve_client_address
 from .framework import UNMATCHED
 from .headers import RequestFacts, read_facts
@@ -52,8 +52,7 @@ class RequestView:
             values[attrs.CLIENT_ADDRESS] = client_value
         if facts.privacy_signal:
             values[attrs.PRIVACY_SIGNAL] = True
-        sender = client_class(facts.user_agent)
-        if sender in NOT_PEOPLE:
+        if is_bot(facts.user_agent):
             values[attrs.BOT] = True
         if facts.host:
             values[attrs.HOST] = facts.host
@@ -68,13 +67,17 @@ class RequestView:
             visitor = prepared.visitors.visitor_id(client or "", facts.user_agent or "")
             if visitor is not None:  # None: the day's salt is not known yet (salts/stored.py)
                 values[attrs.VISITOR_ID] = visitor
-        # user_agent.synthetic.type of a bot or a monitor, unless another layer set one
-        self.synthetic: Optional[str] = None
+            if facts.posthog_distinct_id:
+                # The frontend may have identified the person by the raw user id: the same policy.
+                distinct = policy.apply_id(facts.posthog_distinct_id)
+                if distinct:
+                    values[attrs.POSTHOG_DISTINCT_ID] = distinct
+        self.synthetic = False  # a bot to name user_agent.synthetic.type, unless another layer did
         if config.registered_names:
             values.update(
                 {name: values[ours] for ours, name in attrs.REGISTERED_NAMES.items() if ours in values}
             )
-            self.synthetic = synthetic_type(sender)
+            self.synthetic = attrs.BOT in values
         self.values = values
 
     def clean_with_ours(self, attributes: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +85,7 @@ class RequestView:
         clean_attributes(attributes, self.addresses, self.scrubber)
         attributes.update(self.values)
         if self.synthetic:
-            attributes.setdefault(attrs.SYNTHETIC_TYPE, self.synthetic)
+            attributes.setdefault(attrs.SYNTHETIC_TYPE, "bot")
         return attributes
 
 
@@ -99,7 +102,7 @@ def adopt(
     values = enforce_on_span(span, request.addresses, prepared.scrubber)
     values.update(request.values)
     if request.synthetic and attrs.SYNTHETIC_TYPE not in span_attributes(span):
-        values[attrs.SYNTHETIC_TYPE] = request.synthetic
+        values[attrs.SYNTHETIC_TYPE] = "bot"
     span.set_attributes(values)
     return RequestState(span, scope, prepared.config, created=created)
 

@@ -25,8 +25,7 @@ class InMemorySink:
     max_batch_size = 1000
     remote = False
 
-    def __init__(self, *, filtered: bool = False) -> None:
-        self.takes_filtered = filtered  # also the ``filtered`` events of bots' and scripts' requests
+    def __init__(self) -> None:
         self._events: list[AnalyticsEvent] = []
         self._changed = threading.Condition()
 
