@@ -7,6 +7,24 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 
+def http_scope(query_string: bytes, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The benchmarks' request: ``GET /users/7`` from 198.51.100.7 to host ``bench``."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/users/7",
+        "raw_path": b"/users/7",
+        "query_string": query_string,
+        "root_path": "",
+        "client": ("198.51.100.7", 50000),
+        "server": ("bench", 80),
+        "headers": [(b"host", b"bench"), *headers],
+    }
+
+
 async def receive() -> dict[str, Any]:
     return {"type": "http.request", "body": b"", "more_body": False}
 

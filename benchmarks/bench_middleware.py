@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, Callable
 
-from _asgi_drive import drive
+from _asgi_drive import drive, http_scope
 
 os.environ.setdefault("OTEL_PYTHON_USER_TRACKING_SINKS", "none")
 
@@ -46,25 +46,14 @@ def make_app(login: bool) -> Starlette:
     return Starlette(routes=[Route("/users/{id}", page)])
 
 
-SCOPE = {
-    "type": "http",
-    "asgi": {"version": "3.0"},
-    "http_version": "1.1",
-    "method": "GET",
-    "scheme": "http",
-    "path": "/users/7",
-    "raw_path": b"/users/7",
-    "query_string": b"utm_source=news&token=abc",
-    "root_path": "",
-    "client": ("198.51.100.7", 50000),
-    "server": ("bench", 80),
-    "headers": [
-        (b"host", b"bench"),
+SCOPE = http_scope(
+    b"utm_source=news&token=abc",
+    [
         (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"),
         (b"accept-language", b"fr-CH, fr;q=0.9"),
         (b"referer", b"https://news.example/?id=1"),
     ],
-}
+)
 
 
 async def _drive(app: Callable[..., Any], requests: int) -> float:

@@ -83,6 +83,12 @@ def events(count: int, start: datetime, span: timedelta, seed: int = 7) -> list[
                 referrer=rng.choice(REFERRERS),
                 locale=rng.choice(LOCALES),
                 user_agent="Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0",
+                # What the conversion fills from that agent (analytics/devices.py).
+                client="browser",
+                browser="Chrome",
+                browser_version="126",
+                os="Linux",
+                device_type="desktop",
                 visitor_id=f"{rng.getrandbits(40):010x}",
                 error_type="RuntimeError" if kind == "error" else None,
                 error_message="boom" if kind == "error" else None,

@@ -12,6 +12,7 @@ USER_ID = "user.id"
 USER_NAME = "user.name"
 USER_EMAIL = "user.email"
 USER_ROLES = "user.roles"
+USER_PREFIX = "user."  # and an extra field's name (``set_user(plan="pro")``: ``user.plan``)
 USER_FIELD_KEYS: tuple[str, ...] = tuple(f"user.{field}" for field in USER_FIELDS)  # user.id, user.name, ...
 CLIENT_ADDRESS = "client.address"
 
@@ -21,8 +22,6 @@ HTTP_ROUTE = "http.route"
 REQUEST_TYPE = "user_tracking.request_type"  # "http" | "websocket": the span is ours to convert
 VISITOR_ID = "user_tracking.visitor_id"
 SESSION_ID = "user_tracking.session_id"
-# The frontend's PostHog distinct id (X-POSTHOG-DISTINCT-ID) in the policy's form for user ids.
-POSTHOG_DISTINCT_ID = "user_tracking.posthog_distinct_id"
 REFERRER = "user_tracking.referrer"
 LOCALE = "user_tracking.locale"
 PRIVACY_SIGNAL = "user_tracking.privacy_signal"  # Sec-GPC: 1 or DNT: 1 was sent

@@ -20,12 +20,21 @@ from dataclasses import fields
 from typing import Any, Optional
 
 from .analytics.settings import DeliverySettings, describe_range
-from .policy import FIELD_MODES, HASH_KEY_ENV, IP_MODES, USER_FIELDS, TagPolicy, parse_networks
+from .policy import (
+    FIELD_MODES,
+    HASH_KEY_ENV,
+    IP_MODES,
+    USER_FIELDS,
+    TagPolicy,
+    extra_name_error,
+    parse_networks,
+)
 
 ENV_PREFIX = "OTEL_PYTHON_USER_TRACKING_"
 ENV_SINKS = ENV_PREFIX + "SINKS"
 ENV_EXCLUDED_URLS = ENV_PREFIX + "EXCLUDED_URLS"
 ENV_USER_DEPENDENCY = ENV_PREFIX + "USER_DEPENDENCY"
+ENV_EXTRA = ENV_PREFIX + "EXTRA"
 OTEL_EXCLUDED_URLS = "OTEL_PYTHON_EXCLUDED_URLS"
 # The variables contrib's ASGI-based instrumentations read; a URL any of them excludes gets no span.
 OTEL_FRAMEWORK_EXCLUDED_URLS = tuple(
@@ -127,6 +136,12 @@ def policy_from_env(env: Mapping[str, str]) -> TagPolicy:
     roles = _env_bool(env, "ROLES")
     if roles is not None:
         params["roles"] = roles
+    extra = extra_from_env(env)
+    if extra:
+        params["extra"] = extra
+    extra_default = _env_choice(env, "EXTRA_DEFAULT", FIELD_MODES)
+    if extra_default is not None:
+        params["extra_default"] = extra_default
     key = env.get(HASH_KEY_ENV)
     if key:
         params["hash_key"] = key
@@ -140,7 +155,28 @@ def policy_from_env(env: Mapping[str, str]) -> TagPolicy:
         if "hash_key" in params:  # a weak key: the message names its variable
             raise
         hashed = [f"{ENV_PREFIX}{attr.upper()}=hash" for attr in USER_FIELDS if params.get(attr) == "hash"]
+        if any(mode == "hash" for mode in params.get("extra", {}).values()):
+            hashed.append(f"{ENV_EXTRA}={env.get(ENV_EXTRA)!r}")
+        if params.get("extra_default") == "hash":
+            hashed.append(f"{ENV_PREFIX}EXTRA_DEFAULT=hash")
         raise ValueError(f"{exc} (set by {', '.join(hashed) or 'the environment'})") from None
+
+
+def extra_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``OTEL_PYTHON_USER_TRACKING_EXTRA``: extra user fields' modes, ``plan=keep,org_id=hash``."""
+    raw = env.get(ENV_EXTRA)
+    modes: dict[str, str] = {}
+    for item in as_tuple(raw or ""):
+        name, equals, mode = (part.strip() for part in item.partition("="))
+        problem = extra_name_error(name) if equals else "has no mode"
+        if problem is None and mode.lower() not in FIELD_MODES:
+            problem = f"has mode {mode!r}; use one of {', '.join(FIELD_MODES)}"
+        if problem:
+            raise ValueError(
+                f"{ENV_EXTRA}={raw!r}: {item!r} {problem}; use name=mode pairs, e.g. plan=keep,org_id=hash"
+            )
+        modes[name] = mode.lower()
+    return modes
 
 
 _DEPENDENCY_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")

@@ -11,8 +11,10 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Sequence, Union
+from typing import Any, Literal, Optional, Sequence, Union
 
 FieldMode = Literal["keep", "hash", "mask", "drop"]
 IPMode = Literal["keep", "anonymize", "drop"]
@@ -27,6 +29,12 @@ _NEW_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 # The user fields a mode applies to. Each is a TagPolicy field, an OTEL_PYTHON_USER_TRACKING_<FIELD>
 # variable, a ``user.<field>`` span attribute and a ``user_<field>`` event field (in this order).
 USER_FIELDS: tuple[str, ...] = ("id", "name", "email")
+# Extra user fields (``set_user(plan="pro")``): ``user.<name>`` attributes, named by the policy.
+EXTRA_NAME = re.compile(r"[a-z0-9_.]{1,64}")
+RESERVED_EXTRA_NAMES = frozenset({*USER_FIELDS, "roles"})
+MAX_EXTRA_FIELDS = 32  # per user: the extras past this count are dropped (counted)
+MAX_EXTRA_VALUE_CHARS = 256  # an extra's text past this is cut (counted)
+ExtraValue = Union[str, bool, int, float]
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -95,6 +103,11 @@ class TagPolicy:
         hash_key: Secret for the "hash" mode; required when any field is hashed, at least 16
             bytes (``MIN_HASH_KEY_BYTES``) besides surrounding whitespace.
         trusted_proxies: CIDRs whose ``X-Forwarded-For``/``Forwarded`` headers are believed.
+        extra: Modes of extra user fields by name (``{"plan": "keep", "org_id": "hash"}``),
+            exported as ``user.<name>``; names are 1-64 characters of ``[a-z0-9_.]`` and not
+            ``id``, ``name``, ``email`` or ``roles``. Stored as sorted ``(name, mode)`` pairs.
+        extra_default: Mode of an extra field ``extra`` does not name: "drop" (the default),
+            so a field reaches the span only when the policy names it, unless set otherwise.
     """
 
     id: FieldMode = "keep"
@@ -104,8 +117,12 @@ class TagPolicy:
     ip: IPMode = "drop"
     hash_key: Union[str, bytes, None] = field(default=None, repr=False)
     trusted_proxies: Sequence[str] = ()
+    extra: Union[Mapping[str, FieldMode], Iterable[tuple[str, FieldMode]]] = ()
+    extra_default: FieldMode = "drop"
     _networks: tuple[IPNetwork, ...] = field(default=(), init=False, repr=False, compare=False)
     _key: Optional[bytes] = field(default=None, init=False, repr=False, compare=False)
+    _extra_modes: Mapping[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _exports_extra: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for attr in USER_FIELDS:
@@ -116,9 +133,22 @@ class TagPolicy:
                 )
         if self.ip not in IP_MODES:
             raise ValueError(f"TagPolicy.ip={self.ip!r} is not a mode; use one of {', '.join(IP_MODES)}")
+        extra = _extra_modes(self.extra)
+        if self.extra_default not in FIELD_MODES:
+            raise ValueError(
+                f"TagPolicy.extra_default={self.extra_default!r} is not a mode; "
+                f"use one of {', '.join(FIELD_MODES)}"
+            )
+        object.__setattr__(self, "extra", tuple(sorted(extra.items())))
+        object.__setattr__(self, "_extra_modes", extra)
+        exports = self.extra_default != "drop" or any(mode != "drop" for mode in extra.values())
+        object.__setattr__(self, "_exports_extra", exports)
         key = _key_bytes(self.hash_key)
         check_hash_key(key or None)
         hashed = [attr for attr in USER_FIELDS if getattr(self, attr) == "hash"]
+        hashed += [f"extra {name!r}" for name, mode in extra.items() if mode == "hash"]
+        if self.extra_default == "hash":
+            hashed.append("extra_default")
         if hashed and not key:
             raise ValueError(
                 f"TagPolicy hashes {', '.join(hashed)} but has no hash_key; pass hash_key=... "
@@ -148,8 +178,10 @@ class TagPolicy:
 
     @classmethod
     def permissive(cls, **overrides: object) -> TagPolicy:
-        """Everything is kept, the client address included. For internal tools, not the public."""
+        """Everything is kept, the client address and every extra field included. For internal
+        tools, not the public."""
         params: dict[str, object] = {**dict.fromkeys(USER_FIELDS, "keep"), "ip": "keep"}
+        params["extra_default"] = "keep"
         params.update(overrides)
         return cls(**params)  # type: ignore[arg-type]
 
@@ -175,6 +207,28 @@ class TagPolicy:
             value = value.strip().lower()
         return self._apply(self.email, value, mask_as_email=True)
 
+    @property
+    def exports_extra(self) -> bool:
+        """Whether any extra user field can leave the process under this policy."""
+        return self._exports_extra
+
+    def extra_mode(self, name: str) -> str:
+        """The mode of the extra user field ``name``: the one ``extra`` names, else ``extra_default``."""
+        return self._extra_modes.get(name, self.extra_default)
+
+    def apply_extra(self, name: str, value: ExtraValue) -> Optional[ExtraValue]:
+        """The extra user field ``name`` as the policy exports it, or None.
+
+        "keep" keeps the value's type (text, bool, int, float); "hash" and "mask" work on its text.
+        """
+        mode = self._extra_modes.get(name, self.extra_default)
+        if mode == "drop" or value is None or value == "":
+            return None
+        if mode == "keep":
+            return value
+        text = value if isinstance(value, str) else str(value)
+        return self.hash(text) if mode == "hash" else mask_name(text)
+
     def apply_ip(self, address: Optional[str]) -> Optional[str]:
         """The client address as the policy exports it, or None."""
         if address is None or self.ip == "drop":
@@ -197,6 +251,37 @@ class TagPolicy:
         if mode == "hash":
             return self.hash(value)
         return mask_email(value) if mask_as_email else mask_name(value)
+
+
+def extra_name_error(name: object) -> Optional[str]:
+    """What is wrong with ``name`` as an extra user field's name, or None when it is fine."""
+    if not isinstance(name, str) or not EXTRA_NAME.fullmatch(name):
+        return "is not 1-64 characters of a-z, 0-9, '_' and '.'"
+    if name in RESERVED_EXTRA_NAMES:
+        return "is a built-in user field; set its mode with TagPolicy(id=..., name=..., email=..., roles=...)"
+    return None
+
+
+def _extra_modes(extra: Any) -> dict[str, str]:
+    """``TagPolicy.extra`` (a mapping or (name, mode) pairs) as a checked dict."""
+    wrong = f"TagPolicy.extra={extra!r} is not a mapping; use e.g. extra={{'plan': 'keep', 'org_id': 'hash'}}"
+    if isinstance(extra, (str, bytes)):
+        raise ValueError(wrong)
+    try:
+        modes = dict(extra.items() if isinstance(extra, Mapping) else extra)
+    except (TypeError, ValueError):
+        raise ValueError(wrong) from None
+    if len(modes) > MAX_EXTRA_FIELDS:
+        raise ValueError(f"TagPolicy.extra names {len(modes)} fields; name at most {MAX_EXTRA_FIELDS}")
+    for name, mode in modes.items():
+        problem = extra_name_error(name)
+        if problem:
+            raise ValueError(f"TagPolicy.extra: {name!r} {problem}")
+        if mode not in FIELD_MODES:
+            raise ValueError(
+                f"TagPolicy.extra[{name!r}]={mode!r} is not a mode; use one of {', '.join(FIELD_MODES)}"
+            )
+    return modes
 
 
 def mask_email(value: str) -> str:

@@ -76,6 +76,21 @@ VARIABLES: tuple[Variable, ...] = (
         "Peers whose `X-Forwarded-For`/`Forwarded` headers are believed.",
         "`TagPolicy.trusted_proxies`",
     ),
+    _policy(
+        "EXTRA",
+        "comma-separated `name=mode` pairs",
+        "none",
+        "Extra user fields (`set_user(plan=...)`) exported as `user.<name>` and in the events, each "
+        "in its mode (`plan=keep,org_id=hash`); names are 1-64 characters of `a-z`, `0-9`, `_`, `.`.",
+        "`TagPolicy.extra`",
+    ),
+    _policy(
+        "EXTRA_DEFAULT",
+        _FIELD,
+        "`drop`",
+        "The mode of an extra user field `EXTRA` does not name.",
+        "`TagPolicy.extra_default`",
+    ),
     Variable(
         PREFIX + "USER_DEPENDENCY",
         "`module:function`",

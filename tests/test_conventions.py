@@ -416,7 +416,10 @@ async def _logged_in_app(scope: Any, receive: Any, send: Any) -> None:
     await ok_app(scope, receive, send)
 
 
-_CRAWLER = [(b"user-agent", b"HeadlessChrome/126 pingdom"), (b"x-session-id", b"s-1")]
+_CRAWLER = [
+    (b"user-agent", b"Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)"),
+    (b"x-session-id", b"s-1"),
+]
 _REGISTERED = ("session.id", "enduser.pseudo.id", "user_agent.synthetic.type", "enduser.id")
 
 

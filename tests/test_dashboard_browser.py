@@ -193,6 +193,30 @@ def test_the_tables_show_the_report_rows(browsed: dict[str, Any], report: dict[s
     assert requests == {r["page"]: r["pageviews"] for r in report["routes"]}
 
 
+def test_the_device_and_filtered_panels_show_the_report_rows(
+    browsed: dict[str, Any], report: dict[str, Any]
+) -> None:
+    """The device table (device type, browser, OS of pageviews) and the filtered requests by class
+    are the report's rows: the demo's three desktop browsers, and its readiness probe as a bot."""
+    tables = browsed["dashboard"]["tables"]
+    assert tables["devices"] == [
+        [r["device_type"], r["browser"], r["os"], str(r["pageviews"]), str(r["visitors"])]
+        for r in report["devices"]
+    ]
+    assert {(r["device_type"], r["browser"], r["os"]) for r in report["devices"]} == {
+        ("desktop", "Safari", "Mac OS X"),
+        ("desktop", "Chrome", "Windows"),
+        ("desktop", "Firefox", "Linux"),
+    }
+    assert sum(r["pageviews"] for r in report["devices"]) == report["pageviews"]
+    assert tables["filtered"] == [[r["client"], str(r["requests"])] for r in report["filtered"]]
+    assert [(r["client"], r["requests"]) for r in report["filtered"]] == [
+        ("bot", 1),
+        ("monitor", 0),
+        ("script", 0),
+    ]
+
+
 def test_each_error_links_to_its_latest_trace_in_jaeger(
     browsed: dict[str, Any], report: dict[str, Any]
 ) -> None:
@@ -207,12 +231,10 @@ def test_each_error_links_to_its_latest_trace_in_jaeger(
 def test_the_journey_search_finds_janes_events_in_order(
     browsed: dict[str, Any], demo_store: tuple[Path, str]
 ) -> None:
-    """Searching user-42 shows her pageviews before the login, then hers, her custom event and error,
-    oldest first, each with its trace."""
+    """Searching user-42 shows her pageviews, custom event and error oldest first, each with its trace."""
     with contextlib.closing(sqlite3.connect(demo_store[0])) as db:
         stored = db.execute(
-            "SELECT type, trace_id FROM events WHERE user_id = 'user-42' OR visitor_id IN "
-            "(SELECT visitor_id FROM events WHERE user_id = 'user-42') ORDER BY ts_us, id"
+            "SELECT type, trace_id FROM events WHERE user_id = 'user-42' ORDER BY ts_us, id"
         ).fetchall()
     journey = browsed["journey"]
     assert journey["search"].startswith("?since=7d&journey=") and "user-42" not in journey["search"]
@@ -221,9 +243,7 @@ def test_the_journey_search_finds_janes_events_in_order(
         (kind, f"{JAEGER}/trace/{trace_id}") for kind, trace_id in stored
     ]
     assert [step["what"] for step in steps] == [
-        "POST /login",  # before the login: anonymous, by her visitor id
         "GET /me",
-        "GET /products/{product_id}",  # a page that does not read the user: anonymous too
         "POST /checkout",
         "CHECKOUT_COMPLETED",
         "GET /boom",

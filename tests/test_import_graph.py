@@ -16,16 +16,6 @@ PACKAGE = "otel_user_tracking"
 # Loops that exist today, each with why and what would end it. The tests fail on any other
 # loop, and on a listed one that is gone (take it off the list).
 KNOWN_MODULE_LOOPS = {
-    # SpanGuard refreshes the request's user (user_tags, through the request's state) before it
-    # writes exception text; ends when the state hands the guard that step instead.
-    frozenset(
-        {
-            "otel_user_tracking.request.exceptions",
-            "otel_user_tracking.request.span_guard",
-            "otel_user_tracking.request.state",
-            "otel_user_tracking.request.user_tags",
-        }
-    ),
     # The PostgreSQL connection raises the reader's StoreUnavailable, and the reader opens its
     # connections lazily; ends when StoreUnavailable lives in a module of its own.
     frozenset({"otel_user_tracking.store.postgres.connection", "otel_user_tracking.store.reader"}),

@@ -5,7 +5,8 @@ receiver, with the default SQLite store (``./otel-user-tracking.db``) and DEBUG 
 file; every non-keep policy mode is on (id hash, name mask, email hash, ip anonymize) and the
 proxy it connects from is trusted. A logged-in user's request comes with a known
 ``X-Forwarded-For`` address and raises an exception whose message holds the user's email and
-name, that address and ``password=hunter2``; another request carries the password in its
+name, that address and ``password=hunter2`` (``set_user`` gives it an extra field the policy
+hashes and one it does not name); another request carries the password in its
 query. Then every byte is scanned (``tests/_privacy_scan.py``): the OTLP bodies, the store
 and its WAL while the app runs and after it stopped, the report in every format, and the
 DEBUG log. uvicorn's own stderr is not scanned: it is the server printing the app's
@@ -38,7 +39,17 @@ USER_ID = "scan-user-4242"
 ADDRESS = "198.51.100.77"  # the client, as the trusted proxy (CLIENT_HOST) forwards it
 SECRET = "hunter2"
 HASH_KEY = "privacy-scan-hash-key-3e1f"
-FORBIDDEN = {"email": EMAIL, "name": NAME, "user id": USER_ID, "address": ADDRESS, "secret": SECRET}
+ORG = "org-scan-77310"  # an extra field the policy hashes
+NOTE = "vip-scan-note-5521"  # an extra field the policy does not name
+FORBIDDEN = {
+    "email": EMAIL,
+    "name": NAME,
+    "user id": USER_ID,
+    "address": ADDRESS,
+    "secret": SECRET,
+    "hashed extra": ORG,
+    "unnamed extra": NOTE,
+}
 
 APP = textwrap.dedent(
     f"""
@@ -52,7 +63,9 @@ APP = textwrap.dedent(
     def login(authorization: str = Header(default="")) -> str:
         if authorization != "Bearer scan":
             raise HTTPException(401, "login required")
-        out.set_user(id={USER_ID!r}, name={NAME!r}, email={EMAIL!r}, roles=["customer"])
+        out.set_user(
+            id={USER_ID!r}, name={NAME!r}, email={EMAIL!r}, roles=["customer"], org_id={ORG!r}, note={NOTE!r}
+        )
         return {USER_ID!r}
 
 
@@ -127,7 +140,8 @@ def test_a_leaky_exception_leaves_no_raw_value_in_any_exported_byte(
     tmp_path: Path, otlp_receiver: OTLPReceiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """OTLP bodies, store and WAL, report (table, JSON, page) and DEBUG log hold no raw email,
-    name, user id, forwarded address or password; they hold the policy forms instead."""
+    name, user id, forwarded address, password, hashed or unnamed extra user field; they hold the
+    policy forms instead."""
     (tmp_path / "app.py").write_text(APP)
     debug_log = tmp_path / "debug.log"
     config = json.loads(json.dumps(LOG_CONFIG))
@@ -141,6 +155,7 @@ def test_a_leaky_exception_leaves_no_raw_value_in_any_exported_byte(
         "OTEL_PYTHON_USER_TRACKING_ID": "hash",
         "OTEL_PYTHON_USER_TRACKING_NAME": "mask",
         "OTEL_PYTHON_USER_TRACKING_EMAIL": "hash",
+        "OTEL_PYTHON_USER_TRACKING_EXTRA": "org_id=hash",
         "OTEL_PYTHON_USER_TRACKING_IP": "anonymize",
         "OTEL_PYTHON_USER_TRACKING_HASH_KEY": HASH_KEY,
         "OTEL_PYTHON_USER_TRACKING_TRUSTED_PROXIES": f"{CLIENT_HOST}/32",
@@ -194,4 +209,9 @@ def test_a_leaky_exception_leaves_no_raw_value_in_any_exported_byte(
         "password=REDACTED&page=2" in str(value) for span in spans for value in span.attributes.values()
     )
     assert [span.attributes.get("user.id") for span in spans].count(_hmac(USER_ID)) == 1
+    assert [span.attributes.get("user.org_id") for span in spans].count(_hmac(ORG)) == 1
+    assert not any("user.note" in span.attributes for span in spans)
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        extras = [row[0] for row in db.execute("SELECT user_extra FROM events WHERE user_extra IS NOT NULL")]
+    assert extras and all(json.loads(extra) == {"org_id": _hmac(ORG)} for extra in extras)
     assert "otel_user_tracking" in debug_log.read_text()  # our logger reached the file (a cut)

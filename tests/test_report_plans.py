@@ -15,6 +15,7 @@ import pytest
 
 from otel_user_tracking.analytics.events import AnalyticsEvent
 from otel_user_tracking.sinks import SQLiteSink
+from otel_user_tracking.store.clients import DeviceRow, FilteredRow
 from otel_user_tracking.store.report import CountRow, ErrorRow, Report, RouteRow, build_report
 from otel_user_tracking.store.sqlite.schema import _MIGRATIONS, INSERT, SCHEMA_VERSION, connect
 
@@ -22,6 +23,9 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 PAGES = ["/", "/a", "/b", "/c/{id}", "/d", "/e"]
 VALUES = [None, "x", "y", "z", "w"]
 ERRORS = [None, "KeyError", "ValueError", "RuntimeError"]
+DEVICE_TYPES = [None, "desktop", "mobile", "tablet"]
+BROWSERS = [None, "Chrome", "Firefox", "Mobile Safari"]
+SYSTEMS = [None, "Windows", "iOS", "Android"]
 
 
 def generate(count: int, seed: int) -> list[AnalyticsEvent]:
@@ -29,7 +33,7 @@ def generate(count: int, seed: int) -> list[AnalyticsEvent]:
     rng = random.Random(seed)
     made = []
     for index in range(count):
-        kind = rng.choices(["pageview", "error", "custom"], weights=[85, 7, 8])[0]
+        kind = rng.choices(["pageview", "error", "custom", "filtered"], weights=[85, 7, 8, 4])[0]
         made.append(
             AnalyticsEvent(
                 type=kind,  # type: ignore[arg-type]
@@ -42,7 +46,14 @@ def generate(count: int, seed: int) -> list[AnalyticsEvent]:
                 referrer=rng.choice(VALUES),
                 locale=rng.choice(VALUES),
                 utm_source=rng.choice(VALUES),
-                name=rng.choice(["SIGNUP", "BUY", "Item Purchased"]) if kind == "custom" else None,
+                name=rng.choice(["SIGNUP", "BUY", "Item Purchased"])
+                if kind == "custom"
+                else rng.choice(["bot", "bot", "monitor", "script"])
+                if kind == "filtered"
+                else None,
+                device_type=rng.choice(DEVICE_TYPES),
+                browser=rng.choice(BROWSERS),
+                os=rng.choice(SYSTEMS),
                 error_type=rng.choice(ERRORS) if kind == "error" else None,
                 error_message=f"message {index}" if kind == "error" and rng.random() > 0.1 else None,
             )
@@ -111,7 +122,26 @@ def reference(events: Iterable[AnalyticsEvent], since: datetime, limit: int) -> 
         utm_sources=counts("utm_source"),
         error_types=tuple(error_rows[:limit]),
         custom=counts("name", "custom"),
+        filtered=tuple(
+            FilteredRow(client, sum(1 for e in window if e.type == "filtered" and e.name == client))
+            for client in ("bot", "monitor", "script")
+        ),
+        devices=_devices(pageviews, limit),
     )
+
+
+def _devices(pageviews: list[AnalyticsEvent], limit: int) -> tuple[DeviceRow, ...]:
+    groups: dict[tuple[str, str, str], list[AnalyticsEvent]] = defaultdict(list)
+    for event in pageviews:
+        groups[tuple(value or "unknown" for value in (event.device_type, event.browser, event.os))].append(
+            event
+        )  # type: ignore[index]
+    rows = [
+        DeviceRow(*key, len(items), len({event.visitor_id for event in items if event.visitor_id}))
+        for key, items in groups.items()
+    ]
+    rows.sort(key=lambda row: (-row.pageviews, row.device_type, row.browser, row.os))
+    return tuple(rows[:limit])
 
 
 @pytest.fixture(scope="module")

@@ -92,7 +92,8 @@ def test_a_cut_is_logged_once_per_kind(caplog: pytest.LogCaptureFixture) -> None
 
 
 def test_set_user_values_are_capped_and_counted() -> None:
-    """A 5 MB email or name from set_user is exported as at most 1024 characters, and counted."""
+    """A 5 MB email or name from set_user is exported as at most 1024 characters, and counted; an
+    extra field's 1 MB value is cut to 256 (and, unnamed by the policy, not exported)."""
     tracing = new_tracing()
     app = FastAPI()
 
@@ -106,4 +107,4 @@ def test_set_user_values_are_capped_and_counted() -> None:
     attributes = tracing.server_span("/me").attributes
     assert len(str(attributes["user.name"])) == 1024 and len(str(attributes["user.email"])) == 1024
     assert not any("zzz" in str(value) for value in attributes.values())
-    assert out.cut_counts() == {"user.value": 2}
+    assert out.cut_counts() == {"user.value": 2, "user.extra.value": 1}

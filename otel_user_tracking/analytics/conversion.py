@@ -14,6 +14,7 @@ tuple (``EventRow``: the collector untracks it; see ``events.py``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from hashlib import blake2b
 from typing import Any, Optional
@@ -27,7 +28,10 @@ from .. import _limits
 from .. import attributes as attrs
 from .._errors import report_internal_error
 from .._spans import span_attributes, span_events
+from ..agents import NOT_PEOPLE
 from ..config import Config
+from ..policy import MAX_EXTRA_FIELDS, MAX_EXTRA_VALUE_CHARS, RESERVED_EXTRA_NAMES, TagPolicy
+from .devices import describe
 from .events import FIELDS, AnalyticsEvent, EventRow, as_events, encode_meta, page_of
 
 _EXCEPTION = "exception"
@@ -54,8 +58,33 @@ _DURATION, _REFERRER, _LOCALE, _USER_AGENT, _CLIENT_ADDRESS, _VISITOR_ID, _SESSI
         "session_id",
     )
 )
-_SERVICE, _ENVIRONMENT = _AT["service_name"], _AT["deployment_environment"]
-_POSTHOG_DISTINCT_ID = _AT["posthog_distinct_id"]
+_SERVICE, _ENVIRONMENT, _USER_EXTRA = _AT["service_name"], _AT["deployment_environment"], _AT["user_extra"]
+# What devices.describe says of the user agent: client, browser, browser_version, os, device_type.
+_DEVICE = slice(_AT["client"], _AT["client"] + 5)
+_CLIENT = _AT["client"]
+# What a filtered event (a bot's, monitor's or script's request) keeps of the request's fields.
+_FILTERED_KEEPS = tuple(
+    _AT[name]
+    for name in (
+        "method",
+        "scheme",
+        "host",
+        "route",
+        "page",
+        "status_code",
+        "duration_ms",
+        "user_agent",
+        "client",
+        "browser",
+        "browser_version",
+        "os",
+        "device_type",
+        "service_name",
+        "deployment_environment",
+        "trace_id",
+        "span_id",
+    )
+)
 _ERROR_TYPE, _ERROR_MESSAGE, _ERROR_STACKTRACE, _META = (
     _AT[name] for name in ("error_type", "error_message", "error_stacktrace", "meta_json")
 )
@@ -98,17 +127,20 @@ def event_rows(span: ReadableSpan, config: Config) -> list[EventRow]:
     request[_TRACE_ID], request[_SPAN_ID] = trace_id, span_id
     events: list[EventRow] = []
     start = span.start_time or 0
-    if request_type == "http" and _counts_as_pageview(attributes, request[_METHOD], config):
+    if request_type == "http" and _pageview_method(request[_METHOD], config):
         end = span.end_time
         # The template itself: the events below set their own fields, and none has a duration.
-        request[_EVENT_ID] = _derived_id(prefix + "pageview:0")
-        request[_TYPE] = "pageview"
         request[_TS_US] = start // 1000
         request[_DURATION] = round((end - start) / 1e6, 3) if end is not None and start else None
-        row = tuple(request)
+        if config.ignore_bots and (request[_CLIENT] in NOT_PEOPLE or attributes.get(attrs.BOT)):
+            events.append(_filtered(request, prefix))
+        else:
+            request[_EVENT_ID] = _derived_id(prefix + "pageview:0")
+            request[_TYPE] = "pageview"
+            row = tuple(request)
+            if config.pageview_filter is None or _filter_allows(config, row):
+                events.append(row)
         request[_DURATION] = None
-        if config.pageview_filter is None or _filter_allows(config, row):
-            events.append(row)
     for index, event in enumerate(span_events(span)):
         event_attributes: Mapping[str, Any] = event.attributes or _NONE
         kind = event_attributes.get(attrs.EVENT_TYPE)
@@ -168,20 +200,48 @@ def _request_fields(span: ReadableSpan, attributes: Mapping[str, Any], config: C
     row[_LOCALE] = get(attrs.LOCALE)
     if query and ("tm_" in query or "TM_" in query):
         _fill_utm(row, query)
-    row[_USER_AGENT] = get("user_agent.original") or get("http.user_agent")
+    agent = row[_USER_AGENT] = get("user_agent.original") or get("http.user_agent")
+    row[_DEVICE] = describe(agent if type(agent) is str else None)
     row[_SESSION_ID] = get(attrs.SESSION_ID)
     row[_SERVICE], row[_ENVIRONMENT] = _resource_fields(span.resource)
     if not (config.honor_privacy_signals and get(attrs.PRIVACY_SIGNAL)):
         row[_CLIENT_ADDRESS] = get(attrs.CLIENT_ADDRESS)
         row[_VISITOR_ID] = get(attrs.VISITOR_ID)
-        row[_POSTHOG_DISTINCT_ID] = get(attrs.POSTHOG_DISTINCT_ID)
         # Semantic-convention and our own attributes are strings; user fields set by other
         # code may not be, and the policy's outputs are.
         user = tuple(map(get, attrs.USER_FIELD_KEYS))
         if not _TEXT_TYPES.issuperset(map(type, user)):
             user = tuple(map(_text, user))
         row[_USER] = user
+        if config.tag_policy.exports_extra:
+            row[_USER_EXTRA] = _user_extra(attributes, config.tag_policy)
     return row
+
+
+def _user_extra(attributes: Mapping[str, Any], policy: TagPolicy) -> Optional[str]:
+    """The span's ``user.<name>`` extra fields the policy lets out, as compact JSON (None: none).
+
+    The middleware set them in their policy form; what other code set under a name the policy
+    drops stays out of the events, and sizes are held to the request side's caps.
+    """
+    found: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if not key.startswith(attrs.USER_PREFIX):
+            continue
+        name = key[len(attrs.USER_PREFIX) :]
+        if name in RESERVED_EXTRA_NAMES or policy.extra_mode(name) == "drop":
+            continue
+        if isinstance(value, str):
+            value = value[:MAX_EXTRA_VALUE_CHARS]
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                continue
+        elif not isinstance(value, int) or not -(2**63) <= value < 2**63:
+            continue
+        found[name] = value
+        if len(found) >= MAX_EXTRA_FIELDS:
+            break
+    return encode_meta(dict(sorted(found.items())))
 
 
 class _ResourceFields:
@@ -237,10 +297,23 @@ def _fill_utm(row: list[Any], query: str) -> None:
         row[slot] = (unquote_plus(value) if "%" in value or "+" in value else value)[:_MAX_UTM]
 
 
-def _counts_as_pageview(attributes: Mapping[str, Any], method: Optional[str], config: Config) -> bool:
-    if config.ignore_bots and attributes.get(attrs.BOT):
-        return False
+def _pageview_method(method: Optional[str], config: Config) -> bool:
     return method is None or method.upper() in config.pageview_methods
+
+
+def _filtered(request: list[Any], prefix: str) -> EventRow:
+    """The request of a bot, monitor or script, counted and stored, never a pageview (``name``:
+    its client class). It keeps the method, host, route, page, status, duration and the agent
+    with what that is; not the path, query, referrer, locale, campaign, address, user,
+    visitor or session."""
+    row: list[Any] = list(_EMPTY_ROW)
+    for index in _FILTERED_KEEPS:
+        row[index] = request[index]
+    row[_EVENT_ID] = _derived_id(prefix + "filtered:0")
+    row[_TYPE] = "filtered"
+    row[_TS_US] = request[_TS_US]
+    row[_NAME] = request[_CLIENT]
+    return tuple(row)
 
 
 def _filter_allows(config: Config, row: EventRow) -> bool:

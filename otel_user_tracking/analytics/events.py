@@ -17,7 +17,7 @@ from typing import Any, Iterable, Literal, Mapping, NamedTuple, Optional, Sequen
 
 from .. import _limits
 
-EventType = Literal["pageview", "error", "custom"]
+EventType = Literal["pageview", "error", "custom", "filtered"]
 MetaValue = Union[str, int, float, bool]
 
 MAX_EVENT_NAME_LENGTH = 256
@@ -115,6 +115,10 @@ class EventRecord(NamedTuple):
     groups by (``page_of``): the route template when known, else the path; ``meta_json`` is
     the custom event's meta as compact JSON, or None. ``service_name`` and
     ``deployment_environment`` come from the span's Resource.
+    ``client`` to ``device_type`` describe the user agent (``analytics/devices.py``). A
+    ``filtered`` event is a request of a bot, monitor or script that ``ignore_bots`` kept
+    from being a pageview: ``name`` is its client class; it holds no user, visitor, session,
+    address, referrer or query, and only sinks with ``takes_filtered`` (the store) get it.
     """
 
     event_id: str
@@ -140,25 +144,31 @@ class EventRecord(NamedTuple):
     utm_term: Optional[str] = None
     utm_content: Optional[str] = None
     user_agent: Optional[str] = None
+    client: Optional[str] = None
+    browser: Optional[str] = None
+    browser_version: Optional[str] = None
+    os: Optional[str] = None
+    device_type: Optional[str] = None
     client_address: Optional[str] = None
     user_id: Optional[str] = None
     user_name: Optional[str] = None
     user_email: Optional[str] = None
     visitor_id: Optional[str] = None
-    posthog_distinct_id: Optional[str] = None
     session_id: Optional[str] = None
     service_name: Optional[str] = None
     deployment_environment: Optional[str] = None
     error_type: Optional[str] = None
     error_message: Optional[str] = None
     error_stacktrace: Optional[str] = None
+    user_extra: Optional[str] = None  # the user's extra fields (TagPolicy.extra) as compact JSON
     meta_json: Optional[str] = None
 
 
 FIELDS: tuple[str, ...] = EventRecord._fields
-# The user's fields besides the id (``user_name``, ``user_email``): what sinks send as traits.
+# The user's fields besides the id (``user_name``, ``user_email``): what sinks send as traits,
+# with the extra fields (``user_extra``) beside them.
 USER_TRAITS: tuple[str, ...] = tuple(
-    name for name in FIELDS if name.startswith("user_") and name not in ("user_id", "user_agent")
+    name for name in FIELDS if name.startswith("user_") and name not in ("user_id", "user_extra")
 )
 _TRAIT_NAMES = tuple((field, field[len("user_") :]) for field in USER_TRAITS)
 _DEFAULTS: dict[str, Any] = dict(EventRecord._field_defaults)
@@ -204,6 +214,8 @@ class AnalyticsEvent(EventRecord):
             values["page"] = page_of(values["method"], values["route"], values["path"], values["status_code"])
         if meta:
             values["meta_json"] = encode_meta(meta)
+        if isinstance(values["user_extra"], Mapping):
+            values["user_extra"] = encode_meta(values["user_extra"])
         return tuple.__new__(cls, [values[name] for name in FIELDS])
 
     @property
@@ -232,9 +244,20 @@ class AnalyticsEvent(EventRecord):
         found = ((key, getattr(self, field)) for field, key in names)
         return {key: value for key, value in found if value is not None and value != ""}
 
+    @property
+    def user_extra_fields(self) -> Mapping[str, MetaValue]:
+        """The user's extra fields (``set_user(plan="pro")``) as the policy let them out (read-only)."""
+        if not self.user_extra:
+            return _EMPTY_META
+        return MappingProxyType(json.loads(self.user_extra))
+
     def user_traits(self) -> dict[str, Any]:
-        """The user's fields besides the id that the event has, by short name (``name``, ``email``)."""
-        return self.renamed(_TRAIT_NAMES)
+        """The user's fields besides the id that the event has, by short name (``name``, ``email``),
+        and the extra fields by their names (the built-in ones win a clash)."""
+        traits = self.renamed(_TRAIT_NAMES)
+        if self.user_extra:
+            traits = {**json.loads(self.user_extra), **traits}
+        return traits
 
     @property
     def distinct_id(self) -> Optional[str]:
@@ -243,11 +266,12 @@ class AnalyticsEvent(EventRecord):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: every field but ``ts_us``/``meta_json``, with an ISO-8601 UTC
-        ``timestamp`` and a plain ``meta`` dict."""
+        ``timestamp``, a plain ``meta`` dict and ``user_extra`` as a dict."""
         data: dict[str, Any] = dict(zip(FIELDS, self))
         del data["ts_us"], data["meta_json"]
         data["timestamp"] = self.timestamp.isoformat()
         data["meta"] = json.loads(self.meta_json) if self.meta_json else {}
+        data["user_extra"] = json.loads(self.user_extra) if self.user_extra else {}
         return data
 
 

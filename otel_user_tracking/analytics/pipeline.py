@@ -96,6 +96,8 @@ class SinkPipeline(WorkerState):
         self._batch_size, self._take = batch_sizes(sink, settings)
         traits = sink_traits(sink)
         self._takes_rows = traits.takes_rows
+        # The store counts bots' and scripts' requests (``filtered`` events); other sinks never see them.
+        self.takes_filtered = traits.takes_filtered
         self._interval = min(settings.flush_interval, traits.max_wait or math.inf)
         self._ledger = traits.ledger
         self._log = ThrottledLog(_logger)
@@ -117,7 +119,12 @@ class SinkPipeline(WorkerState):
     # -- fed by the span queue ----------------------------------------------------------
 
     def offer(self, events: Sequence[EventRow]) -> None:
-        """Queue events (rows) without blocking; what does not fit is dropped and counted."""
+        """Queue events (rows) without blocking; what does not fit is dropped and counted.
+
+        A sink without ``takes_filtered`` never gets the ``filtered`` events of bots' requests.
+        """
+        if not self.takes_filtered:
+            events = [row for row in events if row[1] != "filtered"]
         if not events:
             return
         with self._lock:

@@ -99,6 +99,8 @@ class Sink(Protocol):
       store) is woken at that many events. Default 0: batches of ``flush_at``.
     * ``takes_rows``: ``True`` when the sink reads events only as tuples of ``FIELDS``: it
       then gets the pipeline's plain ``EventRow``s instead of ``AnalyticsEvent``s. Default False.
+    * ``takes_filtered``: ``True`` when the sink also gets the ``filtered`` events of bots',
+      monitors' and scripts' requests, which the store counts. Default False: never sees them.
     * ``max_wait``: seconds an event may wait for its batch when less than ``flush_interval``
       (the store under durable delivery). Default None: ``flush_interval``.
     * ``ledger``: a ``DeliveryLedger`` the pipeline tells what the sink accepted and settled,
@@ -136,6 +138,7 @@ class SinkTraits:
     identity: str = ""
     preferred_batch_size: int = 0
     takes_rows: bool = False
+    takes_filtered: bool = False
     max_wait: Optional[float] = None
     ledger: Optional[DeliveryLedger] = None
 
@@ -158,6 +161,7 @@ def sink_traits(sink: Sink) -> SinkTraits:
             "a whole number of events, 0 or more",
         ),
         "takes_rows": (lambda value: isinstance(value, bool), "True or False"),
+        "takes_filtered": (lambda value: isinstance(value, bool), "True or False"),
         "max_wait": (
             lambda value: (
                 value is None

@@ -31,17 +31,23 @@ def set_user(
 ) -> None:
     """Tag the current request's server span with the user, like ``sentry_sdk.set_user``.
 
+    Usage: ``set_user(id=user.pk, email=user.email, plan="pro", org_id=org.pk)``.
+
     Call it after login, in a handler or a dependency; it wins over every other way of
     finding the user. The TagPolicy decides what is exported. Text values are cut at 1024
-    characters and roles at 64 (counted in ``cut_counts()``); other keyword arguments are
-    accepted, as ``sentry_sdk.set_user`` accepts them, and ignored: nothing of them is
-    exported. Outside a request it does nothing.
+    characters and roles at 64 (counted in ``cut_counts()``). Other keyword arguments are
+    extra fields, exported as ``user.<name>`` (and in the analytics events) only in the mode
+    the policy names for them (``TagPolicy(extra={"plan": "keep", "org_id": "hash"})``;
+    unnamed ones follow ``extra_default``, "drop" unless set). An extra's value is text, a
+    bool, an int or a float, cut at 256 characters; a name outside ``[a-z0-9_.]``, another
+    type, or fields past the 32nd are dropped and counted, never raised. Outside a request
+    it does nothing.
     """
     state = current_request()
     if state is None:
         return
     try:
-        state.explicit_user = UserInfo.from_values(id=id, name=name, email=email, roles=roles)
+        state.explicit_user = UserInfo.from_values(id=id, name=name, email=email, roles=roles, extra=extra)
         apply_user(state, state.explicit_user)
     except Exception as exc:  # never raise into the handler
         report_internal_error("set_user", exc)

@@ -16,8 +16,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from .. import attributes as attrs
+from .current import REQUEST as _current
 from .span_guard import SpanGuard
-from .state import _current
 
 
 class UserIdSpanProcessor(SpanProcessor):

@@ -5,7 +5,7 @@ An exception's message and stack trace say whatever the app put in them: SQLAlch
 HTTP client's error the URL with its token. ``ExceptionText.clean`` rewrites such a text
 the way the policy rewrites the span's attributes:
 
-* the request's own user values (id, name, email) become their policy form, or
+* the request's own user values (id, name, email, extra fields) become their policy form, or
   ``REDACTED`` where the policy drops them (``keep`` leaves them);
 * any email address becomes its policy form unless ``email="keep"``;
 * any IP address becomes its policy form (anonymized, or ``REDACTED``) unless ``ip="keep"``;
@@ -24,7 +24,7 @@ import ipaddress
 import re
 import traceback
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .. import _limits
 from ..policy import USER_FIELDS, TagPolicy
@@ -173,10 +173,17 @@ class ExceptionText:
     def _compile_user(self, user: UserInfo) -> tuple[Optional[re.Pattern[str]], dict[str, str]]:
         forms: dict[str, str] = {}
         choices = []
-        for field in self._user_fields:
-            raw = getattr(user, field)
+        values: list[tuple[str, Any, Callable[[str, str], Optional[str]]]] = [
+            (field, getattr(user, field), self.policy.apply) for field in self._user_fields
+        ]
+        values += [
+            (name, str(raw), self._apply_extra)
+            for name, raw in user.extra
+            if not isinstance(raw, bool) and self.policy.extra_mode(name) != "keep"
+        ]
+        for field, raw, apply in values:
             if raw and raw.lower() not in forms:
-                forms[raw.lower()] = self.policy.apply(field, raw) or REDACTED
+                forms[raw.lower()] = apply(field, raw) or REDACTED
                 # A numeric id leaves the traceback's "line 42" alone.
                 choices.append(("(?<!line )" if raw.isdigit() else "") + re.escape(raw))
         if not choices:
@@ -185,6 +192,10 @@ class ExceptionText:
         choices.sort(key=len, reverse=True)
         pattern = re.compile(rf"(?<![\w.@+\-])(?:{'|'.join(choices)})(?![\w@\-])", re.IGNORECASE)
         return pattern, forms
+
+    def _apply_extra(self, name: str, raw: str) -> Optional[str]:
+        exported = self.policy.apply_extra(name, raw)
+        return None if exported is None else str(exported)
 
     def _without_emails(self, text: str) -> str:
         parts = []

@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
+from ..agents import warm_up
 from ..config import Config, config_generation, get_config
 from .prepared import PreparedRequest
 
@@ -42,6 +43,7 @@ class FrontDoor(ABC, Generic[P]):
             replace(get_config(), **options)  # validate now: bad options fail at construction
         self._prepared: Optional[P] = None
         self._generation = -1
+        warm_up()  # the bot rules, built once a process, before the first request
 
     def _prepare(self) -> P:
         generation = config_generation()

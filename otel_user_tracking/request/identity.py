@@ -1,7 +1,9 @@
 """Finding the user of a request: set_user(), a resolver, Starlette's scope["user"], request.state.user.
 
 User objects are the app's, so every read is defensive: a property that raises, an id that
-is an int, a UUID or None, a mapping instead of an object. Nothing here raises.
+is an int, a UUID or None, a mapping instead of an object. Nothing here raises. A mapping's
+keys besides the fields read here, and ``set_user``'s extra keyword arguments, are the user's
+extra fields (``UserInfo.extra``); the TagPolicy decides which of them are exported.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any, NamedTuple, Optional
 
 from .. import _limits
 from .._errors import report_internal_error
+from ..policy import MAX_EXTRA_FIELDS, MAX_EXTRA_VALUE_CHARS, ExtraValue, extra_name_error
 
 # Where a user object or mapping may hold each UserInfo field: the first present, non-None wins.
 _READ_AS: dict[str, tuple[str, ...]] = {
@@ -24,6 +27,7 @@ _READ_AS: dict[str, tuple[str, ...]] = {
 _STAND_INS = {"identity": "username"}
 _MAX_VALUE_LENGTH = 1024
 _MAX_ROLES = 64
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 class UserInfo(NamedTuple):
@@ -33,15 +37,19 @@ class UserInfo(NamedTuple):
     name: Optional[str] = None
     email: Optional[str] = None
     roles: tuple[str, ...] = ()
+    extra: tuple[tuple[str, ExtraValue], ...] = ()  # (name, value) by name, before the policy
 
     @property
     def is_empty(self) -> bool:
         return not any(self)
 
     @classmethod
-    def from_values(cls, **values: Any) -> UserInfo:
-        """From the app's values by field name: text fields trimmed and capped, roles a tuple."""
-        return cls._make(clean(values.get(field)) for field, (clean, _) in zip(cls._fields, _READERS))
+    def from_values(cls, extra: Any = None, **values: Any) -> UserInfo:
+        """From the app's values by field name: text fields trimmed and capped, roles a tuple,
+        ``extra`` (a mapping) checked by ``clean_extra``."""
+        fields: list[Any] = [clean(values.get(field)) for field, (clean, _) in zip(cls._fields, _READERS)]
+        fields.append(clean_extra(extra.items()) if extra else ())
+        return cls._make(fields)
 
 
 def _text(value: Any) -> Optional[str]:
@@ -108,13 +116,75 @@ def user_from_object(user: Any) -> Optional[UserInfo]:
     if _read(user, _AUTHENTICATED, is_mapping) is False:
         return None
     # Positional and in UserInfo's field order: this runs once per request.
-    info = UserInfo._make(convert(_read(user, names, is_mapping)) for convert, names in _READERS)
+    fields: list[Any] = [convert(_read(user, names, is_mapping)) for convert, names in _READERS]
+    fields.append(_mapping_extra(user) if is_mapping else ())
+    info = UserInfo._make(fields)
     return None if info.is_empty else info
 
 
+def clean_extra(
+    items: Iterable[tuple[Any, Any]], *, given: bool = True
+) -> tuple[tuple[str, ExtraValue], ...]:
+    """The extra fields that can be exported, sorted by name: a bad name or value type is
+    dropped (counted as the app's failure when the app ``given`` it as an extra, as ``set_user``'s
+    keyword arguments are; a user mapping's other keys are only candidates), text is trimmed and
+    cut at ``MAX_EXTRA_VALUE_CHARS``, fields past ``MAX_EXTRA_FIELDS`` are dropped (counted)."""
+    kept: dict[str, ExtraValue] = {}
+    for name, value in items:
+        if value is None:
+            continue
+        problem = extra_name_error(name)
+        clean = None if problem else _extra_value(value)
+        if problem or clean is None:
+            if given:
+                report_internal_error(
+                    "user.extra", ValueError("an extra user field was dropped"), user_code=True
+                )
+            continue
+        if len(kept) >= MAX_EXTRA_FIELDS:
+            _limits.note_cut("user.extra.count")
+            break
+        if clean != "":
+            kept[name] = clean
+    return tuple(sorted(kept.items()))
+
+
+def _extra_value(value: Any) -> Optional[ExtraValue]:
+    """An extra field's value as a span attribute can hold it ("" when blank), or None if it cannot."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value) if _INT64[0] <= value <= _INT64[1] else None
+    if isinstance(value, float):
+        return float(value) if value == value and abs(value) != float("inf") else None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if len(text) > MAX_EXTRA_VALUE_CHARS:
+        _limits.note_cut("user.extra.value")
+        text = text[:MAX_EXTRA_VALUE_CHARS]
+    return text
+
+
+def _mapping_extra(user: Mapping[Any, Any]) -> tuple[tuple[str, ExtraValue], ...]:
+    """A user mapping's extra fields: its keys besides those the built-in fields are read from
+    (one that cannot be an extra, ``permissions: [...]``, is left out without a count)."""
+    try:
+        items = [(name, value) for name, value in user.items() if name not in _READ_NAMES]
+    except Exception as exc:  # the app's own mapping type
+        report_internal_error("user.extra", exc, user_code=True)
+        return ()
+    return clean_extra(items, given=False) if items else ()
+
+
 _AUTHENTICATED = ("is_authenticated",)
-# (how to clean, where to read) for each UserInfo field, in its order.
-_READERS = tuple((_roles if field == "roles" else _text, _READ_AS[field]) for field in UserInfo._fields)
+# (how to clean, where to read) for each UserInfo field but ``extra``, in their order.
+_READERS = tuple((_roles if field == "roles" else _text, _READ_AS[field]) for field in UserInfo._fields[:-1])
+_READ_NAMES = frozenset(
+    {*_AUTHENTICATED, *_STAND_INS.values(), *(name for names in _READ_AS.values() for name in names)}
+)
 
 
 def resolve_user(

@@ -15,8 +15,8 @@ from opentelemetry.util.http import sanitize_method
 
 from .. import attributes as attrs
 from .._spans import span_attributes
+from ..agents import NOT_PEOPLE, client_class, synthetic_type
 from ..types import Message, Scope
-from .bots import is_bot
 from .client_address import mentioned_addresses, resolve_client_address
 from .framework import UNMATCHED
 from .headers import RequestFacts, read_facts
@@ -52,7 +52,8 @@ class RequestView:
             values[attrs.CLIENT_ADDRESS] = client_value
         if facts.privacy_signal:
             values[attrs.PRIVACY_SIGNAL] = True
-        if is_bot(facts.user_agent):
+        sender = client_class(facts.user_agent)
+        if sender in NOT_PEOPLE:
             values[attrs.BOT] = True
         if facts.host:
             values[attrs.HOST] = facts.host
@@ -67,17 +68,13 @@ class RequestView:
             visitor = prepared.visitors.visitor_id(client or "", facts.user_agent or "")
             if visitor is not None:  # None: the day's salt is not known yet (salts/stored.py)
                 values[attrs.VISITOR_ID] = visitor
-            if facts.posthog_distinct_id:
-                # The frontend may have identified the person by the raw user id: the same policy.
-                distinct = policy.apply_id(facts.posthog_distinct_id)
-                if distinct:
-                    values[attrs.POSTHOG_DISTINCT_ID] = distinct
-        self.synthetic = False  # a bot to name user_agent.synthetic.type, unless another layer did
+        # user_agent.synthetic.type of a bot or a monitor, unless another layer set one
+        self.synthetic: Optional[str] = None
         if config.registered_names:
             values.update(
                 {name: values[ours] for ours, name in attrs.REGISTERED_NAMES.items() if ours in values}
             )
-            self.synthetic = attrs.BOT in values
+            self.synthetic = synthetic_type(sender)
         self.values = values
 
     def clean_with_ours(self, attributes: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +82,7 @@ class RequestView:
         clean_attributes(attributes, self.addresses, self.scrubber)
         attributes.update(self.values)
         if self.synthetic:
-            attributes.setdefault(attrs.SYNTHETIC_TYPE, "bot")
+            attributes.setdefault(attrs.SYNTHETIC_TYPE, self.synthetic)
         return attributes
 
 
@@ -102,7 +99,7 @@ def adopt(
     values = enforce_on_span(span, request.addresses, prepared.scrubber)
     values.update(request.values)
     if request.synthetic and attrs.SYNTHETIC_TYPE not in span_attributes(span):
-        values[attrs.SYNTHETIC_TYPE] = "bot"
+        values[attrs.SYNTHETIC_TYPE] = request.synthetic
     span.set_attributes(values)
     return RequestState(span, scope, prepared.config, created=created)
 

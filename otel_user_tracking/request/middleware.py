@@ -14,15 +14,16 @@ from typing import Any, Callable, Optional
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY, _SUPPRESS_INSTRUMENTATION_KEY, Context
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware, asgi_setter
 from opentelemetry.instrumentation.propagators import get_global_response_propagator
-from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
+from opentelemetry.instrumentation.utils import _SUPPRESS_INSTRUMENTATION_KEY_PLAIN
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._errors import report_internal_error
 from ..config import Config
 from ..types import ASGIApp, Message, Receive, Scope, Send
+from .current import REQUEST as _current
 from .front_door import FrontDoor
 from .lifecycle import RequestView, adopt, finish_request, full_url, note_response_start, route_template
 from .lifespan import serve_lifespan
@@ -30,7 +31,7 @@ from .prepared import Prepared
 from .scrubbing import QueryScrubber
 from .server_metrics import content_length
 from .server_span import ServerSpanMaker
-from .state import RequestState, _current
+from .state import RequestState
 from .visitor import VisitorIdentifier
 
 SCOPE_KEY = "otel_user_tracking.request"
@@ -75,7 +76,8 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
         if kind == "lifespan":
             await serve_lifespan(self.app, scope, receive, send)
             return
-        if kind not in ("http", "websocket") or SCOPE_KEY in scope or not is_http_instrumentation_enabled():
+        outside = otel_context.get_current()  # the context the request came in with
+        if kind not in ("http", "websocket") or SCOPE_KEY in scope or _suppressed(outside):
             await self.app(scope, receive, send)  # suppressed (``suppress_http_instrumentation``): no span
             return
         try:
@@ -85,7 +87,6 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
             if config.excluded_urls or prepared.maker.excluded:
                 url = full_url(scope)
                 skip = config.is_excluded(url) or prepared.maker.is_excluded(url)
-            outside = otel_context.get_current()  # the context the request came in with
             current = trace.get_current_span(outside)
             enrich_current = current.is_recording() and getattr(current, "kind", None) is SpanKind.SERVER
         except Exception as exc:
@@ -206,13 +207,15 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
         if hooks and config.client_request_hook is not None:
             receive = _hooked_receive(config.client_request_hook, state.span, scope, receive)
         trailers = False
+        # Read once a request (contrib reads it per message); most apps set none.
+        propagator = get_global_response_propagator() if outside is not None else None  # type: ignore[no-untyped-call]
 
         async def send_with_tracking(message: Message) -> None:
             nonlocal trailers
             if response_hook is not None:
                 _call_hook(response_hook, state.span, scope, message)
-            if outside is not None:
-                _inject_response_headers(state.span, message)
+            if propagator is not None:
+                _inject_response_headers(propagator, state.span, message)
             kind = message.get("type")
             if kind == "http.response.start":
                 try:
@@ -291,6 +294,16 @@ class _SpanEnricher:
         scope[_PHASE_KEY] = "done"
 
 
+def _suppressed(context: Context) -> bool:
+    """``not is_http_instrumentation_enabled()`` for ``context``, read once instead of three times."""
+    get = context.get
+    return bool(
+        get(_SUPPRESS_INSTRUMENTATION_KEY)
+        or get(_SUPPRESS_INSTRUMENTATION_KEY_PLAIN)
+        or get(_SUPPRESS_HTTP_INSTRUMENTATION_KEY)
+    )
+
+
 def _description(exc: BaseException) -> str:
     """``ValueError: boom``, as ``use_span`` describes the status (the span's guard applies the policy)."""
     try:
@@ -310,15 +323,13 @@ def _websocket_status(state: RequestState) -> None:
         report_internal_error("response_start", exc)
 
 
-def _inject_response_headers(span: trace.Span, message: Message) -> None:
+def _inject_response_headers(propagator: Any, span: trace.Span, message: Message) -> None:
     """The global response propagator's headers (``traceresponse``) on each message we send,
     as the contrib middleware adds them."""
-    propagator = get_global_response_propagator()  # type: ignore[no-untyped-call]
-    if propagator is not None:
-        try:
-            propagator.inject(message, context=trace.set_span_in_context(span, Context()), setter=asgi_setter)
-        except Exception as exc:
-            report_internal_error("response_propagator", exc, user_code=True)
+    try:
+        propagator.inject(message, context=trace.set_span_in_context(span, Context()), setter=asgi_setter)
+    except Exception as exc:
+        report_internal_error("response_propagator", exc, user_code=True)
 
 
 def _call_hook(hook: Callable[..., Any], span: trace.Span, *args: Any) -> None:

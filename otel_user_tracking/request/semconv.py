@@ -24,6 +24,7 @@ from urllib.parse import unquote
 
 from opentelemetry.instrumentation import asgi as contrib
 from opentelemetry.instrumentation._semconv import _report_new, _report_old
+from opentelemetry.sdk.trace import Span as _SDKSpan
 from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.http import sanitize_method
 
@@ -40,6 +41,8 @@ _contrib: Any = contrib  # its helpers are untyped in some releases; looked up p
 _MAX_REMEMBERED = 256  # methods and user agents remembered; others are computed each time
 _MAX_REMEMBERED_AGENT = 512  # characters: longer user agents are not remembered
 _UNSET = Status(StatusCode.UNSET)
+# The SDK span ignores a status set to UNSET; set on one, it would only cost its lock.
+_SDK_SET_STATUS = _SDKSpan.set_status
 # The old and the new semantic convention's names of the attributes both carry.
 _OLD_AND_NEW = {
     "scheme": ("http.scheme", "url.scheme"),
@@ -238,7 +241,8 @@ class HttpSemconv:
             # span status set to UNSET as the contrib middleware does.
             for key in self._keys["status"]:
                 span.set_attribute(key, status)
-            span.set_status(_UNSET)
+            if getattr(type(span), "set_status", None) is not _SDK_SET_STATUS:
+                span.set_status(_UNSET)
             return
         _contrib.set_status_code(span, status, None, self.mode)
 

@@ -91,6 +91,12 @@ class HttpServerMetrics:
                 description="Size of HTTP server response bodies.",
             )
 
+    def recording(self) -> bool:
+        """False while the instruments are the API's proxies with no meter provider behind them
+        yet (none was set): what they are given goes nowhere, so a request computes nothing for
+        them. Decided per request (a provider may be set later); any other meter records."""
+        return getattr(self.active, "_real_instrument", self) is not None
+
     def active_attributes(self, attributes: dict[str, Any]) -> dict[str, Any]:
         """The attributes ``http.server.active_requests`` carries for a request."""
         return {key: attributes[key] for key in self._active_keys if key in attributes}

@@ -83,12 +83,13 @@ class ServerSpanMaker:
 
     def start(
         self, scope: Scope, clean: Callable[[dict[str, Any]], dict[str, Any]], outside: Context
-    ) -> tuple[trace.Span, Optional[object], dict[str, Any]]:
+    ) -> tuple[trace.Span, Optional[object], Optional[dict[str, Any]]]:
         """Start the span with the ASGI middleware's attributes after ``clean`` applied the policy,
         and make it current.
 
         ``outside`` is the context current when the request came in (the middleware read it already).
-        Returns the span, the context token to detach, and the metric attributes.
+        Returns the span, the context token to detach, and the metric attributes (None: the
+        request's metrics are not recorded, no meter provider is set).
         """
         try:
             return self._start(scope, clean, outside)
@@ -98,15 +99,16 @@ class ServerSpanMaker:
 
     def _start(
         self, scope: Scope, clean: Callable[[dict[str, Any]], dict[str, Any]], outside: Context
-    ) -> tuple[trace.Span, Optional[object], dict[str, Any]]:
+    ) -> tuple[trace.Span, Optional[object], Optional[dict[str, Any]]]:
         attributes = self.semconv.request_attributes(scope)
         name = self.semconv.span_name(scope)
         if self.capture_request:
             attributes.update(self._capture(scope, self.capture_request, normalise_request_header_name))
         cleaned = clean(attributes)
         span, token = self.open_span(name, cleaned, outside, scope, _ASGI_GETTER)
-        if scope["type"] == "http":
-            self.active.add(1, self.metrics.active_attributes(cleaned))
+        if scope["type"] != "http" or not self.metrics.recording():
+            return span, token, None
+        self.active.add(1, self.metrics.active_attributes(cleaned))
         return span, token, cleaned
 
     def open_span(
@@ -168,7 +170,7 @@ class ServerSpanMaker:
         span: trace.Span,
         token: Optional[object],
         scope: Scope,
-        metric_attributes: dict[str, Any],
+        metric_attributes: Optional[dict[str, Any]],
         started: float,
         status: Optional[int],
         route: Optional[str],
@@ -176,8 +178,9 @@ class ServerSpanMaker:
     ) -> None:
         """End the span (unless it ended at the last response message), restore the context and
         record the request's metrics, from ``metric_attributes`` (the request attributes ``start``
-        returned) as the contrib middleware records them: after the app returned."""
-        if scope["type"] == "http":
+        returned; None: none are recorded) as the contrib middleware records them: after the app
+        returned."""
+        if metric_attributes is not None and scope["type"] == "http":
             self.active.add(-1, self.metrics.active_attributes(metric_attributes))
             self.metrics.record(
                 metric_attributes,

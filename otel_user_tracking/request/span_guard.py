@@ -16,8 +16,10 @@ from opentelemetry.sdk.trace import Span as _SDKSpan
 from opentelemetry.trace import Status
 
 from .._errors import report_internal_error
+from .current import REQUEST
 from .exception_text import ExceptionText, exception_text
 from .identity import UserInfo
+from .user_tags import refresh_user
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -148,10 +150,7 @@ class SpanGuard:
         owner = self._request() if self._request is not None else self
         if owner is None:
             return self.user
-        from .state import _current  # state.py imports this module
-        from .user_tags import refresh_user
-
-        state = _current.get()
+        state = REQUEST.get()
         if state is not None and not state.retired and state.exceptions is owner:
             refresh_user(state)
         return owner.user

@@ -18,12 +18,12 @@ collections, the longest pauses of the event loop, come sooner.
 
 from __future__ import annotations
 
-import contextvars
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from opentelemetry.trace import Span
 
 from ..pinned_config import pin_config
+from .current import REQUEST
 from .exceptions import ExceptionLedger
 from .identity import UserInfo
 from .starlette_routes import scope_before_routing
@@ -102,12 +102,7 @@ class RequestState:
         self.handled_exception = None
 
 
-_current: contextvars.ContextVar[Optional[RequestState]] = contextvars.ContextVar(
-    "otel_user_tracking_request", default=None
-)
-
-
 def current_request() -> Optional[RequestState]:
     """The state of the request in flight in this context, or None outside a request."""
-    state = _current.get()
+    state = REQUEST.get()
     return None if state is None or state.retired else state

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from opentelemetry import trace
 
 from .. import attributes as attrs
 from ..policy import USER_FIELDS
 from .identity import UserInfo, resolve_user, user_from_object
-from .state import RequestState
+
+if TYPE_CHECKING:
+    from .state import RequestState
 
 
 def user_attributes(user: UserInfo, state: RequestState) -> dict[str, Any]:
@@ -22,6 +24,10 @@ def user_attributes(user: UserInfo, state: RequestState) -> dict[str, Any]:
             values[key] = value
     if policy.roles and user.roles:
         values[attrs.USER_ROLES] = list(user.roles)
+    for name, raw in user.extra:
+        extra = policy.apply_extra(name, raw)
+        if extra is not None:
+            values[attrs.USER_PREFIX + name] = extra
     return values
 
 

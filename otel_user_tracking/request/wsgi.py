@@ -24,11 +24,12 @@ from opentelemetry.trace import Status, StatusCode
 from .._errors import report_internal_error
 from ..config import Config
 from ..types import Environ, StartResponse, WSGIApp
+from .current import REQUEST as _current
 from .front_door import FrontDoor, span_to_enrich
 from .headers import read_environ_facts
 from .lifecycle import RequestView, adopt, finish_request, note_response_status
 from .scrubbing import QueryScrubber, clean_attributes, enforce_on_span
-from .state import RequestState, _current
+from .state import RequestState
 from .visitor import VisitorIdentifier
 from .wsgi_span import WSGISpanMaker, status_code
 
@@ -319,7 +320,7 @@ class _Exchange:
                 self._prepared.maker.end_wsgi(
                     state.span,
                     None,
-                    self._metric_attributes or {},
+                    self._metric_attributes,
                     self._started,
                     state.status_code,
                     state.route or None,

@@ -38,10 +38,10 @@ class WSGISpanMaker(ServerSpanMaker):
 
     def start_wsgi(
         self, environ: Environ, clean: Callable[[dict[str, Any]], dict[str, Any]], outside: Context
-    ) -> tuple[trace.Span, Optional[object], dict[str, Any]]:
+    ) -> tuple[trace.Span, Optional[object], Optional[dict[str, Any]]]:
         """Start the span with the contrib WSGI middleware's attributes after ``clean`` applied
         the policy, and make it current (``open_span``); returns the span, the token to
-        detach, the metric attributes."""
+        detach, the metric attributes (None: not recorded, no meter provider is set)."""
         attributes = self.wsgi_semconv.request_attributes(environ)
         if environ.get("RAW_URI") is None and not environ.get("REQUEST_URI"):
             self._add_target(attributes, environ)
@@ -50,6 +50,8 @@ class WSGISpanMaker(ServerSpanMaker):
             attributes.update(self.request_headers(environ))
         cleaned = clean(attributes)
         span, token = self.open_span(name, cleaned, outside, environ, _WSGI_GETTER)
+        if not self.metrics.recording():
+            return span, token, None
         self.active.add(1, self.metrics.active_attributes(cleaned))
         return span, token, cleaned
 
@@ -95,12 +97,12 @@ class WSGISpanMaker(ServerSpanMaker):
         self,
         span: trace.Span,
         token: Optional[object],
-        metric_attributes: dict[str, Any],
+        metric_attributes: Optional[dict[str, Any]],
         started: float,
         status: Optional[int],
         route: Optional[str],
     ) -> None:
-        """End the span, restore the context and record the request's metrics."""
+        """End the span, restore the context and record the request's metrics (none for None)."""
         self.end(span, token, _HTTP_SCOPE, metric_attributes, started, status, route)
 
 

@@ -25,7 +25,8 @@ class InMemorySink:
     max_batch_size = 1000
     remote = False
 
-    def __init__(self) -> None:
+    def __init__(self, *, filtered: bool = False) -> None:
+        self.takes_filtered = filtered  # also the ``filtered`` events of bots' and scripts' requests
         self._events: list[AnalyticsEvent] = []
         self._changed = threading.Condition()
 

@@ -14,10 +14,10 @@ Record shape:
 * attributes, semantic-convention names where one exists: ``url.scheme``, ``url.path``,
   ``url.query``, ``server.address``, ``http.route``, ``http.request.method``,
   ``http.response.status_code``, ``user_agent.original``, ``client.address``, ``user.id``,
-  ``user.name``, ``user.email``, ``session.id``, ``exception.type``, ``exception.message``,
-  ``exception.stacktrace``; and under ``user_tracking.``: ``event.id``, ``event.type``,
-  ``referrer``, ``locale``, ``utm_source`` ... ``utm_content``, ``visitor_id``,
-  ``duration_ms`` and ``meta.<key>`` for custom event meta.
+  ``user.name``, ``user.email``, the user's extra fields as ``user.<name>``, ``session.id``,
+  ``exception.type``, ``exception.message``, ``exception.stacktrace``; and under
+  ``user_tracking.``: ``event.id``, ``event.type``, ``referrer``, ``locale``, ``utm_source``
+  ... ``utm_content``, ``visitor_id``, ``duration_ms`` and ``meta.<key>`` for custom event meta.
 
 The records are exported directly (no log SDK pipeline, no global LoggerProvider), so they
 never mix with the app's own logging and the sink's pipeline owns batching and retries.
@@ -56,7 +56,11 @@ _SEMCONV = {
     "status_code": "http.response.status_code",
     "user_agent": "user_agent.original",
     "client_address": "client.address",
-    **{field: field.replace("_", ".", 1) for field in FIELDS if field.startswith("user_")},  # user.id, ...
+    **{  # user.id, ...; the extra fields are user.<name> each
+        field: field.replace("_", ".", 1)
+        for field in FIELDS
+        if field.startswith("user_") and field != "user_extra"
+    },
     "session_id": "session.id",
     "error_type": "exception.type",
     "error_message": "exception.message",
@@ -94,6 +98,8 @@ def attributes_of(event: AnalyticsEvent) -> dict[str, Any]:
         value = getattr(event, field)
         if value is not None:
             values[PREFIX + field] = value
+    for name, extra in event.user_extra_fields.items():
+        values.setdefault(f"user.{name}", extra)
     for key, value in event.meta.items():
         values[f"{PREFIX}meta.{key}"] = value
     return values

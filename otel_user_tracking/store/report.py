@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any, Callable, Optional, Sequence, Union
 
+from .clients import DeviceRow, FilteredRow, devices, filtered_requests
 from .reader import Reader, Source, as_reader, open_reader, undecodable
 from .sqlite.schema import TABLE
 
@@ -64,6 +65,9 @@ class Report:
     utm_sources: tuple[CountRow, ...]
     error_types: tuple[ErrorRow, ...]
     custom: tuple[CountRow, ...]
+    # Requests of bots, monitors and scripts, not pageviews (ignore_bots); pageviews by device.
+    filtered: tuple[FilteredRow, ...] = ()
+    devices: tuple[DeviceRow, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,6 +222,8 @@ def _query(
             for kind, n, last, message, trace_id in errors
         ),
         custom=custom,
+        filtered=filtered_requests(db.execute, since_us),
+        devices=devices(db.execute, since_us, limit, pageviews_source),
     )
 
 
@@ -363,7 +369,8 @@ def render_table(report: Report) -> str:
     parts = [
         f"otel-user-tracking report since {report.since}\n"
         f"  pageviews {report.pageviews}   unique visitors {report.visitors}   "
-        f"errors {report.errors}   custom events {report.custom_events}\n",
+        f"errors {report.errors}   custom events {report.custom_events}   "
+        f"filtered requests {sum(row.requests for row in report.filtered)}\n",
         _table(
             "Pages",
             ("page", "pageviews", "visitors"),
@@ -383,6 +390,16 @@ def render_table(report: Report) -> str:
             ],
         ),
         _table("Custom events", ("event", "count"), [(r.value, r.count) for r in report.custom]),
+        _table(
+            "Devices (pageviews)",
+            ("device", "browser", "os", "pageviews", "visitors"),
+            [(r.device_type, r.browser, r.os, r.pageviews, r.visitors) for r in report.devices],
+        ),
+        _table(
+            "Filtered requests (not pageviews: bots, monitors, scripts)",
+            ("client", "requests"),
+            [(row.client, row.requests) for row in report.filtered],
+        ),
     ]
     if report.error_types:
         example = JAEGER_TRACE_URL.format(trace_id=terminal_text(report.error_types[0].trace_id))

@@ -76,7 +76,8 @@ def render_page(dashboard: Dashboard, options: PageOptions, journey: Optional[Jo
         _count_table(
             "utm-campaigns", "UTM campaigns", ("utm_campaign", "pageviews"), _pairs(dashboard.campaigns)
         ),
-        _bots(dashboard),
+        _devices(dashboard),
+        _filtered(dashboard),
         _errors(dashboard, options),
         _custom(dashboard),
         _requests(dashboard),
@@ -179,16 +180,25 @@ def _traffic(dashboard: Dashboard) -> str:
     return section("traffic", "Pageviews and unique visitors over time", body, wide=True)
 
 
-def _bots(dashboard: Dashboard) -> str:
+def _devices(dashboard: Dashboard) -> str:
+    rows = [(r.device_type, r.browser, r.os, r.pageviews, r.visitors) for r in dashboard.report.devices]
+    return _count_table("devices", "Devices", ("device", "browser", "os", "pageviews", "visitors"), rows)
+
+
+def _filtered(dashboard: Dashboard) -> str:
+    rows = dashboard.report.filtered
+    total = sum(row.requests for row in rows)
     body = (
-        f'<p>Stored pageviews with a bot user agent: <b data-bot-pageviews="{dashboard.bot_pageviews}">'
+        f'<p>Requests not counted as pageviews: <b data-filtered="{total}">{total}</b>.</p>'
+        + table(("client", "requests"), [(row.client, row.requests) for row in rows])
+        + '<p class="note">While <code>ignore_bots</code> is on (the default), requests of crawlers '
+        "(bot), uptime and synthetic monitors (monitor) and other non-browser clients such as curl or "
+        "HTTP libraries (script) make no pageview and are counted here; people's apps (in-app "
+        "browsers, desktop apps, mobile apps' HTTP clients) are pageviews. Stored pageviews with such "
+        f'an agent (<code>ignore_bots</code> off): <b data-bot-pageviews="{dashboard.bot_pageviews}">'
         f"{dashboard.bot_pageviews}</b>.</p>"
-        '<p class="note">Bots and crawlers make no pageview while <code>ignore_bots</code> is on (the '
-        "default), so every count on this page is of human traffic and the store keeps no count of "
-        "the bot requests it never saw; the number above is non-zero only for apps running with "
-        "<code>ignore_bots</code> off.</p>"
     )
-    return section("bots", "Bots filtered", body)
+    return section("filtered", "Filtered requests (bots, monitors, scripts)", body)
 
 
 def _journey_button(options: PageOptions, kind: IdKind, value: str) -> str:

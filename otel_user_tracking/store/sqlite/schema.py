@@ -25,7 +25,7 @@ from typing import Optional, Union
 
 from ...analytics.events import FIELDS, EventRecord
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 TABLE = "events"
 WRITERS = "writers"  # per writing process: events its transactions stored (store/sqlite/inflight.py)
 SALTS = "visitor_salts"  # the visitor-id salt of each UTC day still in use (store/sqlite/salts.py)
@@ -84,6 +84,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         # Today's and the next day's visitor-id salts (UTC day number), shared by every writer.
         f"CREATE TABLE IF NOT EXISTS {SALTS} (day INTEGER PRIMARY KEY, salt BLOB NOT NULL)",
+    ),
+    (
+        # The report's device table (pageviews and visitors by device type, browser and OS) from
+        # the pageview sections' covering index: its entries widen, and no index is added (each
+        # one costs every insert and every commit its own pages).
+        f"DROP INDEX IF EXISTS {TABLE}_pageviews",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_pageviews ON {TABLE} "
+        "(type, ts_us, page, visitor_id, referrer, locale, utm_source, device_type, browser, os)",
     ),
 )
 _VALUES = f"({', '.join('?' * len(COLUMNS))})"
@@ -208,11 +216,12 @@ def migrate(connection: sqlite3.Connection) -> None:
         return
     connection.execute("BEGIN IMMEDIATE")
     try:
+        # Columns first: a migration may index a column added to EventRecord since the store was made.
+        for column in _missing_columns(connection):
+            connection.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} {column_type(_field(column))}")
         for statements in _MIGRATIONS[version:]:
             for statement in statements:
                 connection.execute(statement)
-        for column in _missing_columns(connection):
-            connection.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} {column_type(_field(column))}")
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         connection.execute("COMMIT")
     except BaseException:

@@ -61,6 +61,8 @@ class SQLiteSink:
     # The store inserts an event as its row: the pipeline hands the rows over as they are.
     takes_rows = True
     remote = False  # the store is durable itself: under durable delivery it commits sooner instead (max_wait)
+    # Bots', monitors' and scripts' requests are stored as ``filtered`` events, to be counted.
+    takes_filtered = True
     # One transaction per ~1 000 events rather than per ``flush_at`` (100): a commit rewrites
     # the last, partly filled page of the table and of each index into the WAL (39 pages for
     # 100 events, 171 for 1 000), so bigger transactions cost less CPU an event.

@@ -1,0 +1,67 @@
+"""What the store says about who sent the requests: filtered requests by class, devices of pageviews.
+
+The queries are portable SQL (``?`` parameters, no SQLite-only function) over the
+``events`` table; they run on any DB-API connection that takes ``?`` (``execute``), and
+the rows are ordered here, in Python, so both backends order NULLs alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from ..agents import BOT, MONITOR, SCRIPT
+
+Execute = Callable[[str, tuple[Any, ...]], Any]  # runs a statement, returns a cursor
+
+FILTERED_CLASSES: tuple[str, ...] = (BOT, MONITOR, SCRIPT)
+_FILTERED = "SELECT name, COUNT(*) FROM events WHERE type = 'filtered' AND ts_us >= ? GROUP BY name"
+_DEVICES = (
+    "SELECT device_type, browser, os, COUNT(*), COUNT(DISTINCT visitor_id) FROM {source} "
+    "WHERE type = 'pageview' AND ts_us >= ? GROUP BY device_type, browser, os"
+)
+
+
+@dataclass(frozen=True)
+class FilteredRow:
+    """Requests not counted as pageviews because a bot, monitor or script sent them."""
+
+    client: str
+    requests: int
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """Pageviews and unique visitors of one device type, browser and OS ("unknown": not known)."""
+
+    device_type: str
+    browser: str
+    os: str
+    pageviews: int
+    visitors: int
+
+
+def filtered_requests(execute: Execute, since_us: int) -> tuple[FilteredRow, ...]:
+    """Every filtered class with its count since ``since_us`` (0 for a class with none), in
+    ``FILTERED_CLASSES`` order; a class another version stored comes last."""
+    counts = {str(name): int(n) for name, n in execute(_FILTERED, (since_us,)).fetchall()}
+    names = [*FILTERED_CLASSES, *sorted(set(counts) - set(FILTERED_CLASSES))]
+    return tuple(FilteredRow(name, counts.get(name, 0)) for name in names)
+
+
+def devices(execute: Execute, since_us: int, limit: int, source: str = "events") -> tuple[DeviceRow, ...]:
+    """The ``limit`` device type, browser and OS combinations with the most pageviews.
+
+    ``source`` is the table, or the table pinned to its covering index (``Dialect.indexed``).
+    """
+    found = execute(_DEVICES.format(source=source), (since_us,)).fetchall()
+    rows = [
+        DeviceRow(_known(kind), _known(browser), _known(os), int(views), int(visitors))
+        for kind, browser, os, views, visitors in found
+    ]
+    rows.sort(key=lambda row: (-row.pageviews, row.device_type, row.browser, row.os))
+    return tuple(rows[:limit])
+
+
+def _known(value: Optional[object]) -> str:
+    return "unknown" if value is None else str(value)
