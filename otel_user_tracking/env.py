@@ -36,10 +36,13 @@ ENV_EXCLUDED_URLS = ENV_PREFIX + "EXCLUDED_URLS"
 ENV_USER_DEPENDENCY = ENV_PREFIX + "USER_DEPENDENCY"
 ENV_EXTRA = ENV_PREFIX + "EXTRA"
 OTEL_EXCLUDED_URLS = "OTEL_PYTHON_EXCLUDED_URLS"
-# The variables contrib's ASGI-based instrumentations read; a URL any of them excludes gets no span.
+# The variables contrib's ASGI-based instrumentations read (Django's under ASGI too); a URL any
+# of them excludes gets no span.
 OTEL_FRAMEWORK_EXCLUDED_URLS = tuple(
-    f"OTEL_PYTHON_{name}_EXCLUDED_URLS" for name in ("ASGI", "STARLETTE", "FASTAPI")
+    f"OTEL_PYTHON_{name}_EXCLUDED_URLS" for name in ("ASGI", "STARLETTE", "FASTAPI", "DJANGO")
 )
+# The variables contrib's WSGI-based instrumentations read (its WSGI middleware reads none).
+OTEL_WSGI_FRAMEWORK_EXCLUDED_URLS = tuple(f"OTEL_PYTHON_{name}_EXCLUDED_URLS" for name in ("FLASK", "DJANGO"))
 WEBHOOK_AUTHORIZATION_ENV = ENV_PREFIX + "WEBHOOK_AUTHORIZATION"
 RAISE_INTERNAL_ERRORS_ENV = ENV_PREFIX + "RAISE_INTERNAL_ERRORS"
 DEFAULT_SINKS = "sqlite:///./otel-user-tracking.db"
@@ -80,16 +83,19 @@ def _env_bool(env: Mapping[str, str], name: str) -> Optional[bool]:
     raise ValueError(f"{ENV_PREFIX}{name}={raw!r} is not allowed; use true or false")
 
 
-def otel_excluded_urls(env: Optional[Mapping[str, str]] = None) -> tuple[str, ...]:
+def otel_excluded_urls(
+    env: Optional[Mapping[str, str]] = None, variables: Sequence[str] = OTEL_FRAMEWORK_EXCLUDED_URLS
+) -> tuple[str, ...]:
     """The URL regexes OpenTelemetry's own variables exclude, whatever our configuration says.
 
-    ``OTEL_PYTHON_EXCLUDED_URLS`` and ``OTEL_PYTHON_{ASGI,STARLETTE,FASTAPI}_EXCLUDED_URLS``
-    (comma-separated, searched in the URL as contrib searches them): a request another
-    instrumentation would not trace gets no span, no user and no analytics from us either.
+    ``OTEL_PYTHON_EXCLUDED_URLS`` and the per-framework ``variables`` (by default the ASGI
+    door's, ``OTEL_PYTHON_{ASGI,STARLETTE,FASTAPI,DJANGO}_EXCLUDED_URLS``; comma-separated,
+    searched in the URL as contrib searches them): a request another instrumentation would not
+    trace gets no span, no user and no analytics from us either.
     """
     source = _environ(env)
     patterns: list[str] = []
-    for name in (OTEL_EXCLUDED_URLS, *OTEL_FRAMEWORK_EXCLUDED_URLS):
+    for name in (OTEL_EXCLUDED_URLS, *variables):
         patterns += as_tuple(source.get(name) or "")
     return tuple(dict.fromkeys(patterns))
 

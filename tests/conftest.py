@@ -61,3 +61,13 @@ def _reset_package_state() -> Iterator[None]:
         import otel_user_tracking.testing as testing
     if testing is not None:
         testing.reset()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Contrib's suites' counts per suite (pass / by design / real), when they ran."""
+    module = sys.modules.get(f"{__package__}.test_contrib_suites") if __package__ else None
+    lines = getattr(module, "SUMMARY", None)
+    if lines:
+        terminalreporter.section("contrib's own test suites against ours")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import types
 import weakref
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -34,7 +35,7 @@ from .._errors import report_internal_error
 from ..request.framework import report_handled_exception, report_route, report_unmatched, report_user
 from ..request.lifecycle import note_response_status
 from ..request.state import current_request
-from ..request.wsgi import UserTrackingWSGIMiddleware
+from ..request.wsgi import BODY_READY_KEY, UserTrackingWSGIMiddleware
 from ..types import Environ, StartResponse
 
 _MAX_DEPTH = 16
@@ -72,9 +73,11 @@ class FlaskPatch:
 
         def full_dispatch_request(app: Any) -> Any:
             try:
-                return self._originals["full_dispatch_request"](app)
+                response = self._originals["full_dispatch_request"](app)
             finally:
                 _report_route_and_user()
+            _note_body_ready(response)
+            return response
 
         def handle_user_exception(app: Any, exc: Exception) -> Any:
             report_handled_exception(exc)  # recorded if the response is a 5xx (min_status_to_capture)
@@ -82,7 +85,9 @@ class FlaskPatch:
 
         def handle_exception(app: Any, exc: Exception) -> Any:
             report_handled_exception(exc)  # Flask's 500 (what got_request_exception reports)
-            return self._originals["handle_exception"](app, exc)
+            response = self._originals["handle_exception"](app, exc)
+            _note_body_ready(response)
+            return response
 
         patches: tuple[Any, ...] = (__call__, full_dispatch_request, handle_user_exception, handle_exception)
         for patched in patches:
@@ -205,6 +210,21 @@ def _add_hooks(app: Any, door: UserTrackingWSGIMiddleware) -> _Hooks:
 
 def _is_contrib_hook(hook: Any) -> bool:
     return str(getattr(hook, "__module__", "")).startswith(_CONTRIB_FLASK_HOOKS)
+
+
+def _note_body_ready(response: Any) -> None:
+    """A response whose body is not a generator ends the request when the app returns (as
+    contrib's Flask span ends at teardown); a streamed one (``stream_with_context``, a view's
+    generator) when the server has sent it."""
+    if current_request() is None:
+        return
+    try:
+        if not isinstance(response.response, types.GeneratorType):
+            import flask
+
+            flask.request.environ[BODY_READY_KEY] = True
+    except Exception as exc:
+        report_internal_error("flask_request", exc)
 
 
 def _report_route_and_user() -> None:

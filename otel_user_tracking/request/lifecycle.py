@@ -112,7 +112,9 @@ def note_response_start(state: RequestState, message: Message) -> None:
 def note_response_status(state: RequestState, status: int) -> None:
     """``note_response_start`` for any protocol: the response's status is ``status``."""
     state.status_code = status
-    if state.status_setter is not None:
+    if not state.span.is_recording():
+        pass  # as contrib: nothing is set on a span that records nothing
+    elif state.status_setter is not None:
         state.status_setter(state.span, status)
     elif status >= 500:
         state.span.set_status(Status(StatusCode.ERROR))

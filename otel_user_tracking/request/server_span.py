@@ -42,7 +42,7 @@ from opentelemetry.util.http import (
 )
 
 from .._errors import report_internal_error
-from ..env import otel_excluded_urls
+from ..env import OTEL_FRAMEWORK_EXCLUDED_URLS, otel_excluded_urls
 from ..types import Message, Scope, Send
 from ..version import __version__
 from .scrubbing import QueryScrubber, clean_attributes, enforce_on_span
@@ -56,6 +56,8 @@ _ASGI_GETTER: Any = asgi_getter  # a Getter[dict]; scopes are typed as mutable m
 
 class ServerSpanMaker:
     """Starts, finishes and measures SERVER spans for one tracer and meter provider."""
+
+    excluded_url_variables: tuple[str, ...] = OTEL_FRAMEWORK_EXCLUDED_URLS
 
     def __init__(self, tracer_provider: Optional[trace.TracerProvider], meter_provider: Any) -> None:
         _OpenTelemetrySemanticConventionStability._initialize()
@@ -75,7 +77,7 @@ class ServerSpanMaker:
         self.sanitize = SanitizeValue(
             get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS)
         )
-        self.excluded = _compiled(otel_excluded_urls())
+        self.excluded = _compiled(otel_excluded_urls(variables=self.excluded_url_variables))
 
     def is_excluded(self, url: str) -> bool:
         """True when one of OpenTelemetry's own excluded-URL variables matches ``url``."""

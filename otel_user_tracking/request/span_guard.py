@@ -63,11 +63,13 @@ class SpanGuard:
 
     def install(self) -> None:
         """Become the span's ``record_exception`` and ``set_status`` (spans that refuse new
-        attributes keep theirs)."""
+        attributes keep theirs, and a span that records nothing needs no guard)."""
         span = self._span()
+        if span is None or not span.is_recording():
+            return
         try:
-            span.record_exception = self  # type: ignore[union-attr]
-            span.set_status = self.set_status  # type: ignore[union-attr]
+            span.record_exception = self
+            span.set_status = self.set_status
         except (AttributeError, TypeError):
             return
 

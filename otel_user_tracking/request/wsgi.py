@@ -19,7 +19,9 @@ from wsgiref.util import request_uri
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.instrumentation.propagators import get_global_response_propagator
+from opentelemetry.instrumentation.wsgi import default_response_propagation_setter
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._errors import report_internal_error
 from ..config import Config
@@ -34,7 +36,11 @@ from .visitor import VisitorIdentifier
 from .wsgi_span import WSGISpanMaker, status_code
 
 ENVIRON_KEY = "otel_user_tracking.request"
+# Set by a framework adapter when the app's response body is in memory (not streamed): the
+# request is over when the app returns, as contrib's framework instrumentations end it.
+BODY_READY_KEY = "otel_user_tracking.body_ready"
 _LATE_KEY = "otel_user_tracking.adopted"  # the exchange ``adopt_current`` started
+_RESPONSE_SETTER: Any = default_response_propagation_setter
 
 
 @dataclass(frozen=True)
@@ -78,8 +84,7 @@ class UserTrackingWSGIMiddleware(FrontDoor[WSGIPrepared]):
             return self.app(environ, start_response)
         try:
             prepared = self._prepare()
-            config = prepared.config
-            skip = bool(config.excluded_urls) and config.is_excluded(request_uri(environ))
+            skip = _excluded(prepared, environ)
             outside = otel_context.get_current()
             theirs = span_to_enrich(outside)
         except Exception as exc:
@@ -133,7 +138,7 @@ class UserTrackingWSGIMiddleware(FrontDoor[WSGIPrepared]):
         try:
             prepared = self._prepare()
             config = prepared.config
-            if config.excluded_urls and config.is_excluded(request_uri(environ)):
+            if _excluded(prepared, environ):
                 return
             span = span_to_enrich(otel_context.get_current())
             if span is None:
@@ -211,6 +216,10 @@ class _Exchange:
         self.enter()
         try:
             self._response = app(self.state.scope, self.start_response)
+            if self.state.scope.pop(BODY_READY_KEY, False):
+                response, self._response = self._response, None
+                self.end()
+                return response  # type: ignore[no-any-return]
         except Exception as exc:
             self._escaped(exc)
             self.end()
@@ -221,7 +230,7 @@ class _Exchange:
         finally:
             _reset_state(self._state_token)
             if context_token is not None:
-                otel_context.detach(context_token)  # type: ignore[arg-type]
+                _detach(context_token)
         return self
 
     def start_response(self, status: str, headers: Any, *exc_info: Any) -> Any:
@@ -232,11 +241,13 @@ class _Exchange:
                 code = status_code(status)
                 if code is not None:
                     note_response_status(state, code)
-                if capture and self._ours and state.span.is_recording():
+                if capture and self._ours and getattr(state.span, "kind", None) is SpanKind.SERVER:
                     captured = self._prepared.maker.response_headers(headers)
                     state.span.set_attributes(clean_attributes(captured, (), self._prepared.scrubber))
             except Exception as exc:
                 report_internal_error("response_start", exc)
+            if self._ours:
+                _inject_response_headers(state.span, headers)
         write = self._start_response(status, headers, *exc_info)
         if not self._ours:
             self.police_captured_headers()  # the layer outside captured its response headers just now
@@ -266,33 +277,41 @@ class _Exchange:
                 iterator = self._iterator = iter(self._response)
             return next(iterator)
         except StopIteration:
-            self.end()  # the body is fully sent
+            try:
+                self._close_response()  # the body is fully sent: closed now, as contrib closes it
+            finally:
+                self.end()
             raise
         except Exception as exc:
             self._escaped(exc)
             raise
         finally:
             _reset_state(state_token)
-            otel_context.detach(context_token)
+            _detach(context_token)
 
     def close(self) -> None:
         """The server is done with the response (PEP 3333): close the app's, end the request."""
-        response = self._response
-        close = getattr(response, "close", None)
         context_token = otel_context.attach(self._inside) if self._inside is not None else None
         state_token = _current.set(None if self._ended else self.state)
         try:
-            if close is not None:
-                close()
-        except Exception as exc:
-            self._escaped(exc)
-            raise
+            self._close_response()
         finally:
             self.end()
             _reset_state(state_token)
             if context_token is not None:
-                otel_context.detach(context_token)
+                _detach(context_token)
             self._response = self._iterator = None
+
+    def _close_response(self) -> None:
+        """Close the app's response iterable, once."""
+        response, self._response = self._response, None
+        close = getattr(response, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception as exc:
+                self._escaped(exc)
+                raise
 
     def _escaped(self, exc: Exception) -> None:
         try:
@@ -338,6 +357,33 @@ class _Exchange:
     def leave(self) -> None:
         """Undo ``enter``'s contextvar (the request ``adopt_current`` tracked is over)."""
         _reset_state(self._state_token)
+
+
+def _inject_response_headers(span: trace.Span, headers: Any) -> None:
+    """The global response propagator's headers (``traceresponse``), as contrib's WSGI
+    middleware adds them to the response's."""
+    propagator = get_global_response_propagator()  # type: ignore[no-untyped-call]
+    if propagator is not None:
+        try:
+            context = trace.set_span_in_context(span, Context())
+            propagator.inject(headers, context=context, setter=_RESPONSE_SETTER)
+        except Exception as exc:
+            report_internal_error("response_propagator", exc, user_code=True)
+
+
+def _excluded(prepared: WSGIPrepared, environ: Environ) -> bool:
+    """Whether our ``excluded_urls`` or one of OpenTelemetry's variables exclude the request."""
+    if not (prepared.config.excluded_urls or prepared.maker.excluded):
+        return False
+    url = request_uri(environ)
+    return prepared.config.is_excluded(url) or prepared.maker.is_excluded(url)
+
+
+def _detach(token: Any) -> None:
+    try:
+        otel_context.detach(token)
+    except Exception as exc:  # the API's own swallows its errors; a patched one may not
+        report_internal_error("context", exc)
 
 
 def _reset_state(token: Any) -> None:

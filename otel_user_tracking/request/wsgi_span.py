@@ -20,6 +20,7 @@ from opentelemetry.instrumentation import wsgi as contrib
 from opentelemetry.instrumentation._semconv import _report_new, _report_old
 from opentelemetry.util.http import normalise_request_header_name, normalise_response_header_name
 
+from ..env import OTEL_WSGI_FRAMEWORK_EXCLUDED_URLS
 from ..types import Environ
 from .server_span import ServerSpanMaker
 from .wsgi_semconv import WSGISemconv
@@ -31,6 +32,8 @@ _HEADER_PREFIX = "HTTP_"
 
 class WSGISpanMaker(ServerSpanMaker):
     """Starts, finishes and measures the SERVER spans of WSGI requests for one provider pair."""
+
+    excluded_url_variables = OTEL_WSGI_FRAMEWORK_EXCLUDED_URLS
 
     def __init__(self, tracer_provider: Optional[trace.TracerProvider], meter_provider: Any) -> None:
         super().__init__(tracer_provider, meter_provider)
@@ -46,8 +49,8 @@ class WSGISpanMaker(ServerSpanMaker):
         if environ.get("RAW_URI") is None and not environ.get("REQUEST_URI"):
             self._add_target(attributes, environ)
         name = self.wsgi_semconv.span_name(environ)
-        if self.capture_request:
-            attributes.update(self.request_headers(environ))
+        if self.capture_request and trace.get_current_span(outside) is trace.INVALID_SPAN:
+            attributes.update(self.request_headers(environ))  # a SERVER span's only, as contrib
         cleaned = clean(attributes)
         span, token = self.open_span(name, cleaned, outside, environ, _WSGI_GETTER)
         if not self.metrics.recording():
