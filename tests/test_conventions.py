@@ -6,9 +6,6 @@ changes how those tests count spans.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-import sqlite3
 from pathlib import Path
 from typing import Any, Optional
 
@@ -39,8 +36,8 @@ from otel_user_tracking import TagPolicy, UserTrackingInstrumentor, UserTracking
 
 from ._apps import get, instrumented, new_tracing
 from ._asgi import http_scope, ok_app, serve, status_and_body
+from ._cli_exclusion import assert_health_excluded_under_cli
 from ._otlp_receiver import OTLPReceiver
-from ._uvicorn import SERVER_HOST, UvicornServer, app_with_store, request
 
 
 @pytest.fixture(autouse=True)
@@ -371,28 +368,9 @@ def test_cli_fastapi_excluded_url_gets_no_span_and_no_pageview(
     tmp_path: Path, otlp_receiver: OTLPReceiver
 ) -> None:
     """Under ``opentelemetry-instrument``, OTEL_PYTHON_FASTAPI_EXCLUDED_URLS=health: no span, no pageview."""
-    database, env = app_with_store(
-        tmp_path,
-        CLI_APP,
-        OTEL_PYTHON_FASTAPI_EXCLUDED_URLS="health",
-        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=otlp_receiver.traces_endpoint,
-        OTEL_BSP_SCHEDULE_DELAY="100",
+    assert_health_excluded_under_cli(
+        tmp_path, otlp_receiver, CLI_APP, OTEL_PYTHON_FASTAPI_EXCLUDED_URLS="health"
     )
-    cli = ["--traces_exporter", "otlp", "--metrics_exporter", "none", "--logs_exporter", "none"]
-    server = UvicornServer("app:app", cwd=tmp_path, env=env, host=SERVER_HOST, instrument=cli).start()
-    try:
-        statuses = [request("GET", f"{server.url}{path}")[0] for path in ("/health", "/items")]
-        otlp_receiver.wait_for(lambda received: received.spans(kind="SERVER"))
-    finally:
-        server.stop(signal.SIGTERM)
-    assert statuses == [200, 200], server.stderr
-    names = [span.name for span in otlp_receiver.spans()]
-    assert [span.name for span in otlp_receiver.spans(kind="SERVER")] == ["GET /items"], names
-    assert not [name for name in names if "/health" in name], names
-    with contextlib.closing(sqlite3.connect(database)) as db:
-        pages = [row[0] for row in db.execute("SELECT page FROM events WHERE type = 'pageview'")]
-    assert pages == ["/items"], server.stderr
 
 
 @pytest.mark.parametrize("framework", ["fastapi", "starlette"])

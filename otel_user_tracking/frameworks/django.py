@@ -147,7 +147,11 @@ def async_middleware(get_response: Callable[[Any], Awaitable[Any]]) -> Any:
         request = scope[_REQUEST_KEY]
         response = scope[_RESPONSE_KEY] = await get_response(request)
         report_request(request, response)
-        await send(_asgi_response_start(response))
+        start = _asgi_response_start(response)
+        given = len(start["headers"])
+        await send(start)
+        for name, value in start["headers"][given:]:  # the door's (the response propagator's)
+            response[name.decode("latin-1")] = value.decode("latin-1")
         await send(_BODY_END)
 
     doors = _Installed.doors
@@ -172,7 +176,11 @@ def sync_middleware(get_response: Callable[[Any], Any]) -> Any:
         request = environ[_REQUEST_KEY]
         response = environ[_RESPONSE_KEY] = get_response(request)
         report_request(request, response)
-        start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
+        headers = list(response.items())
+        given = len(headers)
+        start_response(f"{response.status_code} {response.reason_phrase}", headers)
+        for name, value in headers[given:]:  # the door's (the response propagator's)
+            response[name] = value
         return []
 
     doors = _Installed.doors
@@ -272,8 +280,9 @@ def _wsgi_call(original: Callable[..., Any], doors: Any) -> Callable[..., Any]:
 
 def _load_middleware(original: Callable[..., Any]) -> Callable[..., Any]:
     def load_middleware(handler: Any, is_async: bool = False) -> None:
-        from django.conf import settings
+        from django.core.handlers import base
 
+        settings = base.settings  # the object load_middleware reads (tests replace django.conf's)
         try:
             given = settings.MIDDLEWARE
             placed, contrib = placed_middleware(given, is_async)

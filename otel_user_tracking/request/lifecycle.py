@@ -156,22 +156,16 @@ def finish_request(state: RequestState) -> None:
     if state.created or attrs.HTTP_ROUTE not in span_attributes(span):
         span.set_attribute(attrs.HTTP_ROUTE, route)
     if state.created:
-        span.update_name(f"{_method(scope)} {route}")
+        span.update_name(f"{_bare_method(scope)} {route}")
 
 
 def _bare_method(scope: Scope) -> str:
-    """The span name of a request no route matched: its method, ``HTTP`` for an unknown one."""
+    """The request's method as the span name shows it: ``HTTP`` for an unknown one (never the
+    raw method, which a client chooses), ``WS`` for a WebSocket; ASGI or WSGI."""
     if scope.get("type") == "websocket":
         return "WS"
     method = sanitize_method(str(scope.get("method") or scope.get("REQUEST_METHOD") or "").strip())
     return "HTTP" if method in ("_OTHER", "") else method
-
-
-def _method(scope: Scope) -> str:
-    """The request's method as the span name shows it (``WS`` for a WebSocket), ASGI or WSGI."""
-    if scope.get("type") == "websocket":
-        return "WS"
-    return str(scope.get("method") or scope.get("REQUEST_METHOD") or "HTTP")
 
 
 def route_template(scope: Scope, before_routing: Optional[tuple[Any, Any]] = None) -> Optional[str]:
@@ -206,4 +200,6 @@ def full_url(scope: Scope) -> str:
     path = str(scope.get("root_path", "")) + str(scope.get("path", ""))
     query = scope.get("query_string") or b""
     url = f"{scheme}://{host}{path}"
+    if isinstance(query, str):  # Django's AsyncClient sends a str, as contrib tolerates
+        return f"{url}?{query}"
     return f"{url}?{bytes(query).decode('latin-1')}" if query else url

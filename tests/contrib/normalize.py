@@ -10,7 +10,7 @@ OUR_SCOPE = "otel_user_tracking"
 _OURS = ("user.", "user_tracking.")
 
 
-def normalize_views(contrib_scope: str) -> None:
+def normalize_views(contrib_scope: str, renamed: tuple[str, ...] = (OUR_SCOPE,)) -> None:
     """Finished spans and metrics, as the in-memory exporter and reader hand them to the tests."""
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -19,40 +19,40 @@ def normalize_views(contrib_scope: str) -> None:
     metrics_data = InMemoryMetricReader.get_metrics_data
 
     def get_finished_spans(self: Any) -> tuple[Any, ...]:
-        return tuple(as_contrib_span(span, contrib_scope) for span in finished(self))
+        return tuple(as_contrib_span(span, contrib_scope, renamed) for span in finished(self))
 
     def get_metrics_data(self: Any) -> Any:
-        return as_contrib_metrics(metrics_data(self), contrib_scope)
+        return as_contrib_metrics(metrics_data(self), contrib_scope, renamed)
 
     InMemorySpanExporter.get_finished_spans = get_finished_spans  # type: ignore[method-assign]
     InMemoryMetricReader.get_metrics_data = get_metrics_data  # type: ignore[method-assign]
 
 
-def _scope(scope: Any, contrib_scope: str) -> Any:
+def _scope(scope: Any, contrib_scope: str, renamed: tuple[str, ...]) -> Any:
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-    if scope is None or scope.name != OUR_SCOPE:
+    if scope is None or scope.name not in renamed:
         return scope
     return InstrumentationScope(contrib_scope, scope.version, scope.schema_url, scope.attributes)
 
 
-def as_contrib_metrics(data: Any, contrib_scope: str) -> Any:
+def as_contrib_metrics(data: Any, contrib_scope: str, renamed: tuple[str, ...]) -> Any:
     """The metrics data with our instrumentation scope named as contrib's."""
     if data is None:
         return data
 
-    def renamed(scoped: Any) -> Any:
-        scope = _scope(scoped.scope, contrib_scope)
+    def as_contrib(scoped: Any) -> Any:
+        scope = _scope(scoped.scope, contrib_scope, renamed)
         return scoped if scope is scoped.scope else replace(scoped, scope=scope)
 
     resources = [
-        replace(resource, scope_metrics=[renamed(scoped) for scoped in resource.scope_metrics])
+        replace(resource, scope_metrics=[as_contrib(scoped) for scoped in resource.scope_metrics])
         for resource in data.resource_metrics
     ]
     return replace(data, resource_metrics=resources)
 
 
-def as_contrib_span(span: Any, contrib_scope: str) -> Any:
+def as_contrib_span(span: Any, contrib_scope: str, renamed: tuple[str, ...]) -> Any:
     """The span without our own attributes, under contrib's scope name if it is ours."""
     from opentelemetry.sdk.trace import ReadableSpan
 
@@ -60,7 +60,7 @@ def as_contrib_span(span: Any, contrib_scope: str) -> Any:
     ours = [key for key in attributes if key.startswith(_OURS)]
     if "client.address" in attributes and "http.request.method" not in attributes:
         ours.append("client.address")  # old names only: contrib's span has net.peer.ip alone
-    scope = _scope(span.instrumentation_scope, contrib_scope)
+    scope = _scope(span.instrumentation_scope, contrib_scope, renamed)
     if not ours and scope is span.instrumentation_scope:
         return span
     for key in ours:

@@ -29,7 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if name:
         ours = importlib.import_module(f"ours_{name}")
         ours.substitute()
-        normalize_views(ours.CONTRIB_SCOPE)
+        normalize_views(ours.CONTRIB_SCOPE, getattr(ours, "RENAMED_SCOPES", ("otel_user_tracking",)))
 
 
 @pytest.hookimpl(trylast=True)

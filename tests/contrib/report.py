@@ -137,6 +137,13 @@ def readme_section(by_design: dict[str, Any], comparisons: dict[str, Comparison]
             continue
         names = ", ".join(f"`{test.split('::')[-1]}`" for test in entry["tests"])
         lines.append(f"| {entry['suite']} | {names} | {entry['reason']} |")
+    diverging = [entry for entry in by_design.get("divergence", []) if entry["suite"] in comparisons]
+    if diverging:
+        lines += ["", "Known divergences, still to fix:", ""]
+        lines += ["| suite | contrib tests | what differs |", "| --- | --- | --- |"]
+        for entry in diverging:
+            names = ", ".join(f"`{test.split('::')[-1]}`" for test in entry["tests"])
+            lines.append(f"| {entry['suite']} | {names} | {entry['reason']} |")
     control = [entry for entry in by_design.get("control", []) if entry["suite"] in comparisons]
     if control:
         lines += [
