@@ -59,7 +59,7 @@ def test_every_listed_test_still_fails(comparison: report.Comparison) -> None:
 
 
 def test_readme_shows_the_counts_and_the_by_design_list() -> None:
-    """The README's compatibility section is what by_design.toml and this run make of it."""
+    """The compatibility page (docs/compatibility.md) is what by_design.toml and this run make of it."""
     by_design = report.load_by_design()
     comparisons = {name: _comparison(name) for name in suites.SUITES}
     text = report.README.read_text(encoding="utf-8")
@@ -67,5 +67,5 @@ def test_readme_shows_the_counts_and_the_by_design_list() -> None:
         f"`{suites.SUITES[name].distribution}` {found.version} " for name, found in comparisons.items()
     ]
     if not all(version in text for version in versions):
-        pytest.skip("the README describes other releases than the installed ones")
+        pytest.skip("the compatibility page describes other releases than the installed ones")
     assert report.readme_section(by_design, comparisons) in text

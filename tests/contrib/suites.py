@@ -4,7 +4,7 @@ pytest subprocess, against contrib's middleware (the control) and against ours.
 The sdist is downloaded at test time (``pip download --no-binary :all: --no-deps``) into a
 cache outside the repository (``~/.cache/otel-user-tracking/contrib``, or
 ``$OTEL_USER_TRACKING_CONTRIB_CACHE``); nothing of it is copied into the repository.
-``python -m tests.contrib.report`` rewrites the README's compatibility section from
+``python -m tests.contrib.report`` rewrites the compatibility page (docs/compatibility.md) from
 ``by_design.toml`` and a fresh run of every suite.
 """
 
