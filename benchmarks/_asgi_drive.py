@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for tests/_asgi.py
+from tests._asgi import http_scope as scope_of
 
 
 def http_scope(query_string: bytes, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     """The benchmarks' request: ``GET /users/7`` from 198.51.100.7 to host ``bench``."""
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/users/7",
-        "raw_path": b"/users/7",
-        "query_string": query_string,
-        "root_path": "",
-        "client": ("198.51.100.7", 50000),
-        "server": ("bench", 80),
-        "headers": [(b"host", b"bench"), *headers],
-    }
+    return scope_of(
+        "/users/7",
+        query=query_string,
+        headers=[(b"host", b"bench"), *headers],
+        client=("198.51.100.7", 50000),
+        server=("bench", 80),
+    )
 
 
 async def receive() -> dict[str, Any]:
