@@ -22,6 +22,8 @@ HTTP_ROUTE = "http.route"
 REQUEST_TYPE = "user_tracking.request_type"  # "http" | "websocket": the span is ours to convert
 VISITOR_ID = "user_tracking.visitor_id"
 SESSION_ID = "user_tracking.session_id"
+# The frontend's PostHog distinct id (X-POSTHOG-DISTINCT-ID) in the policy's form for user ids.
+POSTHOG_DISTINCT_ID = "user_tracking.posthog_distinct_id"
 REFERRER = "user_tracking.referrer"
 LOCALE = "user_tracking.locale"
 PRIVACY_SIGNAL = "user_tracking.privacy_signal"  # Sec-GPC: 1 or DNT: 1 was sent

@@ -34,6 +34,7 @@ from otel_user_tracking.store.dashboard import (
     render_page,
     svg,
 )
+from otel_user_tracking.store.dashboard.journey import JOURNEY_LIMIT
 from otel_user_tracking.store.report import build_report
 from otel_user_tracking.store.sqlite import schema as store
 
@@ -137,13 +138,17 @@ def test_custom_events_list_their_meta_keys(db: sqlite3.Connection, events: list
 def test_a_journey_is_that_persons_events_oldest_first(
     db: sqlite3.Connection, events: list[AnalyticsEvent], kind: str, field: str
 ) -> None:
-    """A journey holds exactly the person's pageviews, errors and custom events in the window, in order."""
+    """A journey holds exactly the person's pageviews, errors and custom events in the window, in order;
+    a user's also holds those of the visitor ids the user's events carry (before a login too)."""
     since_us = to_us(NOW - timedelta(days=7))
     value = next(getattr(e, field) for e in events if getattr(e, field))
     steps = journey(db, kind, (value,), since_us)  # type: ignore[arg-type]
+    window = [e for e in events if e.ts_us >= since_us]
+    linked = {e.visitor_id for e in window if kind == "user" and e.user_id == value and e.visitor_id}
     expected = sorted(
-        (e.ts_us, e.trace_id) for e in events if getattr(e, field) == value and e.ts_us >= since_us
+        (e.ts_us, e.trace_id) for e in window if getattr(e, field) == value or e.visitor_id in linked
     )
+    expected = expected[-JOURNEY_LIMIT:]  # the latest, as the page shows them
     assert [(step.ts_us, step.trace_id) for step in steps] == expected and len(steps) > 3
     latest = journey(db, kind, (value,), since_us, limit=3)  # type: ignore[arg-type]
     assert [(step.ts_us, step.trace_id) for step in latest] == expected[-3:]

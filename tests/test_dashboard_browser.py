@@ -231,10 +231,12 @@ def test_each_error_links_to_its_latest_trace_in_jaeger(
 def test_the_journey_search_finds_janes_events_in_order(
     browsed: dict[str, Any], demo_store: tuple[Path, str]
 ) -> None:
-    """Searching user-42 shows her pageviews, custom event and error oldest first, each with its trace."""
+    """Searching user-42 shows her pageviews before the login, then hers, her custom event and error,
+    oldest first, each with its trace."""
     with contextlib.closing(sqlite3.connect(demo_store[0])) as db:
         stored = db.execute(
-            "SELECT type, trace_id FROM events WHERE user_id = 'user-42' ORDER BY ts_us, id"
+            "SELECT type, trace_id FROM events WHERE user_id = 'user-42' OR visitor_id IN "
+            "(SELECT visitor_id FROM events WHERE user_id = 'user-42') ORDER BY ts_us, id"
         ).fetchall()
     journey = browsed["journey"]
     assert journey["search"].startswith("?since=7d&journey=") and "user-42" not in journey["search"]
@@ -243,7 +245,9 @@ def test_the_journey_search_finds_janes_events_in_order(
         (kind, f"{JAEGER}/trace/{trace_id}") for kind, trace_id in stored
     ]
     assert [step["what"] for step in steps] == [
+        "POST /login",  # before the login: anonymous, by her visitor id
         "GET /me",
+        "GET /products/{product_id}",  # a page that does not read the user: anonymous too
         "POST /checkout",
         "CHECKOUT_COMPLETED",
         "GET /boom",

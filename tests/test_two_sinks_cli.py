@@ -29,10 +29,11 @@ def test_posthog_and_segment_sinks_both_get_every_event(tmp_path: Path) -> None:
         received = list(capture.received)
     posthog = [event for r in received if r.path == "/batch/" for event in r.json["batch"]]
     segment = [event for r in received if r.path == "/v1/batch" for event in r.json["batch"]]
+    # The logged-in checkout is the visitor's first: each backend is told once who it is.
     assert sorted(event["event"] for event in posthog) == sorted(
-        ["$pageview"] * 6 + ["CHECKOUT_COMPLETED", "$exception"]
+        ["$pageview"] * 6 + ["CHECKOUT_COMPLETED", "$exception", "$identify"]
     ), server.stderr
-    assert sorted(event["type"] for event in segment) == ["page"] * 6 + ["track"] * 2
+    assert sorted(event["type"] for event in segment) == ["identify"] + ["page"] * 6 + ["track"] * 2
     # The same events, by id: PostHog's uuid and Segment's messageId are our event_id.
     assert {event["uuid"] for event in posthog} == {event["messageId"] for event in segment}
     for secret in ("phc_testkey123", "seg_writekey"):

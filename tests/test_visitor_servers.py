@@ -18,12 +18,14 @@ from ._uvicorn import CLIENT_HOST, SERVER_HOST, UvicornServer, app_with_store, r
 APP = textwrap.dedent(
     """
     import os
+    import time
 
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
     async def page(request):
+        time.sleep(0.02)  # holds this worker's loop, so the other worker accepts the next ones
         return PlainTextResponse(str(os.getpid()))
 
     app = Starlette(routes=[Route("/items/{n}", page)])
@@ -79,6 +81,7 @@ def _serve(server: UvicornServer) -> tuple[int, set[str]]:
     return completed, pids
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SERVERS))
 def test_one_browser_is_one_visitor_across_two_workers_and_a_restart(tmp_path: Path, name: str) -> None:
     """Two workers serving one address and agent, then a restart the same day: the report says 1 visitor."""

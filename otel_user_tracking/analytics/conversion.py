@@ -85,6 +85,7 @@ _FILTERED_KEEPS = tuple(
         "span_id",
     )
 )
+_POSTHOG_DISTINCT_ID = _AT["posthog_distinct_id"]
 _ERROR_TYPE, _ERROR_MESSAGE, _ERROR_STACKTRACE, _META = (
     _AT[name] for name in ("error_type", "error_message", "error_stacktrace", "meta_json")
 )
@@ -207,6 +208,7 @@ def _request_fields(span: ReadableSpan, attributes: Mapping[str, Any], config: C
     if not (config.honor_privacy_signals and get(attrs.PRIVACY_SIGNAL)):
         row[_CLIENT_ADDRESS] = get(attrs.CLIENT_ADDRESS)
         row[_VISITOR_ID] = get(attrs.VISITOR_ID)
+        row[_POSTHOG_DISTINCT_ID] = get(attrs.POSTHOG_DISTINCT_ID)
         # Semantic-convention and our own attributes are strings; user fields set by other
         # code may not be, and the policy's outputs are.
         user = tuple(map(get, attrs.USER_FIELD_KEYS))

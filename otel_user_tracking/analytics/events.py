@@ -154,6 +154,7 @@ class EventRecord(NamedTuple):
     user_name: Optional[str] = None
     user_email: Optional[str] = None
     visitor_id: Optional[str] = None
+    posthog_distinct_id: Optional[str] = None
     session_id: Optional[str] = None
     service_name: Optional[str] = None
     deployment_environment: Optional[str] = None
@@ -168,7 +169,9 @@ FIELDS: tuple[str, ...] = EventRecord._fields
 # The user's fields besides the id (``user_name``, ``user_email``): what sinks send as traits,
 # with the extra fields (``user_extra``) beside them.
 USER_TRAITS: tuple[str, ...] = tuple(
-    name for name in FIELDS if name.startswith("user_") and name not in ("user_id", "user_extra")
+    name
+    for name in FIELDS
+    if name.startswith("user_") and name not in ("user_id", "user_extra", "user_agent")
 )
 _TRAIT_NAMES = tuple((field, field[len("user_") :]) for field in USER_TRAITS)
 _DEFAULTS: dict[str, Any] = dict(EventRecord._field_defaults)

@@ -16,6 +16,14 @@ from .client_address import MAX_HOP_CHARS, MAX_HOPS
 
 _MAX_HEADER_CHARS = 2048
 _MAX_SHORT = 256
+_MAX_SESSION = 128
+_MAX_DISTINCT_ID = 200  # PostHog's own limit on a distinct id
+# posthog-js's tracing headers (PostHog's Django middleware reads the same): a session id
+# read when the app's own session header is absent, and the frontend's distinct id.
+POSTHOG_SESSION_HEADER = "x-posthog-session-id"
+POSTHOG_DISTINCT_HEADER = "x-posthog-distinct-id"
+_POSTHOG_SESSION = POSTHOG_SESSION_HEADER.encode()
+_POSTHOG_DISTINCT = POSTHOG_DISTINCT_HEADER.encode()
 _MAX_FORWARDED_ELEMENT = 512  # for=...;by=...;host=...;proto=...
 _ENVIRON_CHAINS = (("HTTP_X_FORWARDED_FOR", MAX_HOP_CHARS), ("HTTP_FORWARDED", _MAX_FORWARDED_ELEMENT))
 _LOCALE = re.compile(r"^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*$")
@@ -33,6 +41,7 @@ class RequestFacts(NamedTuple):
     host: Optional[str]
     privacy_signal: bool
     session_id: Optional[str]
+    posthog_distinct_id: Optional[str] = None
 
     @property
     def locale(self) -> Optional[str]:
@@ -60,7 +69,10 @@ def read_facts(scope: MutableMapping[str, Any], session_header: str) -> RequestF
             peer = str(client[0])
         except (TypeError, IndexError):
             peer = None
-    session = headers.get(session_header.encode("latin-1")) if session_header else None
+    session = distinct = None
+    if session_header:  # no session header: neither of PostHog's is read either
+        session = headers.get(session_header.encode("latin-1")) or headers.get(_POSTHOG_SESSION)
+        distinct = headers.get(_POSTHOG_DISTINCT)
     return RequestFacts(
         peer=peer,
         user_agent=_short(headers.get(b"user-agent"), 512),
@@ -71,7 +83,8 @@ def read_facts(scope: MutableMapping[str, Any], session_header: str) -> RequestF
         host=_short(headers.get(b"host"), _MAX_SHORT),
         privacy_signal=headers.get(b"sec-gpc", b"").strip() == b"1"
         or headers.get(b"dnt", b"").strip() == b"1",
-        session_id=_short(session, 128),
+        session_id=_short(session, _MAX_SESSION),
+        posthog_distinct_id=_short(distinct, _MAX_DISTINCT_ID),
     )
 
 
@@ -88,9 +101,10 @@ def read_environ_facts(environ: MutableMapping[str, Any], session_header: str) -
         if value:
             forwarded_chains[key] = _rightmost_chain([_latin1(value)], element_limit)
     peer = get("REMOTE_ADDR") or None
-    session = None
+    session = distinct = None
     if session_header:
-        session = get("HTTP_" + session_header.upper().replace("-", "_"))
+        session = get("HTTP_" + session_header.upper().replace("-", "_")) or get("HTTP_X_POSTHOG_SESSION_ID")
+        distinct = get("HTTP_X_POSTHOG_DISTINCT_ID")
     return RequestFacts(
         peer=peer if isinstance(peer, str) else None,
         user_agent=_short_text(get("HTTP_USER_AGENT"), 512),
@@ -100,7 +114,8 @@ def read_environ_facts(environ: MutableMapping[str, Any], session_header: str) -
         forwarded=forwarded_chains.get("HTTP_FORWARDED"),
         host=_short_text(get("HTTP_HOST"), _MAX_SHORT),
         privacy_signal=str(get("HTTP_SEC_GPC", "")).strip() == "1" or str(get("HTTP_DNT", "")).strip() == "1",
-        session_id=_short_text(session, 128),
+        session_id=_short_text(session, _MAX_SESSION),
+        posthog_distinct_id=_short_text(distinct, _MAX_DISTINCT_ID),
     )
 
 

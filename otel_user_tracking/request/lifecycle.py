@@ -68,6 +68,11 @@ class RequestView:
             visitor = prepared.visitors.visitor_id(client or "", facts.user_agent or "")
             if visitor is not None:  # None: the day's salt is not known yet (salts/stored.py)
                 values[attrs.VISITOR_ID] = visitor
+            if facts.posthog_distinct_id:
+                # The frontend may have identified the person by the raw user id: the same policy.
+                distinct = policy.apply_id(facts.posthog_distinct_id)
+                if distinct:
+                    values[attrs.POSTHOG_DISTINCT_ID] = distinct
         # user_agent.synthetic.type of a bot or a monitor, unless another layer set one
         self.synthetic: Optional[str] = None
         if config.registered_names:

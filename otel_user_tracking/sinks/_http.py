@@ -29,8 +29,10 @@ from ..analytics.sink import (
 )
 from ..sink_urls import mask_url, sink_name
 from ..version import __version__
+from ._identified import IdentifiedPairs, Pair
 
 T = TypeVar("T")
+Linking = dict[int, Pair]  # id() of the event whose request tells a new pair -> the pair
 
 RETRYABLE_STATUSES = frozenset({408, 429})
 MAX_ANSWER_CHARS = 80
@@ -229,6 +231,7 @@ class HTTPBatchSink(ABC):
         self.name = name
         self._kind = kind
         self._transport = HTTPTransport(name, timeout=timeout, secrets=secrets)
+        self._identified = IdentifiedPairs()
 
     @cached_property
     def identity(self) -> str:
@@ -248,13 +251,23 @@ class HTTPBatchSink(ABC):
         """Extra keyword arguments of ``HTTPTransport.post_bytes`` (headers, auth)."""
         return {}
 
+    def identify(self, event: AnalyticsEvent) -> Optional[tuple[Pair, Any]]:
+        """The backend's message telling that the event's anonymous id is its user, with the
+        (anonymous id, user id) pair it links; None when there is nothing to link. Sent once
+        per pair and process, in the request of the pair's first event, just before it."""
+        return None
+
     def send(self, batch: Sequence[AnalyticsEvent]) -> Optional[SendResult]:
-        encoded = [(event, encode_json(self.encode(event))) for event in batch]
+        encoded, linking = self._encode(batch)
         parts, oversized = split_by_size(encoded, self.max_event_bytes, self.max_body_bytes - 1024)
         too_large = f"{len(oversized)} events over {self.max_event_bytes // 1024} KiB" if oversized else ""
         for index, part in enumerate(parts):
             try:
                 self._post(part)
+                for event, _ in part:
+                    pair = linking.get(id(event))
+                    if pair is not None:
+                        self._identified.remember(pair)
             except SinkError as exc:
                 if index == 0 and not oversized:
                     raise  # the whole batch failed
@@ -266,6 +279,21 @@ class HTTPBatchSink(ABC):
                     )
                 return SendResult(failed=len(rest), dropped=len(oversized), reason=reason)
         return SendResult(dropped=len(oversized), reason=too_large, kind="too large") if oversized else None
+
+    def _encode(self, batch: Sequence[AnalyticsEvent]) -> tuple[list[tuple[AnalyticsEvent, bytes]], Linking]:
+        """Each event's bytes, an identify message first where a pair is new (once a batch);
+        and which event carries which pair, remembered once its request was accepted."""
+        encoded = []
+        linking: Linking = {}
+        told = self._identified
+        for event in batch:
+            data = encode_json(self.encode(event))
+            link = self.identify(event) if event.user_id else None
+            if link is not None and link[0] not in told and link[0] not in linking.values():
+                linking[id(event)] = link[0]
+                data = encode_json(link[1]) + b"," + data  # one more element of the batch array
+            encoded.append((event, data))
+        return encoded, linking
 
     def _post(self, part: Sequence[tuple[AnalyticsEvent, bytes]]) -> None:
         head = encode_json(self.envelope())

@@ -5,7 +5,11 @@ it in tests/test_sink_oracles.py): ``$pageview`` with ``$current_url``/``$pathna
 ``$referrer``; errors as ``$exception`` with ``$exception_list``; custom events by name with
 their meta as properties. ``distinct_id`` is the policy-processed user id, else the cookieless
 visitor id with ``$process_person_profile: false`` so anonymous traffic creates no person
-profiles. ``uuid`` is the event's ``event_id``: PostHog deduplicates a retried batch.
+profiles (the frontend's ``X-POSTHOG-DISTINCT-ID`` instead, when it sent one). The first
+logged-in event of a visitor (once per visitor, user and process) is preceded by a
+``$identify`` event with ``$anon_distinct_id``, which merges what the visitor did before
+logging in into the user's person. ``uuid`` is the event's ``event_id``: PostHog
+deduplicates a retried batch.
 ``$ip`` is sent only when the policy lets the event have a client address; otherwise
 ``$geoip_disable`` stops PostHog from geolocating the sender's (the server's) address.
 """
@@ -13,12 +17,13 @@ profiles. ``uuid`` is the event's ``event_id``: PostHog deduplicates a retried b
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Optional
 
 from ..analytics.events import AnalyticsEvent
 from ..sink_urls import SinkURL
 from ..version import __version__
 from ._http import HTTPBatchSink, required_key
+from ._identified import Pair, identify_id, visitor_pair
 from ._traceback import parse_traceback
 
 MAX_EVENT_BYTES = 900 * 1024  # the posthog SDK's MAX_MSG_SIZE
@@ -92,7 +97,7 @@ def to_posthog(event: AnalyticsEvent) -> dict[str, Any]:
         if person:
             properties["$set"] = person
     else:
-        distinct_id = event.visitor_id or event.event_id
+        distinct_id = anonymous_id(event) or event.event_id
         properties["$process_person_profile"] = False
     if event.type == "pageview":
         name = "$pageview"
@@ -111,6 +116,30 @@ def to_posthog(event: AnalyticsEvent) -> dict[str, Any]:
         "properties": properties,
         "timestamp": _timestamp(event.timestamp),
         "uuid": event.event_id,
+    }
+
+
+def anonymous_id(event: AnalyticsEvent) -> Optional[str]:
+    """Who the event is before a login: the frontend's distinct id (``X-POSTHOG-DISTINCT-ID``,
+    so backend and frontend events are one person), else the cookieless visitor id."""
+    return event.posthog_distinct_id or event.visitor_id
+
+
+def to_posthog_identify(event: AnalyticsEvent, anonymous: str) -> dict[str, Any]:
+    """The ``$identify`` event merging the ``anonymous`` distinct id into the event's user:
+    PostHog's ingestion links the anonymous person's events (those sent before too) to them."""
+    properties: dict[str, Any] = {"$lib": LIB, "$lib_version": __version__, "$anon_distinct_id": anonymous}
+    traits = event.user_traits()
+    if traits:
+        properties["$set"] = traits
+    if not event.client_address:
+        properties["$geoip_disable"] = True
+    return {
+        "event": "$identify",
+        "distinct_id": event.user_id,
+        "properties": properties,
+        "timestamp": _timestamp(event.timestamp),
+        "uuid": identify_id(event),
     }
 
 
@@ -138,6 +167,10 @@ class PostHogSink(HTTPBatchSink):
 
     def encode(self, event: AnalyticsEvent) -> dict[str, Any]:
         return to_posthog(event)
+
+    def identify(self, event: AnalyticsEvent) -> Optional[tuple[Pair, Any]]:
+        pair = visitor_pair(event, anonymous_id(event))
+        return None if pair is None else (pair, to_posthog_identify(event, pair[0]))
 
     def envelope(self) -> dict[str, Any]:
         return {

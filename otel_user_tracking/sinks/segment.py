@@ -3,8 +3,11 @@
 Pageviews are ``page`` calls (``name`` = the route, ``properties.path/url/referrer``);
 custom events are ``track`` calls by name with meta as properties; errors are ``track``
 calls named ``Exception Occurred`` (configurable). ``userId`` is the policy-processed user id,
-else ``anonymousId`` is the visitor id. ``context`` carries ``ip`` (only when the policy lets
-the event have a client address), ``userAgent``, ``locale``, ``page`` and ``campaign``.
+and ``anonymousId`` the visitor id (beside ``userId`` too, as analytics.js keeps it after a
+login). A visitor's first logged-in call (once per visitor, user and process) is preceded by
+an ``identify`` call with ``userId``, ``anonymousId`` and the traits. ``context`` carries
+``ip`` (only when the policy lets the event have a client address), ``userAgent``,
+``locale``, ``page`` and ``campaign``.
 ``messageId`` is the event's ``event_id``, so Segment deduplicates retries. Limits are
 Segment's: 32 KB per message (larger ones are dropped, counted, logged once) and 500 KB per
 request (batches are split).
@@ -19,6 +22,7 @@ from ..analytics.events import AnalyticsEvent
 from ..sink_urls import SinkURL
 from ..version import __version__
 from ._http import HTTPBatchSink, required_key
+from ._identified import Pair, identify_id, visitor_pair
 
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1000  # analytics-python stays under 475 000 to leave room for the envelope
@@ -66,6 +70,8 @@ def to_segment(event: AnalyticsEvent, error_event_name: str = "Exception Occurre
     }
     if event.user_id:
         message["userId"] = event.user_id
+        if event.visitor_id:  # kept after the login, as analytics.js keeps it
+            message["anonymousId"] = event.visitor_id
     else:
         message["anonymousId"] = event.visitor_id or event.event_id
     properties: dict[str, Any] = {}
@@ -97,6 +103,21 @@ def to_segment(event: AnalyticsEvent, error_event_name: str = "Exception Occurre
         properties.setdefault("status_code", event.status_code)
     message["properties"] = {key: value for key, value in properties.items() if value is not None}
     return message
+
+
+def to_segment_identify(event: AnalyticsEvent) -> dict[str, Any]:
+    """The ``identify`` call tying the visitor (``anonymousId``) to the user, with their traits."""
+    context: dict[str, Any] = {"library": LIBRARY, **event.renamed(_CONTEXT)}
+    return {
+        "type": "identify",
+        "userId": event.user_id,
+        "anonymousId": event.visitor_id,
+        "traits": event.user_traits(),
+        "context": context,
+        "integrations": {},
+        "timestamp": _timestamp(event.timestamp),
+        "messageId": identify_id(event),
+    }
 
 
 class SegmentSink(HTTPBatchSink):
@@ -131,6 +152,10 @@ class SegmentSink(HTTPBatchSink):
 
     def encode(self, event: AnalyticsEvent) -> dict[str, Any]:
         return to_segment(event, self.error_event_name)
+
+    def identify(self, event: AnalyticsEvent) -> Optional[tuple[Pair, Any]]:
+        pair = visitor_pair(event)
+        return None if pair is None else (pair, to_segment_identify(event))
 
     def envelope(self) -> dict[str, Any]:
         # As analytics-python: the key both as basic-auth user and in the body.

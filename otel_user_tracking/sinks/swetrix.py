@@ -6,6 +6,10 @@ custom events ``POST {base}/custom`` (``pid``, ``ev``, ``pg``, ``meta``), errors
 Every request carries the visitor's ``User-Agent`` and, where the policy lets the event have
 an address, ``X-Client-IP-Address``: Swetrix derives unique visitors from the two, so with
 ``ip="drop"`` it counts visitors less precisely. ``profileId`` is the policy-processed user id.
+A visitor's first logged-in event (once per visitor, user and process) is preceded by
+``POST {base}/identify`` (``pid``, ``profileId``, ``traits``), with which Swetrix links the
+anonymous profile it derives from the address and agent to the user's: only where the
+event has an address (without one Swetrix would derive it from this server's address).
 
 Swetrix takes one event per request, so a batch is sent concurrently over the pooled
 connections (at most ``concurrency`` at once) and only the events that failed with a
@@ -15,6 +19,7 @@ with what the status means (logged once per kind by the pipeline) and counted as
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,9 +36,11 @@ from ..analytics.sink import (
 )
 from ..sink_urls import SinkURL, mask_url, sink_name
 from ._http import HTTPTransport, normalized_url
+from ._identified import IdentifiedPairs, Pair, visitor_pair
 
 PROJECT_ID = re.compile(r"^[A-Za-z0-9-]{12}$")
 MAX_EVENT_NAME = 256
+MAX_TRAITS_CHARS = 2000  # Swetrix's limit on a profile's traits, keys and values together
 _MEANING = {
     400: "Swetrix rejected the event (an unknown project id or an invalid field)",
     402: "the Swetrix account is over its plan's event limit",
@@ -89,6 +96,22 @@ def to_swetrix(event: AnalyticsEvent, project_id: str) -> tuple[str, dict[str, A
     return suffix, payload, headers
 
 
+def to_swetrix_identify(event: AnalyticsEvent, project_id: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """(JSON payload, headers) of ``POST {base}/identify``: Swetrix links the anonymous profile
+    it derives from the address and agent to the user's profile, with the user's traits."""
+    payload: dict[str, Any] = {"pid": project_id, "profileId": event.user_id}
+    traits = {key: value for key, value in event.user_traits().items() if isinstance(value, str)}
+    if traits and sum(len(key) + len(value) for key, value in traits.items()) <= MAX_TRAITS_CHARS:
+        payload["traits"] = traits
+    return payload, {"User-Agent": event.user_agent or "", "X-Client-IP-Address": event.client_address or ""}
+
+
+def _identifies(event: AnalyticsEvent) -> Optional[Pair]:
+    """The pair an identify would link; only with the visitor's address: without it Swetrix
+    would derive the anonymous profile from this server's address, which every visitor shares."""
+    return visitor_pair(event) if event.client_address else None
+
+
 class SwetrixSink:
     """Send events to Swetrix (cloud or self-hosted).
 
@@ -123,6 +146,7 @@ class SwetrixSink:
         self._transport = HTTPTransport(
             self.name, timeout=timeout, pool_size=concurrency, secrets=(project_id,)
         )
+        self._identified = IdentifiedPairs()
         self._pool = ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix="otel-user-tracking-swetrix"
         )
@@ -133,7 +157,13 @@ class SwetrixSink:
         return configuration_identity("swetrix", normalized_url(self.url), self.project_id)
 
     def send(self, batch: Sequence[AnalyticsEvent]) -> Optional[SendResult]:
-        outcomes = list(self._pool.map(self._send_one, batch))
+        first_of: dict[Pair, AnalyticsEvent] = {}  # the event that carries a new pair's identify
+        for event in batch:
+            pair = _identifies(event)
+            if pair is not None and pair not in self._identified:
+                first_of.setdefault(pair, event)
+        linking = {id(event): pair for pair, event in first_of.items()}
+        outcomes = list(self._pool.map(lambda event: self._send_one(event, linking.get(id(event))), batch))
         retry = [event for event, error in zip(batch, outcomes) if isinstance(error, RetryableSinkError)]
         refused = [error for error in outcomes if isinstance(error, PermanentSinkError)]
         if not retry and not refused:
@@ -148,9 +178,14 @@ class SwetrixSink:
             kind=first.kind,
         )
 
-    def _send_one(self, event: AnalyticsEvent) -> Optional[SinkError]:
+    def _send_one(self, event: AnalyticsEvent, pair: Optional[Pair] = None) -> Optional[SinkError]:
         suffix, payload, headers = to_swetrix(event, self.project_id)
         try:
+            if pair is not None:  # the identify first; refused for good, it is not tried again
+                identify, identify_headers = to_swetrix_identify(event, self.project_id)
+                with contextlib.suppress(PermanentSinkError):
+                    self._transport.post_json(self.url + "/identify", identify, headers=identify_headers)
+                self._identified.remember(pair)
             self._transport.post_json(self.url + suffix, payload, headers=headers)
         except SinkError as exc:
             return exc

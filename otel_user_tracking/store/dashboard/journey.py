@@ -13,7 +13,7 @@ import re
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 from ...env import ENV_PREFIX, policy_from_env
 from ...policy import FIELD_MODES, HASH_KEY_ENV, TagPolicy
@@ -126,25 +126,67 @@ def journey(
 ) -> tuple[Step, ...]:
     """The latest ``limit`` events of the person with any of ``values`` since ``since_us``, oldest first.
 
-    The window's entries of a covering ``(type, ts_us, ...)`` index that holds the id are
-    read, and only matching rows are read from the table.
+    A user's journey also holds what their visitor ids did while not logged in: a visitor
+    id lives one UTC day (its salt's), so the anonymous pageviews before a login that day
+    (and after a logout) join the user's. The window's entries of a covering
+    ``(type, ts_us, ...)`` index that holds the id are read, and only matching rows are
+    read from the table.
     """
     if kind not in ID_KINDS:
         raise ValueError(f"kind must be one of {', '.join(ID_KINDS)}, not {kind!r}")
     if not values:
         return ()
     db = as_reader(source)
-    column, index = _ID_INDEXES[kind]
-    marks = ", ".join("?" * len(values))
-    where = f"type IN ('pageview', 'error', 'custom') AND ts_us >= ? AND {column} IN ({marks})"
-    params = (since_us, *values, limit)
-    select = f"SELECT {_STEP_COLUMNS} FROM {TABLE}"
-    order = "ORDER BY ts_us DESC, id DESC LIMIT ?"
-    # Several indexes start with (type, ts_us); only this one holds the id, so rows of other
-    # people are skipped inside the index. A store without it (older schema) still answers.
+    parts = [(kind, values)]
+    if kind == "user":
+        visitors = _visitors_of(db, values, since_us)
+        if visitors:
+            parts.append(("visitor", visitors))
+    # A store without the indexes (an older schema) still answers, unhinted.
     try:
-        hinted = f"SELECT {_STEP_COLUMNS} FROM {db.dialect.indexed(index)}"
-        rows = db.execute(f"{hinted} WHERE {where} {order}", params).fetchall()
+        rows = _steps(db, parts, since_us, limit, hinted=True)
     except sqlite3.OperationalError:
-        rows = db.execute(f"{select} WHERE {where} {order}", params).fetchall()
-    return tuple(Step(*row) for row in reversed(rows))
+        rows = _steps(db, parts, since_us, limit, hinted=False)
+    return tuple(Step(*row[:-1]) for row in reversed(rows))
+
+
+def _steps(
+    db: Reader, parts: list[tuple[IdKind, tuple[str, ...]]], since_us: int, limit: int, *, hinted: bool
+) -> list[Any]:
+    """The latest steps whose id of each part's kind is one of its values, newest first.
+
+    Several indexes start with (type, ts_us); only the hinted one holds the id, so rows of
+    other people are skipped inside the index. UNION: an event that matches two parts (a
+    logged-in pageview, by its user and by its visitor) is one step.
+    """
+    selects: list[str] = []
+    params: list[object] = []
+    for kind, values in parts:
+        column, index = _ID_INDEXES[kind]
+        table = db.dialect.indexed(index) if hinted else TABLE
+        marks = ", ".join("?" * len(values))
+        selects.append(
+            f"SELECT {_STEP_COLUMNS}, id FROM {table} WHERE {_JOURNEY_TYPES} AND {column} IN ({marks})"
+        )
+        params.extend((since_us, *values))
+    sql = f"{' UNION '.join(selects)} ORDER BY ts_us DESC, id DESC LIMIT ?"
+    return list(db.execute(sql, (*params, limit)).fetchall())
+
+
+_JOURNEY_TYPES = "type IN ('pageview', 'error', 'custom') AND ts_us >= ?"
+MAX_LINKED_VISITORS = 64  # visitor ids of one user linked into a journey (one a day and device)
+
+
+def _visitors_of(db: Reader, users: tuple[str, ...], since_us: int) -> tuple[str, ...]:
+    """The visitor ids the users' events carry in the window (at most ``MAX_LINKED_VISITORS``)."""
+    marks = ", ".join("?" * len(users))
+    sql = (
+        f"SELECT DISTINCT visitor_id FROM {{table}} WHERE {_JOURNEY_TYPES} "
+        f"AND user_id IN ({marks}) AND visitor_id IS NOT NULL ORDER BY visitor_id LIMIT ?"
+    )
+    params = (since_us, *users, MAX_LINKED_VISITORS)
+    try:
+        rows = db.execute(sql.format(table=db.dialect.indexed(_ID_INDEXES["user"][1])), params).fetchall()
+    except sqlite3.OperationalError:
+        rows = db.execute(sql.format(table=TABLE), params).fetchall()
+    return tuple(str(visitor) for (visitor,) in rows)
