@@ -16,6 +16,8 @@ from .analytics.sink import Sink
 # scheme (without +http/+https) -> (module relative to the package, expected form shown in errors)
 SINK_SCHEMES: dict[str, tuple[str, str]] = {
     "sqlite": ("store.sqlite.sink", "sqlite:///path/to/analytics.db"),
+    "postgresql": ("store.postgres.sink", "postgresql://user:password@host:5432/database"),
+    "postgres": ("store.postgres.sink", "postgresql://user:password@host:5432/database"),
     "jsonl": ("sinks.jsonl", "jsonl:///path/to/events.jsonl"),
     "console": ("sinks.console", "console"),
     "memory": ("sinks.memory", "memory"),

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ._otlp_receiver import OTLPReceiver
+from ._postgres import PostgresServer, postgres_server
 
 # Our own bugs re-raise in in-process tests instead of being logged and swallowed.
 os.environ["OTEL_PYTHON_USER_TRACKING_RAISE_INTERNAL_ERRORS"] = "1"
@@ -71,3 +72,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("contrib's own test suites against ours")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session (tests/_postgres.py); skipped where none is installed."""
+    with postgres_server() as server:
+        yield server

@@ -19,18 +19,20 @@ from .jsonl import JSONLinesSink
 from .memory import InMemorySink
 
 if TYPE_CHECKING:
+    from ..store.postgres.sink import PostgreSQLSink
     from .otlp import OTLPLogsSink
     from .posthog import PostHogSink
     from .segment import SegmentSink
     from .swetrix import SwetrixSink
     from .webhook import WebhookSink
 
-_LAZY = {
-    "OTLPLogsSink": "otlp",
-    "PostHogSink": "posthog",
-    "SegmentSink": "segment",
-    "SwetrixSink": "swetrix",
-    "WebhookSink": "webhook",
+_LAZY = {  # module relative to this package
+    "OTLPLogsSink": ".otlp",
+    "PostHogSink": ".posthog",
+    "PostgreSQLSink": "..store.postgres.sink",
+    "SegmentSink": ".segment",
+    "SwetrixSink": ".swetrix",
+    "WebhookSink": ".webhook",
 }
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "OTLPLogsSink",
     "PermanentSinkError",
     "PostHogSink",
+    "PostgreSQLSink",
     "RetryableSinkError",
     "SQLiteSink",
     "SegmentSink",
@@ -60,6 +63,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value

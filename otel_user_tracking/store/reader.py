@@ -187,6 +187,7 @@ class SQLiteReader(Reader):
         return False
 
 
+_SNAPSHOT_ID = re.compile(r"^[0-9A-F-]+$")
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\?|%")
 
 
@@ -223,9 +224,11 @@ class PostgresReader(Reader):
         """The others import this transaction's snapshot (``pg_export_snapshot``): always shared."""
         self.begin()
         (snapshot,) = self.execute("SELECT pg_export_snapshot()").fetchone()
+        if not _SNAPSHOT_ID.match(str(snapshot)):
+            return False  # not the form SET TRANSACTION SNAPSHOT takes (it binds no parameter)
         for other in others:
             other.begin()
-            other.execute("SET TRANSACTION SNAPSHOT ?", (snapshot,))
+            other.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
         return True
 
     def plan(self, sql: str, params: Sequence[object] = ()) -> list[str]:
