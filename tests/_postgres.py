@@ -123,9 +123,8 @@ class PostgresServer:
         self._run(str(self.binaries / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def restart(self, mode: str = "fast") -> None:
-        self._run(
-            str(self.binaries / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-m", mode, "-w", "restart"
-        )
+        pg_ctl = str(self.binaries / "pg_ctl")
+        self._run(pg_ctl, "-D", str(self.data), "-l", str(self.log), "-m", mode, "-w", "restart")
 
     def url(self, database: str = "postgres", password: str = PASSWORD) -> str:
         return f"postgresql://{USER}:{password}@127.0.0.1:{self.port}/{database}"

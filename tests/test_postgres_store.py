@@ -80,7 +80,7 @@ def test_a_batch_sent_twice_is_stored_once(postgres: PostgresServer, events: lis
 
 
 def test_the_url_names_the_sink_without_its_password(postgres: PostgresServer) -> None:
-    """``postgresql://user:password@host/db`` builds the sink; its name, repr and identity hide the password."""
+    """A ``postgresql://user:password@host/db`` URL builds the sink; its name and repr hide the password."""
     url = postgres.database()
     sink = sink_from_url(url)
     assert isinstance(sink, PostgreSQLSink)
