@@ -15,11 +15,7 @@ PACKAGE = "otel_user_tracking"
 
 # Loops that exist today, each with why and what would end it. The tests fail on any other
 # loop, and on a listed one that is gone (take it off the list).
-KNOWN_MODULE_LOOPS = {
-    # The PostgreSQL connection raises the reader's StoreUnavailable, and the reader opens its
-    # connections lazily; ends when StoreUnavailable lives in a module of its own.
-    frozenset({"otel_user_tracking.store.postgres.connection", "otel_user_tracking.store.reader"}),
-}
+KNOWN_MODULE_LOOPS: set[frozenset[str]] = set()
 KNOWN_FOLDER_LOOPS: set[frozenset[str]] = set()
 
 

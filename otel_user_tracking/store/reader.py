@@ -19,18 +19,35 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar, Union
 
 from ..sink_urls import mask_url
+from .errors import StoreUnavailable
 from .sqlite.schema import TABLE, connect_readonly
 
 if TYPE_CHECKING:
     import psycopg
 
+__all__ = [
+    "POSTGRES",
+    "SQLITE",
+    "Dialect",
+    "PostgresReader",
+    "Reader",
+    "Rows",
+    "SQLiteReader",
+    "Source",
+    "StoreUnavailable",
+    "as_reader",
+    "is_postgres",
+    "open_reader",
+    "postgres_sql",
+    "reading",
+    "shown",
+    "sqlite_path",
+    "store_errors",
+    "undecodable",
+]
 _T = TypeVar("_T")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 Source = Union[str, Path]
-
-
-class StoreUnavailable(Exception):
-    """A PostgreSQL store could not be reached or read; the message names it without credentials."""
 
 
 class Rows(Protocol):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...sink_urls import mask_url
-from ..reader import StoreUnavailable
+from ..errors import StoreUnavailable
 from ..sqlite.schema import COLUMNS, TABLE
 from .schema import (
     MIGRATIONS,

@@ -29,7 +29,7 @@ from ...sinks._base import (
     configuration_identity,
 )
 from ...sinks._url import SinkURL, mask_url, sink_name
-from ..reader import StoreUnavailable
+from ..errors import StoreUnavailable
 from ..sqlite.schema import COLUMNS, TABLE
 from .connection import CONNECT_TIMEOUT, connect, explain, migrate
 from .partitions import Partitions
