@@ -61,6 +61,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "IF document IS NULL THEN RETURN; END IF; "
         "RETURN QUERY SELECT jsonb_object_keys(document::jsonb); "
         "EXCEPTION WHEN others THEN RETURN; END $$",
+        # The visitor-id salt of each UTC day still in use (postgres/salts.py).
+        "CREATE TABLE IF NOT EXISTS visitor_salts (day integer PRIMARY KEY, salt bytea NOT NULL)",
     ),
 )
 

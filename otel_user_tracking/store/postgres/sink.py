@@ -18,7 +18,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from operator import itemgetter
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 from ..._throttle import ThrottledLog
 from ...analytics.events import FIELDS, AnalyticsEvent
@@ -26,6 +26,7 @@ from ...sinks._base import (
     PermanentSinkError,
     RetryableSinkError,
     SendResult,
+    SinkError,
     configuration_identity,
 )
 from ...sinks._url import SinkURL, mask_url, sink_name
@@ -35,7 +36,11 @@ from .connection import CONNECT_TIMEOUT, connect, explain, migrate
 from .partitions import Partitions
 from .schema import SchemaError
 
+if TYPE_CHECKING:
+    from .salts import PostgresDaySalts
+
 _logger = logging.getLogger(__name__)
+SinkErrorT = TypeVar("SinkErrorT", bound=SinkError)
 
 MAINTENANCE_INTERVAL = 60.0
 STATEMENT_TIMEOUT_MS = 30_000
@@ -102,6 +107,7 @@ class PostgreSQLSink:
         self.identity = configuration_identity("postgresql", self._url)
         self.dropped_partitions = 0
         self.merged_batches = 0  # batches that met rows already stored (retries), merged
+        self.failures = 0  # batches that failed (each logged once per kind and period)
         self._partitions = Partitions(days_ahead)
         self._log = ThrottledLog(_logger)
         self._reset()
@@ -144,15 +150,27 @@ class PostgreSQLSink:
                 raise PermanentSinkError(f"{self.name}: {exc}") from None
             except StoreUnavailable as exc:
                 self._drop_connection()
-                raise RetryableSinkError(str(exc), kind="unreachable") from None
+                raise self._failed(RetryableSinkError(str(exc), kind="unreachable")) from None
             except psycopg.Error as exc:
                 self._drop_connection()
                 state = exc.sqlstate or ""
                 message = f"{self.name}: {explain(exc)}"
                 if not state or state[:2] in _RETRYABLE_CLASSES:
-                    raise RetryableSinkError(message, kind=_kind(exc)) from None
-                raise PermanentSinkError(message, kind=_kind(exc)) from None
+                    raise self._failed(RetryableSinkError(message, kind=_kind(exc))) from None
+                raise self._failed(PermanentSinkError(message, kind=_kind(exc))) from None
         return None
+
+    def _failed(self, error: SinkErrorT) -> SinkErrorT:
+        """Count the failure, and log it once per kind and period (the pipeline retries it)."""
+        self.failures += 1
+        self._log.warning(
+            f"send:{error.kind}",
+            "analytics store %s: a batch failed (%s); %s",
+            self.name,
+            error,
+            "it is retried" if isinstance(error, RetryableSinkError) else "it is not retried",
+        )
+        return error
 
     def _store(self, connection: Any, batch: Sequence[AnalyticsEvent]) -> None:
         import psycopg
@@ -181,6 +199,12 @@ class PostgreSQLSink:
                     copy.write_row(row)
             connection.execute(_MERGE)
         self.merged_batches += 1
+
+    def day_salts(self) -> PostgresDaySalts:
+        """The store's visitor-id day salts (``salts.SaltKeeper``): every process of the fleet shares them."""
+        from .salts import PostgresDaySalts
+
+        return PostgresDaySalts(self._url, timeout=self.connect_timeout)
 
     def _connect(self) -> Any:
         if self._connection is not None and not self._connection.closed:
