@@ -28,7 +28,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
@@ -79,11 +79,6 @@ def _events(spans: list[Any]) -> list[Any]:
     return [event for span in spans for event in convert_span(span, config)]
 
 
-def _renamed(events: Sequence[Any], prefix: str) -> list[Any]:
-    """The same events under other ids (another writer's events)."""
-    return [event._replace(event_id=f"{prefix}-{event.event_id}") for event in events]
-
-
 def sink_alone(url: str, events: list[Any]) -> tuple[float, float]:
     """Seconds for ``send`` of every batch, and for sending them all again (merged, stored once)."""
     sink = PostgreSQLSink(url, retention_days=0)
@@ -103,7 +98,7 @@ def _writer(target: str, prefix: str, events: list[Any], ready: Any, go: Any, do
         if target.startswith("postgresql")
         else SQLiteSink(target, retention_days=0, busy_timeout=30)
     )
-    mine = _renamed(events, prefix)
+    mine = [(f"{prefix}-{row[0]}", *row[1:]) for row in events]
     batch = BATCH if target.startswith("postgresql") else 1000
     if hasattr(sink, "check"):
         sink.check()
@@ -240,6 +235,7 @@ def main() -> None:
         writer_events = (events * (args.fleet_events // len(events) + 1))[: args.fleet_events]
         writer_events = [e._replace(event_id=f"{n}-{e.event_id}") for n, e in enumerate(writer_events)]
         url = new_database()
+        writer_events = [tuple(event) for event in writer_events]  # rows: what the sinks take
         pg_fleet = fleet(url, writer_events)
         assert stored(url) == 4 * len(writer_events)
         sq_fleet = fleet(str(here / "fleet.db"), writer_events)

@@ -106,7 +106,6 @@ class PostgresServer:
             "port": str(self.port),
             "unix_socket_directories": f"'{self.directory}'",
             "fsync": "off",  # a test server: durability of the machine is not what is tested
-            "synchronous_commit": "off",
             "full_page_writes": "off",
             "shared_buffers": "128MB",
             "max_connections": "100",

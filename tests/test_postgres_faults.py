@@ -66,7 +66,7 @@ def test_a_restart_under_load_stores_every_event_once(
     assert _flushed(pipeline)
     stats = pipeline.stats()
     pipeline.shutdown(time.monotonic() + 10)
-    assert count(url) == (20_000, 20_000)
+    assert count(url) == (20_000, 20_000), (stats, sink.failures)
     assert stats.failed == 0 and stats.dropped == 0 and stats.retried > 0
     warnings = _sink_warnings(caplog)
     assert warnings and len(warnings) <= 3, warnings  # once per kind and period, not per retry

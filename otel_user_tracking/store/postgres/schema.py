@@ -48,9 +48,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"ALTER SEQUENCE {TABLE}_id_seq OWNED BY {TABLE}.id",
         # Idempotent retries; includes the partition key, as a partitioned unique index must.
         f"CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_ts_event ON {TABLE} (ts_us, event_id)",
-        # The report's pageview sections and the visitor journey: index-only scans.
+        # The report's pageview sections (SQLite's events_pageviews columns) and the visitor
+        # journey: index-only scans.
         f"CREATE INDEX IF NOT EXISTS {TABLE}_pageviews ON {TABLE} (type, ts_us) "
-        "INCLUDE (page, visitor_id, referrer, locale, utm_source)",
+        "INCLUDE (page, visitor_id, referrer, locale, utm_source, device_type, browser, os)",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_type_name_ts ON {TABLE} (type, name, ts_us)",
         # The dashboard's status mix, durations, campaigns, user and session journeys.
         f"CREATE INDEX IF NOT EXISTS {TABLE}_requests ON {TABLE} (type, ts_us) "

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 from ..._throttle import ThrottledLog
 from ...analytics.events import FIELDS, AnalyticsEvent
-from ...sinks._base import (
+from ...analytics.sink import (
     PermanentSinkError,
     RetryableSinkError,
     SendResult,
     SinkError,
     configuration_identity,
 )
-from ...sinks._url import SinkURL, mask_url, sink_name
+from ...sink_urls import SinkURL, mask_url, sink_name
 from ..errors import StoreUnavailable
 from ..sqlite.schema import COLUMNS, TABLE
 from .connection import CONNECT_TIMEOUT, connect, explain, migrate
@@ -79,6 +79,7 @@ class PostgreSQLSink:
 
     max_batch_size = 5000
     takes_rows = True
+    takes_filtered = True  # the store counts bots' requests as the SQLite store does
     preferred_batch_size = 2000
     remote = True  # over the network: durable delivery goes through the outbox
 
@@ -213,7 +214,6 @@ class PostgreSQLSink:
         try:
             connection.execute(f"SET statement_timeout = {int(self.statement_timeout * 1000)}")
             connection.execute("SET lock_timeout = 5000")
-            connection.execute("SET synchronous_commit = off")
             migrate(connection)
             self._partitions.load(connection)
         except BaseException:
