@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -131,38 +131,111 @@ def fleet(target: str, events: list[Any], writers: int = 4) -> float:
     return max(ends) - start
 
 
-def copy_big_store(url: str, sqlite_path: Path, count: int, recent: int) -> datetime:
-    """The same rows in PostgreSQL (by COPY, through the sink's schema) and in SQLite (``bench_store``)."""
-    import psycopg
-    from bench_store import build_big_store, store_end
+def big_events(
+    count: int, first: int, start_us: int, end_us: int, day_visitors: int
+) -> list[tuple[Any, ...]]:
+    """``bench_store``'s big store, as rows built by field name (so new fields stay ``None``)."""
+    import random
 
-    path = build_big_store(count, recent)
-    os.symlink(path, sqlite_path)
+    from bench_store import (
+        BIG_CUSTOM,
+        BIG_ERRORS,
+        BIG_LOCALES,
+        BIG_PAGES,
+        BIG_REFERRERS,
+        BIG_SOURCES,
+        _digest,
+        _zipf,
+    )
+
+    from otel_user_tracking.analytics.events import EventRecord
+
+    rng = random.Random(first)
+
+    def pick(values: list[Any]) -> list[Any]:
+        return rng.choices(values, cum_weights=_zipf(len(values)), k=count)
+
+    kinds = rng.choices(["pageview", "error", "custom"], weights=[96, 1, 3], k=count)
+    pages, referrers, locales = pick(BIG_PAGES), pick(BIG_REFERRERS), pick(BIG_LOCALES)
+    sources, errors, names = pick(BIG_SOURCES), pick(BIG_ERRORS), pick(BIG_CUSTOM)
+    day, returning = start_us // _DAY_US, 50_000
+    step = (end_us - start_us) / count
+    rows = []
+    for n in range(count):
+        kind, page, visitor = kinds[n], pages[n], rng.randrange(day_visitors + returning)
+        hex_id = f"{first + n:032x}"
+        error = kind == "error"
+        rows.append(
+            tuple(
+                EventRecord(
+                    event_id=hex_id,
+                    type=kind,  # type: ignore[arg-type]
+                    ts_us=start_us + int(n * step),
+                    trace_id=hex_id,
+                    span_id=hex_id[16:],
+                    name=names[n] if kind == "custom" else None,
+                    method="GET",
+                    scheme="https",
+                    host="shop.example",
+                    path=page.replace("{id}", "42").replace("{slug}", "post"),
+                    route=page,
+                    page=page,
+                    status_code=500 if error else 200,
+                    duration_ms=12.5,
+                    referrer=referrers[n],
+                    locale=locales[n],
+                    utm_source=sources[n],
+                    user_agent="Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0",
+                    user_id=f"user{visitor % 5000}" if visitor % 10 == 0 else None,
+                    visitor_id=None
+                    if visitor % 20 == 1
+                    else _digest(visitor if visitor < returning else day << 24 | visitor),
+                    error_type=errors[n] if error else None,
+                    error_message=f"boom #{(first + n) % 1000}" if error else None,
+                    meta_json='{"plan":"pro"}' if kind == "custom" else None,
+                )
+            )
+        )
+    return rows
+
+
+def build_big_stores(url: str, path: Path, count: int, recent: int) -> datetime:
+    """The same ``count`` events (``recent`` in the last day of 30) in PostgreSQL and in SQLite."""
+    import psycopg
+
+    from otel_user_tracking.store.postgres.schema import create_partition
+    from otel_user_tracking.store.sqlite.schema import connect, insert_events
+
+    end_us = (int(time.time()) // 86_400) * _DAY_US
+    spans = [(count - recent, end_us - 30 * _DAY_US, end_us - _DAY_US), (recent, end_us - _DAY_US, end_us)]
     with contextlib.closing(PostgreSQLSink(url, retention_days=0)) as sink:
         sink.check()
-    source = open_reader(path)
     columns = ", ".join(COLUMNS)
+    lite = connect(path)
+    lite.execute("PRAGMA synchronous=OFF")
+    start, first = time.perf_counter(), 0
     with contextlib.closing(psycopg.connect(url, autocommit=True)) as db:
-        days = [int(day) for (day,) in source.execute(f"SELECT DISTINCT ts_us / {_DAY_US} FROM {TABLE}")]
-        from otel_user_tracking.store.postgres.schema import create_partition
-
-        for day in days:
-            db.execute(create_partition(day * _DAY_US))
-        start = time.perf_counter()
-        rows = source.execute(f"SELECT {columns} FROM {TABLE} ORDER BY id")
-        copied = 0
-        while True:
-            chunk = rows.fetchmany(200_000)
-            if not chunk:
-                break
-            with db.transaction(), db.cursor().copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
-                for row in chunk:
-                    copy.write_row(row)
-            copied += len(chunk)
-            print(f"  {copied} rows copied ({time.perf_counter() - start:.0f} s)", flush=True)
+        for day in range(30):
+            db.execute(create_partition(end_us - (30 - day) * _DAY_US))
+        for events_in_span, span_start, span_end in spans:
+            per_day = events_in_span * _DAY_US / (span_end - span_start)
+            chunk = 250_000
+            for offset in range(0, events_in_span, chunk):
+                size = min(chunk, events_in_span - offset)
+                low = span_start + (span_end - span_start) * offset // events_in_span
+                high = span_start + (span_end - span_start) * (offset + size) // events_in_span
+                rows = big_events(size, first, low, high, day_visitors=int(per_day / 15))
+                with db.transaction(), db.cursor().copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                lite.execute("BEGIN")
+                insert_events(lite, rows)  # type: ignore[arg-type]
+                lite.execute("COMMIT")
+                first += size
+                print(f"  {first} events in both ({time.perf_counter() - start:.0f} s)", flush=True)
         db.execute(f"VACUUM ANALYZE {TABLE}")
-    source.close()
-    return store_end(path)
+    lite.close()
+    return datetime.fromtimestamp(end_us / 1e6, tz=timezone.utc)
 
 
 def timed(work: Callable[[], object]) -> tuple[float, float]:
@@ -190,7 +263,8 @@ def report_figures(url: str, path: Path, end: datetime) -> None:
             f"PostgreSQL {pg_page[0]:6.2f} s (ratio {pg_page[0] / sq_page[0]:.2f})",
             flush=True,
         )
-    assert build_report(url, end - timedelta(days=30)) == build_report(path, end - timedelta(days=30))
+    same = build_report(url, end - timedelta(days=30)) == build_report(path, end - timedelta(days=30))
+    print(f"report of 30 d on PostgreSQL equals SQLite's: {same}")
 
 
 @contextlib.contextmanager
@@ -209,47 +283,52 @@ def main() -> None:
     parser.add_argument("--fleet-events", type=int, default=100_000, help="events per writer process")
     parser.add_argument("--events", type=int, default=1_000_000, help="events of the report's store")
     parser.add_argument("--skip-report", action="store_true")
+    parser.add_argument("--report-only", action="store_true", help="skip the write and fleet runs")
     parser.add_argument("--url", default="", help="an existing server's database (default: start one)")
+    parser.add_argument(
+        "--directory", default=None, help="where the SQLite stores go (default: a temporary one)"
+    )
     args = parser.parse_args()
-    with database(args.url) as new_database, tempfile.TemporaryDirectory() as directory:
+    with database(args.url) as new_database, tempfile.TemporaryDirectory(dir=args.directory) as directory:
         here = Path(directory)
-        spans = request_spans(args.spans)
-        events = _events(spans)
-        if hasattr(os, "sched_setaffinity"):
-            cores = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, {min(cores)})
-        counter = iter(range(1000))
-        pg = spans_to_store(lambda: PostgreSQLSink(new_database(), retention_days=0), spans, args.rounds)
-        sq = spans_to_store(
-            lambda: SQLiteSink(here / f"s{next(counter)}.db", retention_days=0), spans, args.rounds
-        )
-        if hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, cores)
-        print(f"{len(spans)} spans ({len(events)} events), best of {args.rounds}")
-        print(f"spans -> events -> PostgreSQL on one core {rate(len(events), pg)}")
-        print(f"spans -> events -> SQLite on one core     {rate(len(events), sq)}")
-        print(f"  ratio PostgreSQL/SQLite (events/s): {sq / pg:.2f}")
-        once, again = sink_alone(new_database(), events)
-        print(f"PostgreSQLSink.send, COPY in batches of {BATCH}  {rate(len(events), once)}")
-        print(f"  the same batches again (merged, stored once) {rate(len(events), again)}")
-        writer_events = (events * (args.fleet_events // len(events) + 1))[: args.fleet_events]
-        writer_events = [e._replace(event_id=f"{n}-{e.event_id}") for n, e in enumerate(writer_events)]
-        url = new_database()
-        writer_events = [tuple(event) for event in writer_events]  # rows: what the sinks take
-        pg_fleet = fleet(url, writer_events)
-        assert stored(url) == 4 * len(writer_events)
-        sq_fleet = fleet(str(here / "fleet.db"), writer_events)
-        total = 4 * len(writer_events)
-        print(f"4 writer processes, {total} events: PostgreSQL {rate(total, pg_fleet)} aggregate")
-        print(f"4 writer processes, {total} events: one SQLite file {rate(total, sq_fleet)} aggregate")
-        print(f"  ratio PostgreSQL/SQLite (events/s): {sq_fleet / pg_fleet:.2f}")
+        if not args.report_only:
+            spans = request_spans(args.spans)
+            events = _events(spans)
+            if hasattr(os, "sched_setaffinity"):
+                cores = os.sched_getaffinity(0)
+                os.sched_setaffinity(0, {min(cores)})
+            counter = iter(range(1000))
+            pg = spans_to_store(lambda: PostgreSQLSink(new_database(), retention_days=0), spans, args.rounds)
+            sq = spans_to_store(
+                lambda: SQLiteSink(here / f"s{next(counter)}.db", retention_days=0), spans, args.rounds
+            )
+            if hasattr(os, "sched_setaffinity"):
+                os.sched_setaffinity(0, cores)
+            print(f"{len(spans)} spans ({len(events)} events), best of {args.rounds}")
+            print(f"spans -> events -> PostgreSQL on one core {rate(len(events), pg)}")
+            print(f"spans -> events -> SQLite on one core     {rate(len(events), sq)}")
+            print(f"  ratio PostgreSQL/SQLite (events/s): {sq / pg:.2f}")
+            once, again = sink_alone(new_database(), events)
+            print(f"PostgreSQLSink.send, COPY in batches of {BATCH}  {rate(len(events), once)}")
+            print(f"  the same batches again (merged, stored once) {rate(len(events), again)}")
+            writer_events = (events * (args.fleet_events // len(events) + 1))[: args.fleet_events]
+            writer_events = [e._replace(event_id=f"{n}-{e.event_id}") for n, e in enumerate(writer_events)]
+            url = new_database()
+            writer_events = [tuple(event) for event in writer_events]  # rows: what the sinks take
+            pg_fleet = fleet(url, writer_events)
+            assert stored(url) == 4 * len(writer_events)
+            sq_fleet = fleet(str(here / "fleet.db"), writer_events)
+            total = 4 * len(writer_events)
+            print(f"4 writer processes, {total} events: PostgreSQL {rate(total, pg_fleet)} aggregate")
+            print(f"4 writer processes, {total} events: one SQLite file {rate(total, sq_fleet)} aggregate")
+            print(f"  ratio PostgreSQL/SQLite (events/s): {sq_fleet / pg_fleet:.2f}")
         if not args.skip_report:
             recent = args.events // 10
             print(
                 f"report store: {args.events} events over 30 days, {recent} in the last 24 h ...", flush=True
             )
             url = new_database()
-            end = copy_big_store(url, here / "big.db", args.events, recent)
+            end = build_big_stores(url, here / "big.db", args.events, recent)
             report_figures(url, here / "big.db", end)
 
 
