@@ -139,14 +139,18 @@ def test_a_journey_is_that_persons_events_oldest_first(
     db: sqlite3.Connection, events: list[AnalyticsEvent], kind: str, field: str
 ) -> None:
     """A journey holds exactly the person's pageviews, errors and custom events in the window, in order;
-    a user's also holds those of the visitor ids the user's events carry (before a login too)."""
+    a user's also holds those of the visitor ids the user's events carry, on the day they carry them."""
     since_us = to_us(NOW - timedelta(days=7))
     value = next(getattr(e, field) for e in events if getattr(e, field))
     steps = journey(db, kind, (value,), since_us)  # type: ignore[arg-type]
     window = [e for e in events if e.ts_us >= since_us]
-    linked = {e.visitor_id for e in window if kind == "user" and e.user_id == value and e.visitor_id}
+
+    def day_visitor(event: AnalyticsEvent) -> tuple[int, object]:
+        return event.ts_us // 86_400_000_000, event.visitor_id
+
+    linked = {day_visitor(e) for e in window if kind == "user" and e.user_id == value and e.visitor_id}
     expected = sorted(
-        (e.ts_us, e.trace_id) for e in window if getattr(e, field) == value or e.visitor_id in linked
+        (e.ts_us, e.trace_id) for e in window if getattr(e, field) == value or day_visitor(e) in linked
     )
     expected = expected[-JOURNEY_LIMIT:]  # the latest, as the page shows them
     assert [(step.ts_us, step.trace_id) for step in steps] == expected and len(steps) > 3

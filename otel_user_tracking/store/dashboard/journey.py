@@ -126,9 +126,9 @@ def journey(
 ) -> tuple[Step, ...]:
     """The latest ``limit`` events of the person with any of ``values`` since ``since_us``, oldest first.
 
-    A user's journey also holds what their visitor ids did while not logged in: a visitor
-    id lives one UTC day (its salt's), so the anonymous pageviews before a login that day
-    (and after a logout) join the user's. The window's entries of a covering
+    A user's journey also holds what their visitor ids did while not logged in, on the UTC
+    day the user had them (a visitor id lives one day, its salt's): the anonymous pageviews
+    before a login that day (and after a logout) join the user's. The window's entries of a covering
     ``(type, ts_us, ...)`` index that holds the id are read, and only matching rows are
     read from the table.
     """
@@ -137,56 +137,65 @@ def journey(
     if not values:
         return ()
     db = as_reader(source)
-    parts = [(kind, values)]
+    parts: list[_Part] = [(kind, values, since_us, None)]
     if kind == "user":
-        visitors = _visitors_of(db, values, since_us)
-        if visitors:
-            parts.append(("visitor", visitors))
+        for day, visitors in sorted(_visitors_by_day(db, values, since_us).items()):
+            parts.append(("visitor", visitors, max(since_us, day), day + DAY_US))
     # A store without the indexes (an older schema) still answers, unhinted.
     try:
-        rows = _steps(db, parts, since_us, limit, hinted=True)
+        rows = _steps(db, parts, limit, hinted=True)
     except sqlite3.OperationalError:
-        rows = _steps(db, parts, since_us, limit, hinted=False)
+        rows = _steps(db, parts, limit, hinted=False)
     return tuple(Step(*row[:-1]) for row in reversed(rows))
 
 
-def _steps(
-    db: Reader, parts: list[tuple[IdKind, tuple[str, ...]]], since_us: int, limit: int, *, hinted: bool
-) -> list[Any]:
-    """The latest steps whose id of each part's kind is one of its values, newest first.
+DAY_US = 86_400_000_000
+MAX_LINKED_VISITORS = 64  # visitor ids of one user linked into a journey (one a day and device)
+_MAX_OWN_ROWS = 5_000  # the user's latest events read to find their visitor ids
+_TYPES = "type IN ('pageview', 'error', 'custom')"
+# (id kind, ids, from, until): the events of those ids from ``from`` (until ``until``, if given)
+_Part = tuple[IdKind, tuple[str, ...], int, Optional[int]]
+
+
+def _steps(db: Reader, parts: list[_Part], limit: int, *, hinted: bool) -> list[Any]:
+    """The latest steps of every part, newest first.
 
     Several indexes start with (type, ts_us); only the hinted one holds the id, so rows of
-    other people are skipped inside the index. UNION: an event that matches two parts (a
-    logged-in pageview, by its user and by its visitor) is one step.
+    other people are skipped inside the index, within the part's time range. UNION: an event
+    that matches two parts (a logged-in pageview, by its user and by its visitor) is one step.
     """
     selects: list[str] = []
     params: list[object] = []
-    for kind, values in parts:
+    for kind, values, start, end in parts:
         column, index = _ID_INDEXES[kind]
         table = db.dialect.indexed(index) if hinted else TABLE
+        until = "" if end is None else " AND ts_us < ?"
         marks = ", ".join("?" * len(values))
-        selects.append(
-            f"SELECT {_STEP_COLUMNS}, id FROM {table} WHERE {_JOURNEY_TYPES} AND {column} IN ({marks})"
-        )
-        params.extend((since_us, *values))
+        where = f"{_TYPES} AND ts_us >= ?{until} AND {column} IN ({marks})"
+        selects.append(f"SELECT {_STEP_COLUMNS}, id FROM {table} WHERE {where}")
+        params.extend((start, *(() if end is None else (end,)), *values))
     sql = f"{' UNION '.join(selects)} ORDER BY ts_us DESC, id DESC LIMIT ?"
     return list(db.execute(sql, (*params, limit)).fetchall())
 
 
-_JOURNEY_TYPES = "type IN ('pageview', 'error', 'custom') AND ts_us >= ?"
-MAX_LINKED_VISITORS = 64  # visitor ids of one user linked into a journey (one a day and device)
-
-
-def _visitors_of(db: Reader, users: tuple[str, ...], since_us: int) -> tuple[str, ...]:
-    """The visitor ids the users' events carry in the window (at most ``MAX_LINKED_VISITORS``)."""
+def _visitors_by_day(db: Reader, users: tuple[str, ...], since_us: int) -> dict[int, tuple[str, ...]]:
+    """The visitor ids the users' events carry, by the UTC day (its start) they carried them:
+    a visitor id is linked on its day only (at most ``MAX_LINKED_VISITORS``, the latest)."""
     marks = ", ".join("?" * len(users))
     sql = (
-        f"SELECT DISTINCT visitor_id FROM {{table}} WHERE {_JOURNEY_TYPES} "
-        f"AND user_id IN ({marks}) AND visitor_id IS NOT NULL ORDER BY visitor_id LIMIT ?"
+        f"SELECT visitor_id, ts_us FROM {{table}} WHERE {_TYPES} AND ts_us >= ? "
+        f"AND user_id IN ({marks}) AND visitor_id IS NOT NULL ORDER BY ts_us DESC LIMIT ?"
     )
-    params = (since_us, *users, MAX_LINKED_VISITORS)
+    params = (since_us, *users, _MAX_OWN_ROWS)
     try:
         rows = db.execute(sql.format(table=db.dialect.indexed(_ID_INDEXES["user"][1])), params).fetchall()
     except sqlite3.OperationalError:
         rows = db.execute(sql.format(table=TABLE), params).fetchall()
-    return tuple(str(visitor) for (visitor,) in rows)
+    days: dict[int, set[str]] = {}
+    seen: set[tuple[int, str]] = set()
+    for visitor, ts_us in rows:
+        day = int(ts_us) - int(ts_us) % DAY_US
+        if (day, str(visitor)) not in seen and len(seen) < MAX_LINKED_VISITORS:
+            seen.add((day, str(visitor)))
+            days.setdefault(day, set()).add(str(visitor))
+    return {day: tuple(sorted(visitors)) for day, visitors in days.items()}
