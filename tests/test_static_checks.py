@@ -20,9 +20,9 @@ def _tool(name: str) -> str:
 
 
 def test_ruff_is_clean() -> None:
-    """`ruff check` reports nothing on the package, tests, benchmarks and examples."""
+    """`ruff check` reports nothing on the package, tests, benchmarks, examples and the docs' scripts."""
     result = subprocess.run(
-        [_tool("ruff"), "check", "otel_user_tracking", "tests", "benchmarks", "examples"],
+        [_tool("ruff"), "check", "otel_user_tracking", "tests", "benchmarks", "examples", "scripts", "docs"],
         cwd=ROOT,
         capture_output=True,
         text=True,
