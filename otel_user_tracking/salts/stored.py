@@ -27,6 +27,7 @@ REFRESH_SECONDS = 300.0  # the longest wait between two refreshes (a stepped wal
 AFTER_MIDNIGHT = 1.0  # seconds past midnight at which the day's first refresh runs
 RETRY_SECONDS = (1.0, 60.0)  # after a failed refresh: first wait, then doubling up to
 START_WAIT = 2.0  # seconds ``start`` waits for the first refresh
+CLOSE_WAIT = 0.5  # seconds ``close`` waits for the thread: the app's shutdown budget is not ours
 
 
 class StoredSalts:
@@ -82,7 +83,7 @@ class StoredSalts:
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(START_WAIT)
+            thread.join(CLOSE_WAIT)  # a daemon: one stuck in the store's busy wait is left behind
         self._known = {}
         try:
             self._store.close()
