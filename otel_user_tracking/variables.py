@@ -203,7 +203,9 @@ VARIABLES: tuple[Variable, ...] = (
         "SINKS",
         "comma-separated sink URLs, or `none`",
         "`sqlite:///./otel-user-tracking.db`",
-        "Where analytics events go (see [sinks](sinks.md)); `none` turns analytics off. Unset, the "
+        "Where analytics events go (see [sinks](sinks.md)): `postgresql://user:password@host/db` is "
+        "the store a fleet shares ([the PostgreSQL store](store.md#the-postgresql-store)); `none` "
+        "turns analytics off. Unset, the "
         "default store moves to the user's state directory where the working directory cannot hold it.",
         "`AnalyticsSpanProcessor(sinks=...)`",
     ),
@@ -274,13 +276,15 @@ VARIABLES: tuple[Variable, ...] = (
         "RETENTION",
         "a duration (`90d`, `12w`, `36h`) or `0`",
         "`90d`",
-        "Events older than this are deleted, at most once a minute; `0` keeps everything.",
+        "Events older than this are deleted, at most once a minute; `0` keeps everything. The "
+        "PostgreSQL store drops the day partitions wholly older than this.",
     ),
     _store(
         "MAX_STORE_MB",
         "megabytes, or `0`",
         "`0` (no cap)",
-        "The oldest events also go once the events take more than this.",
+        "The oldest events also go once the events take more than this (PostgreSQL: the oldest "
+        "day partitions, never today's).",
     ),
 )
 
