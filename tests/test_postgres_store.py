@@ -277,3 +277,12 @@ def test_errors_of_the_reader_name_the_store_without_the_password(postgres: Post
     assert PASSWORD not in str(raised.value) and "***@127.0.0.1" in str(raised.value)
     with pytest.raises(FileNotFoundError):
         open_reader(postgres.database())
+
+
+def test_a_url_libpq_cannot_parse_is_reported_without_its_parts() -> None:
+    """libpq quotes what it cannot parse; the error says only that, the URL masked."""
+    from otel_user_tracking.store.reader import StoreUnavailable
+
+    with pytest.raises(StoreUnavailable) as raised:
+        open_reader(f"postgresql://otel:{PASSWORD}@127.0.0.1:1/db?nonsense={PASSWORD}")
+    assert PASSWORD not in str(raised.value) and "cannot be parsed" in str(raised.value)

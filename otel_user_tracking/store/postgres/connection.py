@@ -23,6 +23,15 @@ from .schema import (
 )
 
 CONNECT_TIMEOUT = 5  # seconds; whole seconds, as libpq takes them
+# A server that vanishes mid-batch (a network partition: no reset, no answer) is noticed within
+# about 30 s instead of the kernel's 15 minutes: keepalives while idle, a cap on unacknowledged sends.
+_LIVENESS = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
 INSTALL_HINT = "the PostgreSQL store needs psycopg 3: pip install 'otel-user-tracking[postgres]'"
 
 
@@ -41,14 +50,22 @@ def explain(exc: BaseException) -> str:
 
 
 def connect(url: str, *, application_name: str, timeout: float = CONNECT_TIMEOUT) -> Any:
-    """An autocommit psycopg connection to ``url``, or ``StoreUnavailable`` naming it masked."""
+    """An autocommit psycopg connection to ``url``, or ``StoreUnavailable`` naming it masked.
+
+    The timeouts and keepalives below apply unless the URL sets its own.
+    """
     psycopg = _psycopg()
     try:
+        given = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:  # libpq's words may quote the URL's parts, its password among them
+        raise StoreUnavailable(f"PostgreSQL store {mask_url(url)}: the URL cannot be parsed") from None
+    try:
+        defaults = {"connect_timeout": max(1, int(timeout)), **_LIVENESS}
         return psycopg.connect(
             url,
             autocommit=True,
-            connect_timeout=max(1, int(timeout)),
             application_name=application_name,
+            **{name: value for name, value in defaults.items() if name not in given},
         )
     except psycopg.Error as exc:
         raise StoreUnavailable(f"PostgreSQL store {mask_url(url)}: {explain(exc)}") from None
