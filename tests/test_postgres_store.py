@@ -286,3 +286,21 @@ def test_a_url_libpq_cannot_parse_is_reported_without_its_parts() -> None:
     with pytest.raises(StoreUnavailable) as raised:
         open_reader(f"postgresql://otel:{PASSWORD}@127.0.0.1:1/db?nonsense={PASSWORD}")
     assert PASSWORD not in str(raised.value) and "cannot be parsed" in str(raised.value)
+
+
+def test_the_dashboard_serves_a_postgresql_store_as_it_serves_sqlite(stores: tuple[str, Path]) -> None:
+    """``DashboardServer("postgresql://...")`` serves the page the SQLite file gets, numbers alike."""
+    from otel_user_tracking.store.dashboard import DashboardServer, PageOptions
+
+    from ._dashboard import request as get
+    from ._dashboard import running
+
+    url, path = stores
+    pages = []
+    for source in (url, path):
+        options = PageOptions(since_text="2026-10-01", refresh_seconds=60, live=True)
+        with running(DashboardServer(source, port=0, options=options)) as server:
+            status, _, body = get(server, "GET", "/")
+        assert status == 200 and PASSWORD not in body
+        pages.append(re.sub(r"generated [^<]*", "", body))
+    assert pages[0] == pages[1]
