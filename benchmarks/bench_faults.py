@@ -42,6 +42,7 @@ SPANS = textwrap.dedent(
     from opentelemetry.trace import SpanKind
     import otel_user_tracking as out
     from otel_user_tracking import attributes as attrs
+    from otel_user_tracking.analytics import devices
 
 
     def rss_mb():
@@ -74,6 +75,7 @@ MEMORY = SPANS + textwrap.dedent(
     provider.add_span_processor(processor)
     spans(provider, 200)  # warm: imports, first conversion, threads started
     processor.force_flush(100)
+    devices.warm_up()  # ua-parser's rules (25-35 MB, once a process), whether or not converted yet
     gc.collect()
     before = rss_mb()
     spans(provider, count)

@@ -58,6 +58,11 @@ class Device(NamedTuple):
 UNKNOWN = Device()
 
 
+def warm_up() -> None:
+    """Load ua-parser's rules now (0.1-0.2 s of CPU and 25-35 MB, once a process)."""
+    _parser()
+
+
 def describe(agent: Optional[str]) -> Device:
     """The client, browser, OS and device type of ``agent``; ``UNKNOWN`` without one."""
     if not agent:
