@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Iterable
 from typing import Any, Callable, Optional
 
 from .._errors import report_internal_error
+from ..agents import warm_up
 from ..request.framework import report_handled_exception, report_route, report_unmatched, report_user
 from ..request.identity import UserInfo
 from ..request.state import current_request
@@ -247,6 +248,7 @@ class DjangoPatch:
             _response_for_exception(exception.response_for_exception),
         )
         _Installed.doors = doors
+        warm_up()  # the doors are made at each handler's first request: build the bot rules now
         for (owner, name, original), replacement in zip(self._restore, replacements):
             replacement.__wrapped__ = original  # type: ignore[attr-defined]
             setattr(owner, name, replacement)

@@ -32,6 +32,7 @@ import weakref
 from typing import Any, Callable, NamedTuple, Optional
 
 from .._errors import report_internal_error
+from ..agents import warm_up
 from ..request.framework import report_handled_exception, report_route, report_unmatched, report_user
 from ..request.lifecycle import note_response_status
 from ..request.state import current_request
@@ -51,6 +52,7 @@ class FlaskPatch:
     def __init__(self, wrap: Wrap) -> None:
         import flask
 
+        warm_up()  # the doors are made at each app's first request: build the bot rules now
         self._cls = flask.Flask
         self._originals: dict[str, Any] = {}
         self._doors: weakref.WeakKeyDictionary[Any, Optional[UserTrackingWSGIMiddleware]] = (

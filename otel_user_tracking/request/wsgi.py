@@ -82,6 +82,7 @@ class UserTrackingWSGIMiddleware(FrontDoor[WSGIPrepared]):
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if ENVIRON_KEY in environ:  # an outer door has the request already
             return self.app(environ, start_response)
+        started = time.perf_counter()  # the duration counts this door's own work, as contrib's does
         try:
             prepared = self._prepare()
             skip = _excluded(prepared, environ)
@@ -94,10 +95,15 @@ class UserTrackingWSGIMiddleware(FrontDoor[WSGIPrepared]):
             return self.app(environ, start_response)
         if theirs is not None:
             return self._enrich(theirs, environ, start_response, prepared)
-        return self._with_new_span(environ, start_response, prepared, outside)
+        return self._with_new_span(environ, start_response, prepared, outside, started)
 
     def _with_new_span(
-        self, environ: Environ, start_response: StartResponse, prepared: WSGIPrepared, outside: Context
+        self,
+        environ: Environ,
+        start_response: StartResponse,
+        prepared: WSGIPrepared,
+        outside: Context,
+        started: float,
     ) -> Iterable[bytes]:
         """Make the server span ourselves, policy-clean from the start, and run the app in it."""
         try:
@@ -112,7 +118,7 @@ class UserTrackingWSGIMiddleware(FrontDoor[WSGIPrepared]):
         state = RequestState(
             span, environ, prepared.config, created=True, status_setter=prepared.maker.semconv.set_status
         )
-        exchange = _Exchange(state, prepared, start_response, metric_attributes)
+        exchange = _Exchange(state, prepared, start_response, metric_attributes, started)
         return exchange.run(self.app, token)
 
     def _enrich(
@@ -191,13 +197,14 @@ class _Exchange:
         prepared: WSGIPrepared,
         start_response: StartResponse,
         metric_attributes: Optional[dict[str, Any]] = None,
+        started: Optional[float] = None,
     ) -> None:
         self.state = state
         self._prepared = prepared
         self._start_response = start_response
         self._ours = state.created
         self._metric_attributes = metric_attributes
-        self._started = time.perf_counter()
+        self._started = time.perf_counter() if started is None else started
         self._response: Any = None
         self._iterator: Optional[Iterator[bytes]] = None
         self._ended = False

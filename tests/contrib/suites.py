@@ -45,8 +45,8 @@ SUITES = {
     suite.name: suite
     for suite in (
         _suite("asgi", "`UserTrackingMiddleware`", 80),
-        _suite("wsgi", "`UserTrackingWSGIMiddleware`", 50),
-        _suite("flask", "the Flask adapter", 60),
+        _suite("wsgi", "`UserTrackingWSGIMiddleware`", 40),
+        _suite("flask", "the Flask adapter", 45),
         _suite("django", "the Django adapter", 60),
         _suite("starlette", "the Starlette adapter", 30),
         _suite("fastapi", "the Starlette and FastAPI adapters", 100),
@@ -135,7 +135,7 @@ def run(suite: Suite, base: Path, *, ours: bool) -> dict[str, list[str]]:
     """
     found = _run_once(suite, base, ours, [suite.package])
     again = [f"{suite.package}/{test}" for test, (outcome, _) in found.items() if outcome != "passed"]
-    if again:
+    if again and len(again) * 2 <= len(found):  # most failing: the releases cannot run it, no flake
         found.update(_run_once(suite, base, ours, again))
     return found
 
