@@ -45,7 +45,7 @@ from opentelemetry.trace import SpanKind
 
 import otel_user_tracking as out
 from otel_user_tracking import attributes as attrs
-from otel_user_tracking.analytics.events import AnalyticsEvent
+from otel_user_tracking.analytics.events import FIELDS, AnalyticsEvent
 from otel_user_tracking.analytics.outbox import Outbox
 from otel_user_tracking.store.report import build_report
 from otel_user_tracking.store.sqlite.schema import (
@@ -123,7 +123,7 @@ BIG_ERRORS = [f"{kind}Error" for kind in ("Runtime", "Key", "Value", "Timeout", 
 BIG_CUSTOM = [f"EVENT_{n}" for n in range(20)]
 BIG_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "otel-user-tracking" / "bench"
 _DAY_US = 86_400_000_000
-_GENERATION = 2  # of big_rows: a change makes the cached stores be generated again
+_GENERATION = 3  # of big_rows: a change makes the cached stores be generated again
 
 
 def _zipf(size: int) -> list[float]:
@@ -149,50 +149,69 @@ def big_rows(count: int, first: int, start_us: int, end_us: int, day_visitors: i
     returning = 50_000  # visitors seen on any day; the rest are the day's own
     visitors = [rng.randrange(day_visitors + returning) for _ in range(count)]
     step = (end_us - start_us) / count
+    template: list[Any] = [None] * len(FIELDS)
+    for field, value in _BIG_CONSTANTS.items():
+        template[_AT[field]] = value
     rows = []
     for n in range(count):
         kind, page, visitor = kinds[n], pages[n], visitors[n]
         index = first + n
         hex_id = f"{index:032x}"
         error = kind == "error"
-        rows.append(
-            (
-                hex_id,
-                kind,
-                start_us + int(n * step),
-                hex_id,
-                hex_id[16:],
-                names[n] if kind == "custom" else None,
-                "GET",
-                "https",
-                "shop.example",
-                page.replace("{id}", "42").replace("{slug}", "post"),
-                None,
-                page,
-                page,
-                500 if error else 200,
-                12.5,
-                referrers[n],
-                locales[n],
-                sources[n],
-                None,
-                None,
-                "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0",
-                None,
-                f"user{visitor % 5000}" if visitor % 10 == 0 else None,
-                None,
-                None,
-                None
-                if visitor % 20 == 1
-                else _digest(visitor if visitor < returning else day << 24 | visitor),
-                None,
-                errors[n] if error else None,
-                f"boom #{index % 1000}" if error else None,
-                None,
-                '{"plan":"pro"}' if kind == "custom" else None,
-            )
+        row = template.copy()
+        row[_EVENT_ID] = row[_TRACE_ID] = hex_id
+        row[_TYPE] = kind
+        row[_TS_US] = start_us + int(n * step)
+        row[_SPAN_ID] = hex_id[16:]
+        row[_NAME] = names[n] if kind == "custom" else None
+        row[_PATH] = page.replace("{id}", "42").replace("{slug}", "post")
+        row[_ROUTE] = row[_PAGE] = page
+        row[_STATUS] = 500 if error else 200
+        row[_SERVICE] = "shop" if n % 10 else "api"  # two services writing one store
+        row[_REFERRER], row[_LOCALE], row[_UTM_SOURCE] = referrers[n], locales[n], sources[n]
+        row[_USER_ID] = f"user{visitor % 5000}" if visitor % 10 == 0 else None
+        row[_VISITOR_ID] = (
+            None if visitor % 20 == 1 else _digest(visitor if visitor < returning else day << 24 | visitor)
         )
+        if error:
+            row[_ERROR_TYPE], row[_ERROR_MESSAGE] = errors[n], f"boom #{index % 1000}"
+        elif kind == "custom":
+            row[_META] = '{"plan":"pro"}'
+        rows.append(tuple(row))
     return rows
+
+
+# big_rows fills its rows by field name (EventRecord's field list), like the conversion.
+_AT = {name: index for index, name in enumerate(FIELDS)}
+_BIG_CONSTANTS = {
+    "method": "GET",
+    "scheme": "https",
+    "host": "shop.example",
+    "duration_ms": 12.5,
+    "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0",
+    "deployment_environment": "production",
+}
+_EVENT_ID, _TYPE, _TS_US, _TRACE_ID, _SPAN_ID, _NAME, _PATH, _ROUTE, _PAGE, _STATUS = (
+    _AT[name]
+    for name in (
+        "event_id",
+        "type",
+        "ts_us",
+        "trace_id",
+        "span_id",
+        "name",
+        "path",
+        "route",
+        "page",
+        "status_code",
+    )
+)
+_REFERRER, _LOCALE, _UTM_SOURCE, _USER_ID, _VISITOR_ID = (
+    _AT[name] for name in ("referrer", "locale", "utm_source", "user_id", "visitor_id")
+)
+_ERROR_TYPE, _ERROR_MESSAGE, _META, _SERVICE = (
+    _AT[name] for name in ("error_type", "error_message", "meta_json", "service_name")
+)
 
 
 def build_big_store(count: int, recent: int, version: int = SCHEMA_VERSION) -> Path:

@@ -82,7 +82,10 @@ def main(base: str = "http://127.0.0.1:8000") -> None:
     wait_until_up(base)
     visitors = [Browser(base, agent, language) for agent, language in BROWSERS]
     jane, bob, anonymous = visitors
-    anonymous.request("GET", "/?utm_source=newsletter&utm_medium=email&utm_campaign=autumn")
+    anonymous.request(
+        "GET",
+        "/?utm_source=newsletter&utm_medium=email&utm_campaign=autumn&utm_term=shoes&utm_content=banner",
+    )
     for product in (1, 2, 3):
         anonymous.request("GET", f"/products/{product}", referrer="https://www.google.com/")
     jane.login("jane", "correct horse")

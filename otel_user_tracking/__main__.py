@@ -23,8 +23,10 @@ from .store.dashboard import (
 from .store.dashboard.hosts import check_host_name
 from .store.reader import StoreUnavailable, open_reader, reading, shown
 from .store.report import build_report, parse_since, render_json, render_table
+from .store.report_csv import render_csv
 from .store.sqlite.schema import SchemaError
 
+_RENDERERS = {"table": render_table, "json": render_json, "csv": render_csv}
 _STORE_HELP = "the store: a SQLite file (otel-user-tracking.db) or a postgresql://user@host/db URL"
 
 
@@ -38,8 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--since", default="24h", help="window start: 30m, 24h, 7d, 2w or an ISO date (default 24h)"
     )
-    report.add_argument("--format", choices=("table", "json"), default="table")
+    report.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="table (default), json, or csv: one long table, section,rank,item,metric,value",
+    )
     report.add_argument("--limit", type=int, default=10, help="rows per section (default 10)")
+    report.add_argument("--service", help="only the events of this service.name")
+    report.add_argument("--environment", help="only the events of this deployment environment")
     report.add_argument(
         "--html", metavar="FILE", help="also write the dashboard page, self-contained, to FILE"
     )
@@ -158,20 +167,21 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     if args.limit < 1:
         parser.error("--limit must be at least 1")
     jaeger_url = _check_jaeger_url(parser, args.jaeger_url) if args.html else DEFAULT_JAEGER_URL
+    filters = {"service": args.service, "environment": args.environment}
     try:
         if args.html:  # the page and the printed report from one snapshot
             dashboard = reading(
-                args.database, lambda db: build_dashboard(db, since, now=now, limit=args.limit)
+                args.database, lambda db: build_dashboard(db, since, now=now, limit=args.limit, **filters)
             )
             report = dashboard.report
         else:
-            report = build_report(args.database, since, args.limit)
+            report = build_report(args.database, since, args.limit, **filters)
     except (FileNotFoundError, SchemaError, StoreUnavailable) as exc:
         print(f"otel-user-tracking: {exc}", file=sys.stderr)
         return 2
-    print(render_json(report) if args.format == "json" else render_table(report), flush=True)
+    print(_RENDERERS[args.format](report), end="" if args.format == "csv" else "\n", flush=True)
     if args.html:
-        options = PageOptions(jaeger_url=jaeger_url, since_text=args.since)
+        options = PageOptions(jaeger_url=jaeger_url, since_text=args.since, **filters)
         Path(args.html).write_text(render_page(dashboard, options), encoding="utf-8")
         print(f"wrote the dashboard page to {args.html}", file=sys.stderr)
     return 0

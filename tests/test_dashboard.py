@@ -365,17 +365,24 @@ def test_the_server_refuses_other_host_names(server: DashboardServer) -> None:
 def test_report_html_writes_the_same_numbers_as_json(
     database: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``report --html FILE`` writes one self-contained page whose totals are ``report --format json``'s."""
+    """``report --html FILE`` writes one self-contained page whose totals (sessions, bounce rate and
+    visit durations too) are ``report --format json``'s."""
     out = tmp_path / "page.html"
     assert (
         main(["report", str(database), "--since", "2000-01-01", "--format", "json", "--html", str(out)]) == 0
     )
     report = json.loads(capsys.readouterr().out)
     page = out.read_text(encoding="utf-8")
-    kpis = dict(re.findall(r'data-kpi="([^"]+)"><b>(\d+)</b>', page))
+    kpis = dict(re.findall(r'data-kpi="([^"]+)"><b>([^<]+)</b>', page))
+    visits = report["sessions"]
     assert kpis == {
         "pageviews": str(report["pageviews"]),
         "unique visitors": str(report["visitors"]),
+        "sessions": str(visits["sessions"]),
+        "bounce rate %": str(round(visits["bounce_rate"] * 100, 1)),
+        "views per session": str(round(visits["views_per_session"], 1)),
+        "median visit s": str(visits["median_duration_s"]),
+        "mean visit s": str(round(visits["mean_duration_s"], 1)),
         "errors": str(report["errors"]),
         "custom events": str(report["custom_events"]),
     }

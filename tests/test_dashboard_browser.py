@@ -163,9 +163,15 @@ def test_the_totals_and_charts_show_the_report_numbers(
 ) -> None:
     """KPIs, the pageview/visitor series and the status bars add up to ``report --format json``."""
     page = browsed["dashboard"]
+    visits = report["sessions"]
     assert page["kpis"] == {
         "pageviews": report["pageviews"],
         "unique visitors": report["visitors"],
+        "sessions": visits["sessions"],
+        "bounce rate %": round(visits["bounce_rate"] * 100, 1),
+        "views per session": round(visits["views_per_session"], 1),
+        "median visit s": visits["median_duration_s"],
+        "mean visit s": round(visits["mean_duration_s"], 1),
         "errors": report["errors"],
         "custom events": report["custom_events"],
     }
@@ -178,7 +184,8 @@ def test_the_totals_and_charts_show_the_report_numbers(
 
 
 def test_the_tables_show_the_report_rows(browsed: dict[str, Any], report: dict[str, Any]) -> None:
-    """Pages, referrers, locales, UTM sources, errors and custom events are the report's rows."""
+    """Pages, referrers, locales, UTM sources, terms and contents, entry and exit pages, errors and
+    custom events are the report's rows."""
     tables = browsed["dashboard"]["tables"]
     assert tables["pages"] == [[r["page"], str(r["pageviews"]), str(r["visitors"])] for r in report["routes"]]
     for section, key in (("referrers", "referrers"), ("locales", "locales"), ("utm-sources", "utm_sources")):
@@ -189,6 +196,12 @@ def test_the_tables_show_the_report_rows(browsed: dict[str, Any], report: dict[s
         [r["error_type"], str(r["count"]), r["last_seen"], r["last_message"]] for r in report["error_types"]
     ]
     assert tables["utm-campaigns"] == [["autumn", "1"]]
+    assert tables["utm-terms"] == [["shoes", "1"]] and tables["utm-contents"] == [["banner", "1"]]
+    visits = report["sessions"]
+    for section, key in (("entry-pages", "entry_pages"), ("exit-pages", "exit_pages")):
+        assert tables[section] == [[r["page"], str(r["sessions"])] for r in visits[key]], section
+    # The demo's three browsers each make one visit of several pageviews: no bounce.
+    assert (visits["sessions"], visits["bounces"]) == (3, 0)
     requests = {row[0]: int(row[1]) for row in tables["requests"]}
     assert requests == {r["page"]: r["pageviews"] for r in report["routes"]}
 

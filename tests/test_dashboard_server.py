@@ -297,3 +297,31 @@ def test_a_journey_link_of_the_page_finds_the_stored_id(database: Path) -> None:
         assert quote(stored) not in location
         page = request(server, "GET", location)[2]
         assert 'id="journey-steps"' in page and f"<code>{stored}</code>" in page
+
+
+def test_the_service_selector_filters_the_page(tmp_path: Path) -> None:
+    """With several services in the store the page lists them with a selector; ``?service=`` and
+    ``?environment=`` show one service's numbers, an empty value every service's."""
+    events = [
+        event("pageview", NOW - timedelta(hours=index + 1), index, route="/", visitor_id=f"v{index}", **where)
+        for index, where in enumerate(
+            [{"service_name": "shop", "deployment_environment": "production"}] * 3
+            + [{"service_name": "api", "deployment_environment": "staging"}] * 2
+        )
+    ]
+    path = fill(tmp_path / "a.db", events)
+
+    def pageviews(page: str) -> int:
+        return int(re.search(r'data-kpi="pageviews"><b>(\d+)</b>', page).group(1))  # type: ignore[union-attr]
+
+    with serving(path) as server:
+        status, _, page = request(server, "GET", "/")
+        assert status == 200 and pageviews(page) == 5 and 'id="service-filter"' in page
+        assert (
+            '<option value="api">api</option>' in page and '<option value="staging">staging</option>' in page
+        )
+        status, _, page = request(server, "GET", "/?since=2000-01-01&service=api&environment=")
+        assert status == 200 and pageviews(page) == 2
+        assert '<option value="api" selected>api</option>' in page
+        status, _, page = request(server, "GET", "/?environment=production")
+        assert status == 200 and pageviews(page) == 3

@@ -22,6 +22,8 @@ from otel_user_tracking.store.dashboard import build_dashboard, journey
 from otel_user_tracking.store.postgres.schema import SCHEMA_VERSION, partition_name
 from otel_user_tracking.store.reader import PostgresReader, open_reader, reading
 from otel_user_tracking.store.report import build_report
+from otel_user_tracking.store.scope import Scope
+from otel_user_tracking.store.sessions import sessions_by_sql
 from otel_user_tracking.store.sqlite.schema import SchemaError
 
 from ._postgres import PASSWORD, PostgresServer
@@ -125,6 +127,21 @@ def test_report_and_dashboard_equal_sqlites_on_the_same_events(
     visitor = next(event.visitor_id for event in events if event.visitor_id)
     steps = reading(url, lambda db: journey(db, "visitor", (visitor,), 0))
     assert steps and steps == reading(path, lambda db: journey(db, "visitor", (visitor,), 0))
+
+
+def test_filtered_reports_and_the_sessions_statement_equal_sqlites(stores: tuple[str, Path]) -> None:
+    """``--service``/``--environment`` and the dashboard's filter read the same on PostgreSQL as on
+    SQLite, and the window-function sessions statement (the report's fallback) agrees with the report."""
+    url, path = stores
+    since = NOW - 2 * DAY
+    for service, environment in (("shop", None), ("api", "production")):
+        filters = {"service": service, "environment": environment}
+        assert build_report(url, since, **filters) == build_report(path, since, **filters)
+        on_pg = reading(url, lambda db, f=filters: build_dashboard(db, since, now=NOW, **f))
+        assert on_pg == reading(path, lambda db, f=filters: build_dashboard(db, since, now=NOW, **f))
+    scope = Scope(int(since.timestamp() * 1_000_000))
+    by_sql = reading(url, lambda db: sessions_by_sql(db, scope.sql, scope.params, 10))
+    assert by_sql == build_report(url, since).sessions and by_sql.sessions > 0
 
 
 def test_the_cli_reads_a_postgresql_url(stores: tuple[str, Path], capsys: pytest.CaptureFixture[str]) -> None:

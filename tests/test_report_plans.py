@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sqlite3
 from collections import Counter, defaultdict
@@ -16,7 +17,8 @@ import pytest
 from otel_user_tracking.analytics.events import AnalyticsEvent
 from otel_user_tracking.sinks import SQLiteSink
 from otel_user_tracking.store.clients import DeviceRow, FilteredRow
-from otel_user_tracking.store.report import CountRow, ErrorRow, Report, RouteRow, build_report
+from otel_user_tracking.store.report import CountRow, ErrorRow, Report, RouteRow, ServiceRow, build_report
+from otel_user_tracking.store.sessions import PageCount, Sessions
 from otel_user_tracking.store.sqlite.schema import _MIGRATIONS, INSERT, SCHEMA_VERSION, connect
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -56,6 +58,10 @@ def generate(count: int, seed: int) -> list[AnalyticsEvent]:
                 os=rng.choice(SYSTEMS),
                 error_type=rng.choice(ERRORS) if kind == "error" else None,
                 error_message=f"message {index}" if kind == "error" and rng.random() > 0.1 else None,
+                # Some pageviews in sessions the app named, a few of them spanning visitors.
+                session_id=f"s{rng.randrange(40)}" if rng.random() < 0.1 else None,
+                service_name=rng.choice([None, "shop", "shop", "api"]),
+                deployment_environment=rng.choice([None, "production"]),
             )
         )
     return made
@@ -75,6 +81,46 @@ def _top(counts: Counter[str], limit: int) -> tuple[CountRow, ...]:
 
 def _iso(event: AnalyticsEvent) -> str:
     return event.timestamp.isoformat(timespec="seconds")
+
+
+def reference_sessions(pageviews: list[AnalyticsEvent], limit: int) -> Sessions:
+    """Sessions as docs/ say: by the app's session id, else a visitor's pageviews cut at gaps over 30 min."""
+    by_key: dict[str, list[AnalyticsEvent]] = defaultdict(list)
+    for event in sorted(pageviews, key=lambda event: (event.ts_us, event.page is not None, event.page or "")):
+        if event.session_id is not None:
+            by_key[f"s{event.session_id}"].append(event)
+        elif event.visitor_id is not None:
+            by_key[f"v{event.visitor_id}"].append(event)
+    visits: list[list[AnalyticsEvent]] = []
+    for key, views in by_key.items():
+        visit = [views[0]]
+        for before, event in zip(views, views[1:]):
+            if key.startswith("v") and event.ts_us - before.ts_us > 30 * 60 * 1_000_000:
+                visits.append(visit)
+                visit = []
+            visit.append(event)
+        visits.append(visit)
+    if not visits:
+        return Sessions(0, 0, None, 0, None, None, None, (), ())
+    seconds = sorted((visit[-1].ts_us - visit[0].ts_us) // 1_000_000 for visit in visits)
+
+    def top(pages: Counter[Optional[str]]) -> tuple[PageCount, ...]:
+        ranked = sorted(pages.items(), key=lambda item: (-item[1], item[0] is None, item[0] or ""))
+        return tuple(PageCount(str(page), n) for page, n in ranked[:limit])
+
+    bounces = sum(1 for visit in visits if len(visit) == 1)
+    views = sum(len(visit) for visit in visits)
+    return Sessions(
+        sessions=len(visits),
+        bounces=bounces,
+        bounce_rate=bounces / len(visits),
+        pageviews=views,
+        views_per_session=views / len(visits),
+        mean_duration_s=sum(visit[-1].ts_us - visit[0].ts_us for visit in visits) / len(visits) / 1e6,
+        median_duration_s=seconds[(len(seconds) - 1) // 2],
+        entry_pages=top(Counter(visit[0].page for visit in visits)),
+        exit_pages=top(Counter(visit[-1].page for visit in visits)),
+    )
 
 
 def reference(events: Iterable[AnalyticsEvent], since: datetime, limit: int) -> Report:
@@ -127,6 +173,14 @@ def reference(events: Iterable[AnalyticsEvent], since: datetime, limit: int) -> 
             for client in ("bot", "monitor", "script")
         ),
         devices=_devices(pageviews, limit),
+        sessions=reference_sessions(pageviews, limit),
+        services=tuple(
+            ServiceRow(service, environment, n)
+            for (service, environment), n in sorted(
+                Counter((event.service_name, event.deployment_environment) for event in pageviews).items(),
+                key=lambda item: (-item[1], item[0][0] is not None, item[0][0] or "", item[0][1] or ""),
+            )
+        ),
     )
 
 
@@ -175,6 +229,24 @@ def test_report_equals_a_plain_python_count(
         connection.close()
 
 
+@pytest.mark.parametrize(
+    ("service", "environment"), [("shop", None), ("api", "production"), (None, "production"), ("nope", None)]
+)
+def test_a_filtered_report_equals_the_count_of_its_events(
+    database: Path, events: list[AnalyticsEvent], service: Optional[str], environment: Optional[str]
+) -> None:
+    """``--service``/``--environment``: every number is the plain count of that service's events alone."""
+    since = NOW - timedelta(days=2)
+    kept = [
+        event
+        for event in events
+        if (service is None or event.service_name == service)
+        and (environment is None or event.deployment_environment == environment)
+    ]
+    expected = dataclasses.replace(reference(kept, since, 10), service=service, environment=environment)
+    assert build_report(database, since, service=service, environment=environment) == expected
+
+
 @pytest.mark.parametrize("odd_page", ["/a\x1f/b", "/a,b", ""], ids=["separator", "comma", "empty"])
 def test_a_page_holding_the_separator_is_counted_exactly(tmp_path: Path, odd_page: str) -> None:
     """A page containing the separator the per-visitor pass joins pages with is still counted exactly."""
@@ -194,6 +266,7 @@ def _statements(path: Path, since: datetime) -> list[str]:
     connection.set_trace_callback(issued.append)
     try:
         build_report(connection, since)
+        build_report(connection, since, service="shop", environment="production")  # the filters too
     finally:
         connection.close()
     return [sql for sql in issued if sql.lstrip().upper().startswith(("SELECT", "WITH"))]

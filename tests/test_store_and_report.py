@@ -168,7 +168,8 @@ def test_the_store_is_wal_versioned_and_ignores_a_resent_batch(tmp_path: Path) -
 
 def test_a_store_without_the_newer_fields_gains_their_columns(tmp_path: Path) -> None:
     """A store written before utm_term/utm_content/service_name/deployment_environment existed gets
-    their columns when opened, keeps its rows and indexes, and stores the new fields."""
+    their columns when opened (before the migration that indexes them), keeps its rows, has a
+    fresh store's indexes, and stores the new fields."""
     database = tmp_path / "old.db"
     newer = ("utm_term", "utm_content", "service_name", "deployment_environment")
     fresh = tmp_path / "fresh.db"
@@ -178,12 +179,12 @@ def test_a_store_without_the_newer_fields_gains_their_columns(tmp_path: Path) ->
             row[0]: row[1] for row in db.execute("SELECT name, sql FROM sqlite_master WHERE type='index'")
         }
     with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as db:
-        for statements in _MIGRATIONS:
+        for statements in _MIGRATIONS[: SCHEMA_VERSION - 1]:  # the previous version's schema
             for statement in statements:
                 db.execute(statement)
         for column in newer:
             db.execute(f"ALTER TABLE events DROP COLUMN {column}")
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
         kept = [column for column in COLUMNS if column not in newer]
         db.execute(
             f"INSERT INTO events ({', '.join(kept)}) VALUES ({', '.join('?' * len(kept))})",

@@ -100,6 +100,7 @@ def test_a_new_store_has_16k_pages_and_an_existing_one_keeps_its_own(tmp_path: P
 def test_report_queries_use_indexes_not_full_scans(tmp_path: Path) -> None:
     """Every query of the report is served by an index of the store (checked by EXPLAIN QUERY PLAN)."""
     from otel_user_tracking.store import report
+    from otel_user_tracking.store.scope import Scope
 
     path = tmp_path / "a.db"
     with contextlib.closing(connect(path)) as db:
@@ -112,7 +113,7 @@ def test_report_queries_use_indexes_not_full_scans(tmp_path: Path) -> None:
                     plans.extend(row[3] for row in original(f"EXPLAIN QUERY PLAN {sql}", params).fetchall())
                 return original(sql, params)
 
-        report._query(Recorder(db), 0, 10, datetime.now(timezone.utc))
+        report._query(Recorder(db), Scope(0, service="shop"), 10, datetime.now(timezone.utc))
     assert plans
     scans = [plan for plan in plans if plan.startswith("SCAN events") and "INDEX" not in plan]
     assert scans == [], plans

@@ -8,17 +8,18 @@ the rows are ordered here, in Python, so both backends order NULLs alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from ..agents import BOT, MONITOR, SCRIPT
+from .scope import Scope, as_scope
 
 Execute = Callable[[str, tuple[Any, ...]], Any]  # runs a statement, returns a cursor
 
 FILTERED_CLASSES: tuple[str, ...] = (BOT, MONITOR, SCRIPT)
-_FILTERED = "SELECT name, COUNT(*) FROM events WHERE type = 'filtered' AND ts_us >= ? GROUP BY name"
+_FILTERED = "SELECT name, COUNT(*) FROM events WHERE type = 'filtered' AND {scope} GROUP BY name"
 _DEVICES = (
     "SELECT device_type, browser, os, COUNT(*), COUNT(DISTINCT visitor_id) FROM {source} "
-    "WHERE type = 'pageview' AND ts_us >= ? GROUP BY device_type, browser, os"
+    "WHERE type = 'pageview' AND {scope} GROUP BY device_type, browser, os"
 )
 
 
@@ -41,20 +42,25 @@ class DeviceRow:
     visitors: int
 
 
-def filtered_requests(execute: Execute, since_us: int) -> tuple[FilteredRow, ...]:
-    """Every filtered class with its count since ``since_us`` (0 for a class with none), in
-    ``FILTERED_CLASSES`` order; a class another version stored comes last."""
-    counts = {str(name): int(n) for name, n in execute(_FILTERED, (since_us,)).fetchall()}
+def filtered_requests(execute: Execute, since: Union[int, Scope]) -> tuple[FilteredRow, ...]:
+    """Every filtered class with its count in the scope (or since a time in microseconds; 0 for
+    a class with none), in ``FILTERED_CLASSES`` order; a class another version stored comes last."""
+    scope = as_scope(since)
+    found = execute(_FILTERED.format(scope=scope.sql), scope.params).fetchall()
+    counts = {str(name): int(n) for name, n in found}
     names = [*FILTERED_CLASSES, *sorted(set(counts) - set(FILTERED_CLASSES))]
     return tuple(FilteredRow(name, counts.get(name, 0)) for name in names)
 
 
-def devices(execute: Execute, since_us: int, limit: int, source: str = "events") -> tuple[DeviceRow, ...]:
+def devices(
+    execute: Execute, since: Union[int, Scope], limit: int, source: str = "events"
+) -> tuple[DeviceRow, ...]:
     """The ``limit`` device type, browser and OS combinations with the most pageviews.
 
     ``source`` is the table, or the table pinned to its covering index (``Dialect.indexed``).
     """
-    found = execute(_DEVICES.format(source=source), (since_us,)).fetchall()
+    scope = as_scope(since)
+    found = execute(_DEVICES.format(source=source, scope=scope.sql), scope.params).fetchall()
     rows = [
         DeviceRow(_known(kind), _known(browser), _known(os), int(views), int(visitors))
         for kind, browser, os, views, visitors in found

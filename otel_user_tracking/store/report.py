@@ -21,6 +21,9 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 from .clients import DeviceRow, FilteredRow, devices, filtered_requests
 from .reader import Reader, Source, as_reader, open_reader, undecodable
+from .scope import Scope, as_scope
+from .sessions import EMPTY as EMPTY_SESSIONS
+from .sessions import Sessions, VisitTally, sessions_by_sql
 from .sqlite.schema import TABLE
 
 JAEGER_TRACE_URL = "http://localhost:16686/trace/{trace_id}"
@@ -51,8 +54,18 @@ class ErrorRow:
 
 
 @dataclass(frozen=True)
+class ServiceRow:
+    """Pageviews of one ``service.name`` and deployment environment (None: not set)."""
+
+    service: Optional[str]
+    environment: Optional[str]
+    pageviews: int
+
+
+@dataclass(frozen=True)
 class Report:
-    """Everything the report shows, for events at or after ``since``."""
+    """Everything the report shows, for events at or after ``since`` (of ``service`` and
+    ``environment`` when given)."""
 
     since: str
     pageviews: int
@@ -68,6 +81,12 @@ class Report:
     # Requests of bots, monitors and scripts, not pageviews (ignore_bots); pageviews by device.
     filtered: tuple[FilteredRow, ...] = ()
     devices: tuple[DeviceRow, ...] = ()
+    # Visits (sessions.py: the 30-minute rule, or the app's session id).
+    sessions: Sessions = EMPTY_SESSIONS
+    # The services and environments the window's pageviews came from; the filter applied.
+    services: tuple[ServiceRow, ...] = ()
+    service: Optional[str] = None
+    environment: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,9 +133,16 @@ def iso_time(ts_us: object, timespec: str = "seconds") -> str:
 StoreSource = Union[Source, Reader, sqlite3.Connection]
 
 
-def build_report(source: StoreSource, since: datetime, limit: int = 10) -> Report:
+def build_report(
+    source: StoreSource,
+    since: datetime,
+    limit: int = 10,
+    *,
+    service: Optional[str] = None,
+    environment: Optional[str] = None,
+) -> Report:
     """Query the store at ``source`` (a path, a ``postgresql://`` URL, a reader or a SQLite
-    connection) for events since ``since``.
+    connection) for events since ``since``, of one ``service`` and ``environment`` when given.
 
     The report is one snapshot of the store: every number is of the same moment, however
     the app writes meanwhile. Unique visitors take longest: they are counted in two halves
@@ -127,20 +153,20 @@ def build_report(source: StoreSource, since: datetime, limit: int = 10) -> Repor
     on one connection. Given a connection, all runs on it, in the caller's transaction or in
     one of its own.
     """
-    since_us = _us(since)
+    scope = Scope(_us(since), service, environment)
     if isinstance(source, (sqlite3.Connection, Reader)):
         reader = as_reader(source)
         with reader.read_transaction():
-            return _query(reader, since_us, limit, since)
+            return _query(reader, scope, limit, since)
     try:
-        return _report_at(source, since_us, limit, since, lenient=False)
+        return _report_at(source, scope, limit, since, lenient=False)
     except sqlite3.OperationalError as exc:
         if not undecodable(exc):
             raise
-        return _report_at(source, since_us, limit, since, lenient=True)
+        return _report_at(source, scope, limit, since, lenient=True)
 
 
-def _report_at(source: Source, since_us: int, limit: int, since: datetime, lenient: bool) -> Report:
+def _report_at(source: Source, scope: Scope, limit: int, since: datetime, lenient: bool) -> Report:
     readers: list[Reader] = []
     try:
         for _ in range(1 + len(_VISITOR_HALVES)):
@@ -148,64 +174,67 @@ def _report_at(source: Source, since_us: int, limit: int, since: datetime, lenie
         main, *others = readers
         if not main.begin_together(others):
             with main.read_transaction():
-                return _query(main, since_us, limit, since)
+                return _query(main, scope, limit, since)
         with ThreadPoolExecutor(max_workers=len(_VISITOR_HALVES)) as pool:
             futures = [
-                pool.submit(_visitor_half, other, since_us, half)
-                for other, half in zip(others, _VISITOR_HALVES)
+                pool.submit(_visitor_half, other, scope, half) for other, half in zip(others, _VISITOR_HALVES)
             ]
-            return _query(main, since_us, limit, since, [future.result for future in futures])
+            return _query(main, scope, limit, since, [future.result for future in futures])
     finally:
         for reader in readers:
             reader.close()  # ends its read transaction
 
 
-def latest_errors(db: Reader, columns: str, since_us: int, limit: Optional[int] = None) -> list[Any]:
+def latest_errors(
+    db: Reader, columns: str, since: Union[int, Scope], limit: Optional[int] = None
+) -> list[Any]:
     """Per error type (``?`` for none): its count, latest time, and ``columns`` of its latest event.
 
-    Most frequent first (a missing type first among equals), at most ``limit`` rows.
+    Most frequent first (a missing type first among equals), at most ``limit`` rows, of the
+    errors in the scope (or since a time in microseconds).
     """
+    scope = as_scope(since)
     cut = "" if limit is None else f" LIMIT {int(limit)}"
     return db.execute(
         f"SELECT coalesce(error_type, '?'), n, ts_us, {columns} FROM ("
         f"SELECT error_type, ts_us, {columns}, COUNT(*) OVER (PARTITION BY error_type) AS n, "
         "ROW_NUMBER() OVER (PARTITION BY error_type ORDER BY ts_us DESC, id DESC) AS latest "
-        f"FROM {TABLE} WHERE type = 'error' AND ts_us >= ?) AS errors "
+        f"FROM {TABLE} WHERE type = 'error' AND {scope.sql}) AS errors "
         f"WHERE latest = 1 ORDER BY n DESC, error_type IS NOT NULL, error_type{cut}",
-        (since_us,),
+        scope.params,
     ).fetchall()
 
 
 def _query(
     db: Reader,
-    since_us: int,
+    scope: Scope,
     limit: int,
     since: datetime,
     visitor_halves: Optional[Sequence[Callable[[], Optional[_Half]]]] = None,
 ) -> Report:
     """The report from ``db``; the visitor halves are counted on it too unless given."""
-    window = "ts_us >= ?"
     # Pageview sections read millions of rows: pinned to the index covering them, which SQLite's
     # planner passed over for a newer, non-covering one when sqlite_stat1 predated it.
     pageviews_source = db.dialect.indexed(f"{TABLE}_pageviews")
 
     def counts(column: str, type_: str = "pageview") -> tuple[CountRow, ...]:
         source = pageviews_source if type_ == "pageview" else TABLE
-        return top_values(db, column, since_us, limit, type_=type_, source=source)
+        return top_values(db, column, scope, limit, type_=type_, source=source)
 
     totals = dict(
         db.execute(
-            f"SELECT type, COUNT(*) FROM {TABLE} WHERE type IN ('error', 'custom') AND {window} "
+            f"SELECT type, COUNT(*) FROM {TABLE} WHERE type IN ('error', 'custom') AND {scope.sql} "
             "GROUP BY type",
-            (since_us,),
+            scope.params,
         ).fetchall()
     )
-    errors = latest_errors(db, "error_message, trace_id", since_us, limit)
+    errors = latest_errors(db, "error_message, trace_id", scope, limit)
     referrers, locales, utm_sources = counts("referrer"), counts("locale"), counts("utm_source")
     custom = counts("name", "custom")
+    services = services_of(db, scope)
     if visitor_halves is None:
-        visitor_halves = [partial(_visitor_half, db, since_us, half) for half in _VISITOR_HALVES]
-    pages, visitors = _pages(db, since_us, [half() for half in visitor_halves])
+        visitor_halves = [partial(_visitor_half, db, scope, half) for half in _VISITOR_HALVES]
+    pages, visitors, sessions = _pages(db, scope, [half() for half in visitor_halves], limit)
     ranked = sorted(pages, key=lambda page: (-pages[page][0], page is not None, page or ""))[:limit]
     return Report(
         since=since.astimezone(timezone.utc).isoformat(timespec="seconds"),
@@ -222,99 +251,186 @@ def _query(
             for kind, n, last, message, trace_id in errors
         ),
         custom=custom,
-        filtered=filtered_requests(db.execute, since_us),
-        devices=devices(db.execute, since_us, limit, pageviews_source),
+        filtered=filtered_requests(db.execute, scope),
+        devices=devices(db.execute, scope, limit, pageviews_source),
+        sessions=sessions,
+        services=services,
+        service=scope.service,
+        environment=scope.environment,
     )
 
 
 def top_values(
     db: Union[Reader, sqlite3.Connection],
     column: str,
-    since_us: int,
+    since: Union[int, Scope],
     limit: int,
     *,
     type_: str = "pageview",
     source: str = TABLE,
 ) -> tuple[CountRow, ...]:
-    """The most frequent non-null values of ``column`` among events of ``type_`` since ``since_us``.
+    """The most frequent non-null values of ``column`` among events of ``type_`` in the scope
+    (or since a time in microseconds).
 
     ``source`` is the table, or the table with an index hint (``Dialect.indexed``) that covers
     ``column``.
     """
+    scope = as_scope(since)
     rows = (
         as_reader(db)
         .execute(
-            f"SELECT {column}, COUNT(*) AS n FROM {source} WHERE type = ? AND ts_us >= ? "
+            f"SELECT {column}, COUNT(*) AS n FROM {source} WHERE type = ? AND {scope.sql} "
             f"AND {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC, {column} LIMIT ?",
-            (type_, since_us, limit),
+            (type_, *scope.params, limit),
         )
         .fetchall()
     )
     return tuple(CountRow(str(value), int(count)) for value, count in rows)
 
 
+def services_of(db: Reader, scope: Scope) -> tuple[ServiceRow, ...]:
+    """The services and environments of the window's pageviews, with their counts.
+
+    One pass of plain aggregates answers a store written by one service (the common case);
+    only when it finds several does a grouping (a sort of the window) count each.
+    """
+    pageviews = db.dialect.indexed(f"{TABLE}_pageviews")
+    found = db.execute(
+        "SELECT MIN(service_name), MAX(service_name), COUNT(service_name), MIN(deployment_environment), "
+        f"MAX(deployment_environment), COUNT(deployment_environment), COUNT(*) FROM {pageviews} "
+        f"WHERE type = 'pageview' AND {scope.sql}",
+        scope.params,
+    ).fetchone()
+    low, high, named, low_env, high_env, placed, total = found
+    if not total:
+        return ()
+    if low == high and low_env == high_env and named in (0, total) and placed in (0, total):
+        return (ServiceRow(low, low_env, int(total)),)
+    rows = db.execute(
+        f"SELECT service_name, deployment_environment, COUNT(*) FROM {pageviews} "
+        f"WHERE type = 'pageview' AND {scope.sql} GROUP BY service_name, deployment_environment",
+        scope.params,
+    ).fetchall()
+    ranked = sorted(rows, key=lambda row: (-row[2], _none_first(row[0]), _none_first(row[1])))
+    return tuple(ServiceRow(service, environment, int(n)) for service, environment, n in ranked)
+
+
+def _none_first(value: Optional[str]) -> tuple[bool, str]:
+    return value is not None, value or ""
+
+
 _SEPARATOR = "\x1f"
+# What stands for a pageview's missing page or session id in the joined rows (counted back).
+_NO_PAGE = "\x1e"
+_NO_SESSION = ""
 # Visitor ids are hex digests, so these halves are about even; any other id is in exactly one.
 _VISITOR_HALVES = ("(visitor_id IS NULL OR visitor_id < '8')", "visitor_id >= '8'")
 PageCounts = dict[Optional[str], tuple[int, int]]  # page -> (pageviews, unique visitors)
-# Of one half of the visitors: pageviews per page, unique visitors per page, unique visitors.
-_Half = tuple["Counter[Optional[str]]", "Counter[Optional[str]]", int]
+# Of one half of the visitors: pageviews per page, unique visitors per page, unique visitors, sessions.
+_Half = tuple["Counter[Optional[str]]", "Counter[Optional[str]]", int, VisitTally]
 
 
-def _visitor_half(db: Reader, since_us: int, half: str) -> Optional[_Half]:
-    """Pageviews and unique visitors per page, and unique visitors, for one half of the visitors.
+def _visitor_half(db: Reader, scope: Scope, half: str) -> Optional[_Half]:
+    """Pageviews and unique visitors per page, unique visitors and sessions, for one half of the visitors.
 
-    Grouping by visitor sorts the pageviews once; each visitor's pages come back joined and
-    Python counts them, a third less work than ``COUNT(DISTINCT)`` overall and per page. A
-    page holding the separator would be split wrongly: the per-visitor count catches that,
-    and the answer is None (``_pages_by_distinct`` counts instead).
+    Grouping by visitor sorts the pageviews once; each visitor's pages, times and session
+    ids come back joined and Python counts them, a third less work than ``COUNT(DISTINCT)``
+    overall and per page, and cuts them into sessions (``VisitTally``). A page or session id
+    holding the separator would be split wrongly: the per-visitor count catches that, and
+    the answer is None (``_pages_by_distinct`` and ``sessions_by_sql`` count instead), as it
+    is for a time that is not an integer (only another program can store one).
     """
     views: Counter[Optional[str]] = Counter()
     people: Counter[Optional[str]] = Counter()
+    tally = VisitTally()
     visitors = 0
+    join = db.dialect.join_text
     rows = db.execute(
-        f"SELECT visitor_id, COUNT(*), COUNT(page), {db.dialect.join_text('page')} "
+        f"SELECT visitor_id, COUNT(*), COUNT(page), COUNT(session_id), {join('coalesce(page, ?)')}, "
+        f"{join('CAST(ts_us AS TEXT)')}, {join('coalesce(session_id, ?)')} "
         f"FROM {db.dialect.indexed(f'{TABLE}_pageviews')} "
-        f"WHERE type = 'pageview' AND ts_us >= ? AND {half} GROUP BY visitor_id",
-        (since_us,),
+        f"WHERE type = 'pageview' AND {scope.sql} AND {half} GROUP BY visitor_id",
+        (_NO_PAGE, _NO_SESSION, *scope.params),
     )
-    for visitor, count, named, joined in rows:
-        seen = joined.split(_SEPARATOR) if joined is not None else []
-        if len(seen) != named:
+    for visitor, count, named, given, joined, times_joined, sessions_joined in rows:
+        seen: list[Optional[str]] = joined.split(_SEPARATOR)
+        if len(seen) != count:
             return None
+        if count > named:
+            seen = [None if page == _NO_PAGE else page for page in seen]
+            if seen.count(None) != count - named:
+                return None
         views.update(seen)
-        views[None] += count - named  # pageviews without a page
+        try:
+            times = list(map(int, times_joined.split(_SEPARATOR)))
+        except ValueError:  # a time another program stored as text
+            return None
+        if given:
+            if not _add_given(tally, visitor, times, seen, sessions_joined, given):
+                return None
+        elif visitor is not None:
+            tally.add_visitor(times, seen)
         if visitor is not None:
             visitors += 1
-            distinct: set[Optional[str]] = set(seen)
-            if count > named:
-                distinct.add(None)
-            people.update(distinct)
-    return views, people, visitors
+            people.update(set(seen))
+    return views, people, visitors, tally
 
 
-def _pages(db: Reader, since_us: int, halves: list[Optional[_Half]]) -> tuple[PageCounts, int]:
+def _add_given(
+    tally: VisitTally,
+    visitor: Optional[str],
+    times: list[int],
+    pages: list[Optional[str]],
+    sessions_joined: str,
+    given: int,
+) -> bool:
+    """A visitor's pageviews some of which carry a session id: those by session, the rest by
+    visitor. False when the session ids do not split back into one per pageview."""
+    ids = sessions_joined.split(_SEPARATOR)
+    if len(ids) != len(times) or len(ids) - ids.count(_NO_SESSION) != given:
+        return False
+    by_session: dict[str, tuple[list[int], list[Optional[str]]]] = {}
+    for session_id, when, page in zip(ids, times, pages):
+        if session_id == _NO_SESSION and visitor is None:
+            continue
+        at, seen = by_session.setdefault(session_id, ([], []))
+        at.append(when)
+        seen.append(page)
+    for session_id, (at, seen) in by_session.items():
+        if session_id == _NO_SESSION:
+            tally.add_visitor(at, seen)
+        else:
+            tally.add_given(session_id, at, seen)
+    return True
+
+
+def _pages(
+    db: Reader, scope: Scope, halves: list[Optional[_Half]], limit: int
+) -> tuple[PageCounts, int, Sessions]:
     counted = [half for half in halves if half is not None]
     if len(counted) < len(halves):
-        return _pages_by_distinct(db, since_us)
+        pages, visitors = _pages_by_distinct(db, scope)
+        return pages, visitors, sessions_by_sql(db, scope.sql, scope.params, limit)
     views: Counter[Optional[str]] = Counter()
     people: Counter[Optional[str]] = Counter()
-    for half_views, half_people, _ in counted:
+    tally = VisitTally()
+    for half_views, half_people, _, half_tally in counted:
         views.update(half_views)
         people.update(half_people)
+        tally.merge(half_tally)
     pages = {page: (views[page], people[page]) for page in views if views[page]}
-    return pages, sum(visitors for _, _, visitors in counted)
+    return pages, sum(half[2] for half in counted), tally.result(limit)
 
 
-def _pages_by_distinct(db: Reader, since_us: int) -> tuple[PageCounts, int]:
-    window = "type = 'pageview' AND ts_us >= ?"
+def _pages_by_distinct(db: Reader, scope: Scope) -> tuple[PageCounts, int]:
+    window = f"type = 'pageview' AND {scope.sql}"
     source = db.dialect.indexed(f"{TABLE}_pageviews")
     pages = db.execute(
         f"SELECT page, COUNT(*), COUNT(DISTINCT visitor_id) FROM {source} WHERE {window} GROUP BY page",
-        (since_us,),
+        scope.params,
     ).fetchall()
     (visitors,) = db.execute(
-        f"SELECT COUNT(DISTINCT visitor_id) FROM {source} WHERE {window}", (since_us,)
+        f"SELECT COUNT(DISTINCT visitor_id) FROM {source} WHERE {window}", scope.params
     ).fetchone()
     return {page: (int(n), int(v)) for page, n, v in pages}, int(visitors)
 
@@ -366,8 +482,11 @@ def _short(text: str, limit: int = 60) -> str:
 
 def render_table(report: Report) -> str:
     """A plain-text report for a terminal."""
+    chosen = Scope(0, report.service, report.environment).describe()
     parts = [
-        f"otel-user-tracking report since {report.since}\n"
+        f"otel-user-tracking report since {report.since}"
+        + (f", {terminal_text(chosen)}" if chosen else "")
+        + "\n"
         f"  pageviews {report.pageviews}   unique visitors {report.visitors}   "
         f"errors {report.errors}   custom events {report.custom_events}   "
         f"filtered requests {sum(row.requests for row in report.filtered)}\n",
@@ -400,11 +519,39 @@ def render_table(report: Report) -> str:
             ("client", "requests"),
             [(row.client, row.requests) for row in report.filtered],
         ),
+        *_sessions_tables(report.sessions),
     ]
+    if len(report.services) > 1 or chosen:
+        parts.append(
+            _table(
+                "Services",
+                ("service", "environment", "pageviews"),
+                [
+                    (row.service or "(none)", row.environment or "(none)", row.pageviews)
+                    for row in report.services
+                ],
+            )
+        )
     if report.error_types:
         example = JAEGER_TRACE_URL.format(trace_id=terminal_text(report.error_types[0].trace_id))
         parts.append(f"Open an error's trace in Jaeger: {example}\n")
     return "\n".join(parts)
+
+
+def _sessions_tables(visits: Sessions) -> list[str]:
+    """The sessions line and the entry and exit pages (docs/store.md says how sessions are cut)."""
+    if not visits.sessions:
+        return ["Sessions\n  (none)\n"]
+    summary = (
+        f"Sessions\n  sessions {visits.sessions}   bounce rate {visits.bounce_rate or 0:.1%}   "
+        f"views per session {visits.views_per_session or 0:.2f}   "
+        f"visit duration median {visits.median_duration_s} s, mean {visits.mean_duration_s or 0:.1f} s\n"
+    )
+    return [
+        summary,
+        _table("Entry pages", ("page", "sessions"), [(row.page, row.sessions) for row in visits.entry_pages]),
+        _table("Exit pages", ("page", "sessions"), [(row.page, row.sessions) for row in visits.exit_pages]),
+    ]
 
 
 def render_json(report: Report) -> str:

@@ -46,6 +46,8 @@ class PageOptions:
         refresh_seconds: Reload interval of the live page; None for a file.
         live: Whether a server answers the journey search (False for ``report --html``).
         user_ids: How user ids are stored, to say what a search looks for.
+        service: The ``service.name`` the page is filtered to (None: every service).
+        environment: The deployment environment the page is filtered to (None: every one).
     """
 
     jaeger_url: str = DEFAULT_JAEGER_URL
@@ -53,6 +55,8 @@ class PageOptions:
     refresh_seconds: Optional[int] = None
     live: bool = False
     user_ids: UserIdForm = field(default_factory=UserIdForm)
+    service: Optional[str] = None
+    environment: Optional[str] = None
 
 
 def render_page(dashboard: Dashboard, options: PageOptions, journey: Optional[JourneyView] = None) -> str:
@@ -61,7 +65,9 @@ def render_page(dashboard: Dashboard, options: PageOptions, journey: Optional[Jo
     refresh = (
         f'<meta http-equiv="refresh" content="{options.refresh_seconds}">' if options.refresh_seconds else ""
     )
+    sessions = report.sessions
     sections = [
+        _services(dashboard, options),
         _kpis(dashboard),
         _traffic(dashboard),
         _count_table(
@@ -75,6 +81,22 @@ def render_page(dashboard: Dashboard, options: PageOptions, journey: Optional[Jo
         _count_table("utm-sources", "UTM sources", ("utm_source", "pageviews"), _pairs(report.utm_sources)),
         _count_table(
             "utm-campaigns", "UTM campaigns", ("utm_campaign", "pageviews"), _pairs(dashboard.campaigns)
+        ),
+        _count_table("utm-terms", "UTM terms", ("utm_term", "pageviews"), _pairs(dashboard.terms)),
+        _count_table(
+            "utm-contents", "UTM contents", ("utm_content", "pageviews"), _pairs(dashboard.contents)
+        ),
+        _count_table(
+            "entry-pages",
+            "Entry pages",
+            ("page", "sessions"),
+            [(row.page, row.sessions) for row in sessions.entry_pages],
+        ),
+        _count_table(
+            "exit-pages",
+            "Exit pages",
+            ("page", "sessions"),
+            [(row.page, row.sessions) for row in sessions.exit_pages],
         ),
         _devices(dashboard),
         _filtered(dashboard),
@@ -110,9 +132,15 @@ def _count_table(key: str, title: str, headers: Sequence[str], rows: Sequence[Se
 
 def _kpis(dashboard: Dashboard) -> str:
     report, series = dashboard.report, dashboard.series
-    tiles = [
+    visits = report.sessions
+    tiles: list[tuple[str, object, Optional[int]]] = [
         ("pageviews", report.pageviews, sum(series.previous_pageviews)),
         ("unique visitors", report.visitors, series.previous_unique_visitors),
+        ("sessions", visits.sessions, None),
+        ("bounce rate %", _rounded(visits.bounce_rate, 100), None),
+        ("views per session", _rounded(visits.views_per_session), None),
+        ("median visit s", "—" if visits.median_duration_s is None else visits.median_duration_s, None),
+        ("mean visit s", _rounded(visits.mean_duration_s), None),
         ("errors", report.errors, None),
         ("custom events", report.custom_events, None),
     ]
@@ -122,7 +150,49 @@ def _kpis(dashboard: Dashboard) -> str:
         + "</div>"
         for name, value, previous in tiles
     )
-    return section("kpis", "Totals", f'<div class="kpis">{body}</div>', wide=True)
+    note = (
+        '<p class="note">A session is a visitor\'s pageviews less than 30 minutes apart, or the '
+        "pageviews of a session id the app sends; a bounce is a session of one pageview; a visit "
+        "lasts from its first pageview to its last.</p>"
+    )
+    return section("kpis", "Totals", f'<div class="kpis">{body}</div>{note}', wide=True)
+
+
+def _rounded(value: Optional[float], scale: float = 1) -> object:
+    return "—" if value is None else round(value * scale, 1)
+
+
+def _services(dashboard: Dashboard, options: PageOptions) -> str:
+    """The services and environments of the window, and (live) a selector that filters the page.
+
+    Shown when the store holds more than one, or a filter is on."""
+    known = dashboard.services
+    if len(known) < 2 and options.service is None and options.environment is None:
+        return ""
+    listing = table(
+        ("service", "environment", "pageviews"),
+        [(row.service or "(none)", row.environment or "(none)", row.pageviews) for row in known],
+    )
+    if not options.live:
+        return section("services", "Services", listing, wide=True)
+
+    def choices(name: str, values: list[Optional[str]], chosen: Optional[str]) -> str:
+        shown = [
+            f'<option value="{escape(value)}"{" selected" if value == chosen else ""}>'
+            f"{escape(value)}</option>"
+            for value in dict.fromkeys(value for value in values if value is not None)
+        ]
+        every = f'<option value=""{" selected" if chosen is None else ""}>every {name}</option>'
+        return f'<select name="{name}">{every}{"".join(shown)}</select>'
+
+    form = (
+        '<form method="get" action="/" id="service-filter">'
+        f'<input type="hidden" name="since" value="{escape(options.since_text)}">'
+        + choices("service", [row.service for row in known], options.service)
+        + choices("environment", [row.environment for row in known], options.environment)
+        + '<button type="submit">Show</button></form>'
+    )
+    return section("services", "Services", form + listing, wide=True)
 
 
 def _labels(dashboard: Dashboard) -> list[str]:

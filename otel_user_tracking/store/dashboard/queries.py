@@ -17,7 +17,8 @@ from typing import Optional, Union
 from ...analytics.events import to_us
 from ...request.bots import is_bot
 from ..reader import Reader, as_reader
-from ..report import CountRow, Report, build_report, latest_errors, top_values
+from ..report import CountRow, Report, ServiceRow, build_report, latest_errors, services_of, top_values
+from ..scope import Scope
 from ..sqlite.schema import TABLE
 
 HOUR_US = 3_600_000_000
@@ -128,7 +129,7 @@ class ErrorPerson:
 
 @dataclass(frozen=True)
 class Dashboard:
-    """Everything the page shows for one window."""
+    """Everything the page shows for one window (of one service and environment when asked)."""
 
     report: Report
     window: Window
@@ -136,6 +137,10 @@ class Dashboard:
     statuses: tuple[CountRow, ...]
     routes: tuple[RouteStats, ...]
     campaigns: tuple[CountRow, ...]
+    terms: tuple[CountRow, ...]
+    contents: tuple[CountRow, ...]
+    # Every service and environment of the window, whatever the filter (for the selector).
+    services: tuple[ServiceRow, ...]
     custom: tuple[CustomRow, ...]
     error_people: tuple[ErrorPerson, ...]
     bot_pageviews: int
@@ -147,6 +152,9 @@ def build_dashboard(
     since: datetime,
     now: Optional[datetime] = None,
     limit: int = 10,
+    *,
+    service: Optional[str] = None,
+    environment: Optional[str] = None,
 ) -> Dashboard:
     """Read the whole dashboard for events at or after ``since`` in one read transaction.
 
@@ -155,66 +163,77 @@ def build_dashboard(
         since: The window's start, as for ``build_report``.
         now: The window's end for the charts (defaults to the current time).
         limit: Rows per table, as ``report --limit``.
+        service: Only this ``service.name``'s events, as ``report --service``.
+        environment: Only this deployment environment's events, as ``report --environment``.
     """
     current = now or datetime.now(timezone.utc)
     window = Window.of(since, current)
     db = as_reader(source)
+    scope = Scope(window.since_us, service, environment)
     with db.read_transaction():
-        report = build_report(db, since, limit)
-        statuses, routes = _requests(db, window.since_us, limit)
+        report = build_report(db, since, limit, service=service, environment=environment)
+        statuses, routes = _requests(db, scope, limit)
         return Dashboard(
             report=report,
             window=window,
-            series=_series(db, window),
+            series=_series(db, window, scope),
             statuses=statuses,
             routes=routes,
-            campaigns=top_values(db, "utm_campaign", window.since_us, limit),
-            custom=tuple(
-                CustomRow(row.value, row.count, _meta_keys(db, row.value, window.since_us))
-                for row in report.custom
+            campaigns=top_values(db, "utm_campaign", scope, limit),
+            terms=top_values(db, "utm_term", scope, limit),
+            services=(
+                report.services
+                if service is None and environment is None
+                else services_of(db, Scope(window.since_us))
             ),
-            error_people=_error_people(db, window.since_us),
-            bot_pageviews=_bot_pageviews(db, window.since_us),
+            contents=top_values(db, "utm_content", scope, limit),
+            custom=tuple(
+                CustomRow(row.value, row.count, _meta_keys(db, row.value, scope)) for row in report.custom
+            ),
+            error_people=_error_people(db, scope),
+            bot_pageviews=_bot_pageviews(db, scope),
             generated_at=current.astimezone(timezone.utc).isoformat(timespec="seconds"),
         )
 
 
-def _bucket_counts(db: Reader, bounds: list[tuple[int, Optional[int]]]) -> list[tuple[int, int]]:
+def _bucket_counts(
+    db: Reader, bounds: list[tuple[int, Optional[int]]], scope: Scope
+) -> list[tuple[int, int]]:
     # One small range query per bucket beats GROUP BY over the window: no temporary B-tree.
     counts = []
     for low, high in bounds:
         if high is None:
             sql = (
                 f"SELECT COUNT(*), COUNT(DISTINCT visitor_id) FROM {TABLE} "
-                "WHERE type = 'pageview' AND ts_us >= ?"
+                f"WHERE type = 'pageview' AND ts_us >= ?{scope.filters}"
             )
-            row = db.execute(sql, (low,)).fetchone()
+            row = db.execute(sql, (low, *scope.filter_params)).fetchone()
         else:
             sql = (
                 f"SELECT COUNT(*), COUNT(DISTINCT visitor_id) FROM {TABLE} "
-                "WHERE type = 'pageview' AND ts_us >= ? AND ts_us < ?"
+                f"WHERE type = 'pageview' AND ts_us >= ? AND ts_us < ?{scope.filters}"
             )
-            row = db.execute(sql, (low, high)).fetchone()
+            row = db.execute(sql, (low, high, *scope.filter_params)).fetchone()
         counts.append((int(row[0]), int(row[1])))
     return counts
 
 
-def _series(db: Reader, window: Window) -> Series:
-    current = _bucket_counts(db, window.bounds())
-    previous = _bucket_counts(db, window.bounds(previous=True))
+def _series(db: Reader, window: Window, scope: Scope) -> Series:
+    current = _bucket_counts(db, window.bounds(), scope)
+    previous = _bucket_counts(db, window.bounds(previous=True), scope)
     return Series(
         starts_us=tuple(window.starts()),
         pageviews=tuple(n for n, _ in current),
         visitors=tuple(v for _, v in current),
         previous_pageviews=tuple(n for n, _ in previous),
         previous_visitors=tuple(v for _, v in previous),
-        previous_unique_visitors=_bucket_counts(db, [(window.since_us - window.span_us, window.since_us)])[0][
-            1
-        ],
+        previous_unique_visitors=_bucket_counts(
+            db, [(window.since_us - window.span_us, window.since_us)], scope
+        )[0][1],
     )
 
 
-def _requests(db: Reader, since_us: int, limit: int) -> tuple[tuple[CountRow, ...], tuple[RouteStats, ...]]:
+def _requests(db: Reader, scope: Scope, limit: int) -> tuple[tuple[CountRow, ...], tuple[RouteStats, ...]]:
     """The status-code mix and the per-route table, from one pass over the covering index.
 
     Durations are grouped to 0.1 ms, so the result has a row per (page, status, duration) value
@@ -222,8 +241,8 @@ def _requests(db: Reader, since_us: int, limit: int) -> tuple[tuple[CountRow, ..
     """
     rows = db.execute(
         f"SELECT page, status_code, {db.dialect.round_int('duration_ms * 10')} AS tenths, COUNT(*) "
-        f"FROM {TABLE} WHERE type = 'pageview' AND ts_us >= ? GROUP BY page, status_code, tenths",
-        (since_us,),
+        f"FROM {TABLE} WHERE type = 'pageview' AND {scope.sql} GROUP BY page, status_code, tenths",
+        scope.params,
     ).fetchall()
     statuses: dict[Optional[str], int] = {}
     pages: dict[str, list[int]] = {}
@@ -292,30 +311,31 @@ def _percentile(histogram: dict[int, int], percent: int) -> Optional[float]:
     return None  # unreachable: seen reaches total >= rank
 
 
-def _meta_keys(db: Reader, name: str, since_us: int) -> tuple[CountRow, ...]:
+def _meta_keys(db: Reader, name: str, scope: Scope) -> tuple[CountRow, ...]:
     keys = db.dialect.keys_of(f"{TABLE}.meta", "meta_key")
     rows = db.execute(
         f"SELECT meta_key.key, COUNT(*) AS n FROM {TABLE}, {keys} "
         f"WHERE {TABLE}.type = 'custom' AND {TABLE}.name = ? AND {TABLE}.ts_us >= ? "
+        f"{scope.filters_on(TABLE)} "
         f"AND {db.dialect.valid_json(f'{TABLE}.meta')} GROUP BY meta_key.key ORDER BY n DESC, meta_key.key",
-        (name, since_us),
+        (name, *scope.params),
     ).fetchall()
     return tuple(CountRow(str(key), int(n)) for key, n in rows)
 
 
-def _error_people(db: Reader, since_us: int) -> tuple[ErrorPerson, ...]:
-    rows = latest_errors(db, "user_id, visitor_id, session_id", since_us)
+def _error_people(db: Reader, scope: Scope) -> tuple[ErrorPerson, ...]:
+    rows = latest_errors(db, "user_id, visitor_id, session_id", scope)
     return tuple(
         ErrorPerson(str(kind), *(None if value is None else str(value) for value in (user, visitor, session)))
         for kind, _, _, user, visitor, session in rows
     )
 
 
-def _bot_pageviews(db: Reader, since_us: int) -> int:
+def _bot_pageviews(db: Reader, scope: Scope) -> int:
     """Stored pageviews whose user agent is a known bot's: none unless ``ignore_bots`` was off."""
     rows = db.execute(
-        f"SELECT user_agent, COUNT(*) FROM {TABLE} WHERE type = 'pageview' AND ts_us >= ? "
+        f"SELECT user_agent, COUNT(*) FROM {TABLE} WHERE type = 'pageview' AND {scope.sql} "
         "AND user_agent IS NOT NULL GROUP BY user_agent",
-        (since_us,),
+        scope.params,
     ).fetchall()
     return sum(int(n) for agent, n in rows if is_bot(str(agent)))

@@ -50,10 +50,16 @@ def dashboard_html(
     limit: int = 10,
     now: Optional[datetime] = None,
 ) -> str:
-    """The page for ``since`` (to ``now``) as one self-contained HTML document (``report --html``)."""
+    """The page for ``since`` (to ``now``) as one self-contained HTML document (``report --html``),
+    of the options' service and environment."""
+    filters = {"service": options.service, "environment": options.environment}
     return render_page(
-        reading(database, lambda db: build_dashboard(db, since, now=now, limit=limit)), options
+        reading(database, lambda db: build_dashboard(db, since, now=now, limit=limit, **filters)), options
     )
+
+
+# A page's window and filter: its ``since`` text, service and environment (None: every one).
+View = tuple[str, Optional[str], Optional[str]]
 
 
 class DashboardServer(BoundedHTTPServer):
@@ -89,10 +95,10 @@ class DashboardServer(BoundedHTTPServer):
         parse_since(self.options.since_text)  # a bad default window fails at start, not per request
         self.hosts = HostAllowList.for_server(host, allow_hosts)
         self.searches = JourneySearches()
-        self._cache: OrderedDict[str, tuple[float, Dashboard]] = OrderedDict()
+        self._cache: OrderedDict[View, tuple[float, Dashboard]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._build_lock = threading.Lock()  # one build at a time: tabs refreshing together share it
-        self._refreshing: set[str] = set()
+        self._refreshing: set[View] = set()
         super().__init__((host, port), _Handler, limits or ConnectionLimits())
 
     @property
@@ -105,47 +111,57 @@ class DashboardServer(BoundedHTTPServer):
         """True when the request's ``Host`` names this server (see ``HostAllowList``)."""
         return self.hosts.allows(header)
 
-    def dashboard(self, since_text: str) -> Dashboard:
-        """The dashboard for ``since_text``: the last build of that window when there is one,
+    def dashboard(
+        self, since_text: str, service: Optional[str] = None, environment: Optional[str] = None
+    ) -> Dashboard:
+        """The dashboard for ``since_text`` (of ``service`` and ``environment`` when given): the last
+        build of that view when there is one,
         rebuilt in the background once it is older than half the refresh interval, so a page
         left open never waits on a big store after its first load (its header says when it was
         generated). The last ``CACHED_WINDOWS`` windows asked for are kept."""
+        view: View = (since_text, service, environment)
         ttl = (self.options.refresh_seconds or 0) / 2
         with self._cache_lock:
-            cached = self._cache.get(since_text)
+            cached = self._cache.get(view)
             if cached is not None:
-                self._cache.move_to_end(since_text)
-                if time.monotonic() - cached[0] >= ttl and since_text not in self._refreshing:
-                    self._refreshing.add(since_text)
+                self._cache.move_to_end(view)
+                if time.monotonic() - cached[0] >= ttl and view not in self._refreshing:
+                    self._refreshing.add(view)
                     threading.Thread(
-                        target=self._refresh, args=(since_text,), name="dashboard-refresh", daemon=True
+                        target=self._refresh, args=(view,), name="dashboard-refresh", daemon=True
                     ).start()
                 return cached[1]
         with self._build_lock:
             with self._cache_lock:
-                cached = self._cache.get(since_text)
-            return cached[1] if cached is not None else self._build(since_text)
+                cached = self._cache.get(view)
+            return cached[1] if cached is not None else self._build(view)
 
-    def _build(self, since_text: str) -> Dashboard:
+    def _build(self, view: View) -> Dashboard:
+        since_text, service, environment = view
         now = datetime.now(timezone.utc)
         since = parse_since(since_text, now=now)
-        built = reading(self.database, lambda db: build_dashboard(db, since, now=now, limit=self.limit))
+        built = reading(
+            self.database,
+            lambda db: build_dashboard(
+                db, since, now=now, limit=self.limit, service=service, environment=environment
+            ),
+        )
         with self._cache_lock:
-            self._cache[since_text] = (time.monotonic(), built)
-            self._cache.move_to_end(since_text)
+            self._cache[view] = (time.monotonic(), built)
+            self._cache.move_to_end(view)
             while len(self._cache) > CACHED_WINDOWS:
                 self._cache.popitem(last=False)
         return built
 
-    def _refresh(self, since_text: str) -> None:
+    def _refresh(self, view: View) -> None:
         try:
             with self._build_lock:
-                self._build(since_text)
+                self._build(view)
         except Exception as exc:  # the last build stays served; the next request tries again
             logger.warning("dashboard: the page could not be rebuilt (%s)", type(exc).__name__)
         finally:
             with self._cache_lock:
-                self._refreshing.discard(since_text)
+                self._refreshing.discard(view)
 
     def journey_view(self, kind: IdKind, values: tuple[str, ...], since_us: int) -> JourneyView:
         return JourneyView(
@@ -210,7 +226,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._send(HTTPStatus.BAD_REQUEST, f"<h1>Bad window</h1><p>{escape(str(exc))}</p>")
             return
-        dashboard = self.server.dashboard(since_text)
+        service, environment = (_chosen(query, name) for name in ("service", "environment"))
+        dashboard = self.server.dashboard(since_text, service, environment)
         view = None
         if "journey" in query:
             search = self.server.searches.get(query["journey"][0])
@@ -228,6 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
             refresh_seconds=options.refresh_seconds,
             live=True,
             user_ids=options.user_ids,
+            service=service,
+            environment=environment,
         )
         self._send(HTTPStatus.OK, render_page(dashboard, page_options, view))
 
@@ -292,3 +311,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         logger.debug("dashboard: " + format, *args)
+
+
+def _chosen(query: dict[str, list[str]], name: str) -> Optional[str]:
+    """A filter's value from the query string; None when absent or empty (every one)."""
+    value = (query.get(name) or [""])[0]
+    return value or None

@@ -51,11 +51,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # The report's pageview sections (SQLite's events_pageviews columns) and the visitor
         # journey: index-only scans.
         f"CREATE INDEX IF NOT EXISTS {TABLE}_pageviews ON {TABLE} (type, ts_us) "
-        "INCLUDE (page, visitor_id, referrer, locale, utm_source, device_type, browser, os)",
+        "INCLUDE (page, visitor_id, referrer, locale, utm_source, device_type, browser, os, session_id, "
+        "service_name, deployment_environment)",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_type_name_ts ON {TABLE} (type, name, ts_us)",
         # The dashboard's status mix, durations, campaigns, user and session journeys.
         f"CREATE INDEX IF NOT EXISTS {TABLE}_requests ON {TABLE} (type, ts_us) "
-        "INCLUDE (page, status_code, duration_ms, utm_campaign, user_id, session_id)",
+        "INCLUDE (page, status_code, duration_ms, utm_campaign, user_id, session_id, utm_term, utm_content, "
+        "service_name, deployment_environment)",
         # The keys of a custom event's meta; nothing for text that is not a JSON object.
         "CREATE OR REPLACE FUNCTION otel_json_keys(document text) RETURNS SETOF text "
         "LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$ BEGIN "

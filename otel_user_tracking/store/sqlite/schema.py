@@ -86,12 +86,19 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"CREATE TABLE IF NOT EXISTS {SALTS} (day INTEGER PRIMARY KEY, salt BLOB NOT NULL)",
     ),
     (
-        # The report's device table (pageviews and visitors by device type, browser and OS) from
-        # the pageview sections' covering index: its entries widen, and no index is added (each
-        # one costs every insert and every commit its own pages).
+        # The report's device table (pageviews and visitors by device type, browser and OS),
+        # sessions (grouped with the visitors, by session id where the app gives one), the
+        # service and environment filters, and the campaign terms and contents, all from the two
+        # covering indexes: their entries widen, and no index is added (each one costs every
+        # insert and every commit its own pages).
         f"DROP INDEX IF EXISTS {TABLE}_pageviews",
-        f"CREATE INDEX IF NOT EXISTS {TABLE}_pageviews ON {TABLE} "
-        "(type, ts_us, page, visitor_id, referrer, locale, utm_source, device_type, browser, os)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_pageviews ON {TABLE} (type, ts_us, page, visitor_id, "
+        "referrer, locale, utm_source, device_type, browser, os, session_id, service_name, "
+        "deployment_environment)",
+        f"DROP INDEX IF EXISTS {TABLE}_requests",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_requests ON {TABLE} (type, ts_us, page, status_code, "
+        "duration_ms, utm_campaign, user_id, session_id, utm_term, utm_content, service_name, "
+        "deployment_environment)",
     ),
 )
 _VALUES = f"({', '.join('?' * len(COLUMNS))})"
