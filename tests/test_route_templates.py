@@ -44,6 +44,15 @@ def _fastapi_app() -> FastAPI:
         return {"order_id": order_id}
 
     app.include_router(router)
+    inner = APIRouter(prefix="/v1")
+
+    @inner.get("/items/{item_id}")
+    def item(item_id: int) -> dict[str, int]:
+        return {"item_id": item_id}
+
+    outer = APIRouter()
+    outer.include_router(inner, prefix="/grp")
+    app.include_router(outer, prefix="/ext")  # FastAPI 0.137+ keeps these prefixes off the route
     app.add_route("/plain/{name}", _text)
     app.mount("/legacy", Starlette(routes=[Route("/pages/{slug}", _text)]))
     return app
@@ -74,6 +83,7 @@ def _request(app: object, method: str, path: str) -> int:
         ("starlette", "GET", "/admin/reports/2024", "/admin/reports/{year}"),
         ("starlette", "GET", "/nowhere", None),
         ("fastapi", "GET", "/api/orders/3", "/api/orders/{order_id}"),
+        ("fastapi", "GET", "/ext/grp/v1/items/3", "/ext/grp/v1/items/{item_id}"),
         ("fastapi", "GET", "/plain/x", "/plain/{name}"),
         ("fastapi", "GET", "/legacy/pages/about", "/legacy/pages/{slug}"),
     ],

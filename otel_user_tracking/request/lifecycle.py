@@ -189,7 +189,18 @@ def route_template(scope: Scope, before_routing: Optional[tuple[Any, Any]] = Non
         # The route is a Mount serving an app (StaticFiles): its format holds its own path,
         # which the root path inside it ends with too (``/static/{path}``, as FastAPI names it).
         prefix = prefix[: -len(own)]
-    return (prefix + path_format) or "/"
+    return (prefix + _included_prefix(scope, route) + path_format) or "/"
+
+
+def _included_prefix(scope: Scope, route: Any) -> str:
+    """The ``include_router(..., prefix=...)`` prefixes FastAPI 0.137+ leaves off the route it
+    puts in the scope: its ``effective_route_context`` has the full path."""
+    found = scope.get("fastapi")
+    context = found.get("effective_route_context") if isinstance(found, dict) else None
+    full, own = getattr(context, "path", None), getattr(route, "path", None)
+    if isinstance(full, str) and isinstance(own, str) and own and full != own and full.endswith(own):
+        return full[: -len(own)]
+    return ""
 
 
 def full_url(scope: Scope) -> str:
