@@ -194,7 +194,9 @@ def _visitors_by_day(db: Reader, users: tuple[str, ...], since_us: int) -> dict[
     days: dict[int, set[str]] = {}
     seen: set[tuple[int, str]] = set()
     for visitor, ts_us in rows:
-        day = int(ts_us) - int(ts_us) % DAY_US
+        if type(ts_us) is not int:  # SQLite checks no column's type: an odd time links nothing
+            continue
+        day = ts_us - ts_us % DAY_US
         if (day, str(visitor)) not in seen and len(seen) < MAX_LINKED_VISITORS:
             seen.add((day, str(visitor)))
             days.setdefault(day, set()).add(str(visitor))
