@@ -321,3 +321,14 @@ def test_the_dashboard_serves_a_postgresql_store_as_it_serves_sqlite(stores: tup
         assert status == 200 and PASSWORD not in body
         pages.append(re.sub(r"generated [^<]*", "", body))
     assert pages[0] == pages[1]
+
+
+def test_text_postgresql_cannot_hold_does_not_cost_the_batch(postgres: PostgresServer) -> None:
+    """A NUL or a lone surrogate (a hostile request's path) is stored replaced; its batch is stored whole."""
+    url = postgres.database()
+    events = generate(20, seed=6)
+    odd = [events[0]._replace(page="/a\x00b"), events[1]._replace(referrer="https://x/\udcff")]
+    sink = write_pg(url, [*odd, *events[2:]])
+    assert count(url) == (20, 20) and sink.cleaned_batches == 1
+    assert count(url, "SELECT count(*) FROM events WHERE page = '/a\ufffdb'") == (1,)
+    sink.close()

@@ -109,6 +109,7 @@ class PostgreSQLSink:
         self.dropped_partitions = 0
         self.merged_batches = 0  # batches that met rows already stored (retries), merged
         self.failures = 0  # batches that failed (each logged once per kind and period)
+        self.cleaned_batches = 0  # batches stored with text PostgreSQL cannot hold replaced
         self._partitions = Partitions(days_ahead)
         self._log = ThrottledLog(_logger)
         self._reset()
@@ -152,11 +153,13 @@ class PostgreSQLSink:
             except StoreUnavailable as exc:
                 self._drop_connection()
                 raise self._failed(RetryableSinkError(str(exc), kind="unreachable")) from None
+            except UnicodeEncodeError:
+                raise self._failed(PermanentSinkError(f"{self.name}: text that is not UTF-8")) from None
             except psycopg.Error as exc:
                 self._drop_connection()
                 state = exc.sqlstate or ""
                 message = f"{self.name}: {explain(exc)}"
-                if not state or state[:2] in _RETRYABLE_CLASSES:
+                if not isinstance(exc, psycopg.DataError) and (not state or state[:2] in _RETRYABLE_CLASSES):
                     raise self._failed(RetryableSinkError(message, kind=_kind(exc))) from None
                 raise self._failed(PermanentSinkError(message, kind=_kind(exc))) from None
         return None
@@ -187,6 +190,11 @@ class PostgreSQLSink:
             self._partitions.forget()
             self._partitions.ensure(connection, map(_TS, batch))
             self._merge(connection, batch)
+        except (psycopg.DataError, UnicodeEncodeError):
+            # Text PostgreSQL cannot hold (NUL, lone surrogates: only a hostile request sends
+            # them) would fail the whole batch for ever: stored with replacement characters.
+            self._merge(connection, [tuple(map(_storable, row)) for row in batch])  # type: ignore[misc]
+            self.cleaned_batches += 1
 
     def _merge(self, connection: Any, batch: Sequence[AnalyticsEvent]) -> None:
         """Copy into a temporary table, then insert what is not stored yet."""
@@ -223,11 +231,27 @@ class PostgreSQLSink:
         return connection
 
     def _maintain(self, connection: Any) -> None:
-        """Partitions ahead, retention and the size cap, at most once per ``maintenance_interval``."""
+        """Partitions ahead, retention and the size cap, at most once per ``maintenance_interval``.
+
+        A failure (a reader holding the table past the lock timeout) never fails the batch
+        just stored: it is logged once per period and tried at the next pass.
+        """
+        import psycopg
+
         now = time.monotonic()
         if now < self._next_maintenance:
             return
         self._next_maintenance = now + self.maintenance_interval
+        try:
+            self._maintain_now(connection)
+        except psycopg.Error as exc:
+            self._log.warning(
+                "maintenance", "analytics store %s: retention is late (%s)", self.name, explain(exc)
+            )
+            if connection.closed or connection.broken:
+                self._drop_connection()
+
+    def _maintain_now(self, connection: Any) -> None:
         self._partitions.ensure_ahead(connection)
         if self.retention_days:
             cutoff_us = int((time.time() - self.retention_days * 86_400) * 1_000_000)
@@ -255,6 +279,13 @@ class PostgreSQLSink:
 def _reset_in_child(sink: Optional[PostgreSQLSink]) -> None:
     if sink is not None:
         sink._reset()
+
+
+def _storable(value: object) -> object:
+    """``value`` as PostgreSQL text can hold it: NUL and lone surrogates replaced."""
+    if not isinstance(value, str):
+        return value
+    return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 def _kind(exc: Any) -> str:
