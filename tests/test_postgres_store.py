@@ -332,3 +332,16 @@ def test_text_postgresql_cannot_hold_does_not_cost_the_batch(postgres: PostgresS
     assert count(url) == (20, 20) and sink.cleaned_batches == 1
     assert count(url, "SELECT count(*) FROM events WHERE page = '/a\ufffdb'") == (1,)
     sink.close()
+
+
+def test_the_dashboard_answers_503_while_its_database_is_away(postgres: PostgresServer) -> None:
+    """A dashboard whose PostgreSQL store cannot be reached says so (503), and the password stays out."""
+    from otel_user_tracking.store.dashboard import DashboardServer, PageOptions
+
+    from ._dashboard import request as get
+    from ._dashboard import running
+
+    url = postgres.url("nosuchdb")
+    with running(DashboardServer(url, port=0, options=PageOptions(refresh_seconds=60, live=True))) as server:
+        status, _, body = get(server, "GET", "/")
+    assert status == 503 and "could not be read" in body and PASSWORD not in body

@@ -318,7 +318,7 @@ def reading(source: Source, work: Callable[[Reader], _T]) -> _T:
 
 def store_errors() -> tuple[type[BaseException], ...]:
     """The exceptions a store raises when it cannot be read (``psycopg.Error`` when installed)."""
-    errors: list[type[BaseException]] = [sqlite3.Error, OSError]
+    errors: list[type[BaseException]] = [sqlite3.Error, OSError, StoreUnavailable]
     try:
         import psycopg
     except ImportError:
