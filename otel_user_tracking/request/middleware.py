@@ -126,17 +126,13 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
             await self._run(state, receive, send, outside)  # the span is current (``start`` made it so)
         finally:
             try:
-                route = state.route if state.finished else state.found_route
-                route = route or route_template(scope, state.before_routing)
+                route = response_size = None
+                if metric_attributes is not None:  # the metrics are recorded: what they need
+                    route = state.route if state.finished else state.found_route
+                    route = route or route_template(scope, state.before_routing)
+                    response_size = content_length(state.response_headers)
                 prepared.maker.end(
-                    span,
-                    token,
-                    scope,
-                    metric_attributes,
-                    started,
-                    state.status_code,
-                    route,
-                    state.response_size,
+                    span, token, scope, metric_attributes, started, state.status_code, route, response_size
                 )
             except Exception as exc:
                 report_internal_error("span_end", exc)
@@ -222,7 +218,7 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
                     note_response_start(state, message)
                     if outside is not None:
                         trailers = bool(message.get("trailers", False))
-                        state.response_size = content_length(message.get("headers"))
+                        state.response_headers = message.get("headers")
                 except Exception as exc:
                     report_internal_error("response_start", exc)
             elif kind == "http.response.body" and not message.get("more_body", False):

@@ -50,7 +50,7 @@ class RequestState:
         "found_route",
         "found_user",
         "handled_exception",
-        "response_size",
+        "response_headers",
         "retired",
         "route",
         "scope",
@@ -81,7 +81,7 @@ class RequestState:
         self.user_source: Any = None  # the scope's user object that gave applied_user
         self.user_id: Optional[str] = None  # policy-processed, copied onto child spans
         self.status_code: Optional[int] = None
-        self.response_size: Optional[int] = None  # the response's content-length, for the metrics
+        self.response_headers: Any = None  # the response start's headers: the metrics' response size
         self.finished = False
         self.retired = False  # the request is over (``retire``): only user_id and config remain
         self.route: Optional[str] = None  # the route template, once finish_request found it
@@ -99,7 +99,7 @@ class RequestState:
         self.retired = True
         del self.span, self.scope, self.before_routing, self.exceptions, self.status_setter
         self.explicit_user = self.applied_user = self.user_source = self.found_user = None
-        self.handled_exception = None
+        self.handled_exception = self.response_headers = None
 
 
 def current_request() -> Optional[RequestState]:
