@@ -291,28 +291,40 @@ def top_values(
 def services_of(db: Reader, scope: Scope) -> tuple[ServiceRow, ...]:
     """The services and environments of the window's pageviews, with their counts.
 
-    One pass of plain aggregates answers a store written by one service (the common case);
-    only when it finds several does a grouping (a sort of the window) count each.
+    The distinct pairs come from a small temporary index (no sort of the window), then one
+    pass sums each pair's pageviews.
     """
     pageviews = db.dialect.indexed(f"{TABLE}_pageviews")
-    found = db.execute(
-        "SELECT MIN(service_name), MAX(service_name), COUNT(service_name), MIN(deployment_environment), "
-        f"MAX(deployment_environment), COUNT(deployment_environment), COUNT(*) FROM {pageviews} "
-        f"WHERE type = 'pageview' AND {scope.sql}",
-        scope.params,
-    ).fetchone()
-    low, high, named, low_env, high_env, placed, total = found
-    if not total:
-        return ()
-    if low == high and low_env == high_env and named in (0, total) and placed in (0, total):
-        return (ServiceRow(low, low_env, int(total)),)
-    rows = db.execute(
-        f"SELECT service_name, deployment_environment, COUNT(*) FROM {pageviews} "
-        f"WHERE type = 'pageview' AND {scope.sql} GROUP BY service_name, deployment_environment",
-        scope.params,
+    where = f"WHERE type = 'pageview' AND {scope.sql}"
+    pairs = db.execute(
+        f"SELECT DISTINCT service_name, deployment_environment FROM {pageviews} {where}", scope.params
     ).fetchall()
+    if not pairs:
+        return ()
+    if len(pairs) > _MAX_SUMS:
+        rows = db.execute(
+            f"SELECT service_name, deployment_environment, COUNT(*) FROM {pageviews} {where} "
+            "GROUP BY service_name, deployment_environment",
+            scope.params,
+        ).fetchall()
+    else:
+        sums = ", ".join(
+            f"SUM(CASE WHEN {_matches('service_name', service)} AND "
+            f"{_matches('deployment_environment', environment)} THEN 1 ELSE 0 END)"
+            for service, environment in pairs
+        )
+        values = [value for pair in pairs for value in pair if value is not None]
+        counts = db.execute(f"SELECT {sums} FROM {pageviews} {where}", (*values, *scope.params)).fetchone()
+        rows = [(service, environment, n) for (service, environment), n in zip(pairs, counts)]
     ranked = sorted(rows, key=lambda row: (-row[2], _none_first(row[0]), _none_first(row[1])))
     return tuple(ServiceRow(service, environment, int(n)) for service, environment, n in ranked)
+
+
+_MAX_SUMS = 16  # service and environment pairs counted by sums; beyond, by a grouping
+
+
+def _matches(column: str, value: Optional[str]) -> str:
+    return f"{column} IS NULL" if value is None else f"{column} = ?"
 
 
 def _none_first(value: Optional[str]) -> tuple[bool, str]:
