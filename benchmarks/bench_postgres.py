@@ -133,77 +133,10 @@ def fleet(target: str, events: list[Any], writers: int = 4) -> float:
     return max(ends) - start
 
 
-def big_events(
-    count: int, first: int, start_us: int, end_us: int, day_visitors: int
-) -> list[tuple[Any, ...]]:
-    """``bench_store``'s big store, as rows built by field name (so new fields stay ``None``)."""
-    import random
-
-    from bench_store import (
-        BIG_CUSTOM,
-        BIG_ERRORS,
-        BIG_LOCALES,
-        BIG_PAGES,
-        BIG_REFERRERS,
-        BIG_SOURCES,
-        _digest,
-        _zipf,
-    )
-
-    from otel_user_tracking.analytics.events import EventRecord
-
-    rng = random.Random(first)
-
-    def pick(values: list[Any]) -> list[Any]:
-        return rng.choices(values, cum_weights=_zipf(len(values)), k=count)
-
-    kinds = rng.choices(["pageview", "error", "custom"], weights=[96, 1, 3], k=count)
-    pages, referrers, locales = pick(BIG_PAGES), pick(BIG_REFERRERS), pick(BIG_LOCALES)
-    sources, errors, names = pick(BIG_SOURCES), pick(BIG_ERRORS), pick(BIG_CUSTOM)
-    day, returning = start_us // _DAY_US, 50_000
-    step = (end_us - start_us) / count
-    rows = []
-    for n in range(count):
-        kind, page, visitor = kinds[n], pages[n], rng.randrange(day_visitors + returning)
-        hex_id = f"{first + n:032x}"
-        error = kind == "error"
-        rows.append(
-            tuple(
-                EventRecord(
-                    event_id=hex_id,
-                    type=kind,  # type: ignore[arg-type]
-                    ts_us=start_us + int(n * step),
-                    trace_id=hex_id,
-                    span_id=hex_id[16:],
-                    name=names[n] if kind == "custom" else None,
-                    method="GET",
-                    scheme="https",
-                    host="shop.example",
-                    path=page.replace("{id}", "42").replace("{slug}", "post"),
-                    route=page,
-                    page=page,
-                    status_code=500 if error else 200,
-                    duration_ms=12.5,
-                    referrer=referrers[n],
-                    locale=locales[n],
-                    utm_source=sources[n],
-                    user_agent="Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0",
-                    user_id=f"user{visitor % 5000}" if visitor % 10 == 0 else None,
-                    visitor_id=None
-                    if visitor % 20 == 1
-                    else _digest(visitor if visitor < returning else day << 24 | visitor),
-                    error_type=errors[n] if error else None,
-                    error_message=f"boom #{(first + n) % 1000}" if error else None,
-                    meta_json='{"plan":"pro"}' if kind == "custom" else None,
-                )
-            )
-        )
-    return rows
-
-
 def build_big_stores(url: str, path: Path, count: int, recent: int) -> datetime:
     """The same ``count`` events (``recent`` in the last day of 30) in PostgreSQL and in SQLite."""
     import psycopg
+    from bench_store import big_rows
 
     from otel_user_tracking.store.postgres.schema import create_partition
     from otel_user_tracking.store.sqlite.schema import connect, insert_events
@@ -226,7 +159,7 @@ def build_big_stores(url: str, path: Path, count: int, recent: int) -> datetime:
                 size = min(chunk, events_in_span - offset)
                 low = span_start + (span_end - span_start) * offset // events_in_span
                 high = span_start + (span_end - span_start) * (offset + size) // events_in_span
-                rows = big_events(size, first, low, high, day_visitors=int(per_day / 15))
+                rows = big_rows(size, first, low, high, day_visitors=int(per_day / 15))
                 with db.transaction(), db.cursor().copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)

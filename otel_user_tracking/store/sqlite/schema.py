@@ -104,10 +104,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 _VALUES = f"({', '.join('?' * len(COLUMNS))})"
 INSERT = f"INSERT OR IGNORE INTO {TABLE} ({', '.join(COLUMNS)}) VALUES {_VALUES}"
 # Rows per multi-row INSERT (one statement step for them all). SQLite before 3.32 takes at
-# most 999 bound parameters a statement, so the chunk shrinks to fit. Bigger chunks save
-# little more and hold the GIL longer between the writer's pauses (binding holds it).
+# most 999 bound parameters a statement, so the chunk shrinks to fit. With the device fields
+# (42 columns) 64 rows a statement cost 5-8 % less CPU an event than 32 (fewer statement
+# steps and index-cursor seeks a batch); 128 saves little more and holds the GIL twice as
+# long between the writer's pauses (binding holds it: ~0.1 ms for 64 rows).
 _MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
-CHUNK = max(1, min(32, _MAX_PARAMETERS // len(COLUMNS)))
+CHUNK = max(1, min(64, _MAX_PARAMETERS // len(COLUMNS)))
 MAX_SHAPES = 64  # column sets with their own statements; beyond, chunks bind every column
 _ALL_COLUMNS = tuple(range(len(COLUMNS)))
 _NONES = [(None,) * size for size in range(CHUNK + 1)]
