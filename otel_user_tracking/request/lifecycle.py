@@ -169,8 +169,15 @@ def _bare_method(scope: Scope) -> str:
     raw method, which a client chooses), ``WS`` for a WebSocket; ASGI or WSGI."""
     if scope.get("type") == "websocket":
         return "WS"
-    method = sanitize_method(str(scope.get("method") or scope.get("REQUEST_METHOD") or "").strip())
+    method = str(scope.get("method") or scope.get("REQUEST_METHOD") or "").strip()
+    if method not in _STANDARD_METHODS:  # what sanitize_method keeps as it is, whatever the environment
+        method = sanitize_method(method)  # reads OTEL_PYTHON_INSTRUMENTATION_HTTP_CAPTURE_ALL_METHODS
     return "HTTP" if method in ("_OTHER", "") else method
+
+
+_STANDARD_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+)
 
 
 def route_template(scope: Scope, before_routing: Optional[tuple[Any, Any]] = None) -> Optional[str]:
