@@ -105,6 +105,13 @@ class Config:
         client_response_hook: ``hook(span, scope, message)`` for each message the app sends.
             Without ``internal_spans`` the two get the server span (there is no per-message
             span); a hook that raises is recorded on the span and never fails the request.
+        request_hook: The WSGI side's request hook, with the signature of the contrib
+            instrumentation of the app's framework: ``hook(span, environ)`` for WSGI and
+            Flask, ``hook(span, request)`` for Django; called when the request starts.
+        response_hook: ``hook(span, environ, status, response_headers)`` for WSGI,
+            ``hook(span, status, response_headers)`` for Flask, ``hook(span, request,
+            response)`` for Django; called when the response starts. A hook that raises is
+            logged once and never fails the request.
     """
 
     tag_policy: TagPolicy = field(default_factory=TagPolicy)
@@ -127,6 +134,8 @@ class Config:
     server_request_hook: Optional[Callable[..., Any]] = None
     client_request_hook: Optional[Callable[..., Any]] = None
     client_response_hook: Optional[Callable[..., Any]] = None
+    request_hook: Optional[Callable[..., Any]] = None
+    response_hook: Optional[Callable[..., Any]] = None
     _excluded: tuple[re.Pattern[str], ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -137,6 +146,9 @@ class Config:
         for hook in ("server_request_hook", "client_request_hook", "client_response_hook"):
             if getattr(self, hook) is not None and not callable(getattr(self, hook)):
                 raise ValueError(f"{hook} must be a callable taking the span, the scope (and the message)")
+        for hook in ("request_hook", "response_hook"):
+            if getattr(self, hook) is not None and not callable(getattr(self, hook)):
+                raise ValueError(f"{hook} must be a callable taking the span and the request (see the docs)")
         dependency = self.user_dependency
         if isinstance(dependency, str):
             problem = dependency_name_error(dependency)

@@ -24,7 +24,9 @@ from .._errors import report_internal_error
 from ..agents import warm_up
 from ..request.framework import report_handled_exception, report_route, report_unmatched, report_user
 from ..request.identity import UserInfo
+from ..request.lifecycle import HOOK_NAMED_KEY
 from ..request.state import current_request
+from ..request.wsgi import UserTrackingWSGIMiddleware, call_hook
 from ..types import Message, Receive, Scope, Send
 
 CONTRIB_MIDDLEWARE = "opentelemetry.instrumentation.django.middleware.otel_middleware._DjangoMiddleware"
@@ -115,6 +117,35 @@ def report_request(request: Any, response: Any) -> None:
         report_internal_error("django.report", exc)
 
 
+def _django_door(door: Any) -> Any:
+    """The WSGI doors of Django's handlers call no hook: this module calls them with the request."""
+    if isinstance(door, UserTrackingWSGIMiddleware):
+        door.hook_style = "django"
+    return door
+
+
+def _request_hook(request: Any) -> Any:
+    """Call the configured ``request_hook(span, request)``, as contrib's Django middleware does
+    when the request comes in; the request's state for the response hook, or None (no hook)."""
+    state = current_request()
+    if state is None or (state.config.request_hook is None and state.config.response_hook is None):
+        return None
+    hook = state.config.request_hook
+    if hook is not None:
+        before = getattr(state.span, "name", None)
+        call_hook("request_hook", hook, state.span, request)
+        if getattr(state.span, "name", None) != before:
+            state.scope[HOOK_NAMED_KEY] = True  # the hook's name stays, as with contrib's
+    return state
+
+
+def _response_hook(state: Any, request: Any, response: Any) -> None:
+    """Call the configured ``response_hook(span, request, response)``."""
+    hook = state.config.response_hook
+    if hook is not None:
+        call_hook("response_hook", hook, state.span, request, response)
+
+
 def _resolve(request: Any) -> Any:
     from django.urls import Resolver404, resolve
 
@@ -146,8 +177,11 @@ def async_middleware(get_response: Callable[[Any], Awaitable[Any]]) -> Any:
 
     async def rest_of_chain(scope: Scope, receive: Receive, send: Send) -> None:
         request = scope[_REQUEST_KEY]
+        hooks = _request_hook(request)
         response = scope[_RESPONSE_KEY] = await get_response(request)
         report_request(request, response)
+        if hooks is not None:
+            _response_hook(hooks, request, response)
         start = _asgi_response_start(response)
         given = len(start["headers"])
         await send(start)
@@ -160,8 +194,11 @@ def async_middleware(get_response: Callable[[Any], Awaitable[Any]]) -> Any:
 
     async def track(request: Any) -> Any:
         if door is None or current_request() is not None:
+            hooks = _request_hook(request)
             response = await get_response(request)
             report_request(request, response)
+            if hooks is not None:
+                _response_hook(hooks, request, response)
             return response
         scope = {**request.scope, _REQUEST_KEY: request}
         await door(scope, _receive_nothing, _discard)
@@ -175,8 +212,11 @@ def sync_middleware(get_response: Callable[[Any], Any]) -> Any:
 
     def rest_of_chain(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         request = environ[_REQUEST_KEY]
+        hooks = _request_hook(request)
         response = environ[_RESPONSE_KEY] = get_response(request)
         report_request(request, response)
+        if hooks is not None:
+            _response_hook(hooks, request, response)
         headers = list(response.items())
         given = len(headers)
         start_response(f"{response.status_code} {response.reason_phrase}", headers)
@@ -185,12 +225,15 @@ def sync_middleware(get_response: Callable[[Any], Any]) -> Any:
         return []
 
     doors = _Installed.doors
-    door = doors.wsgi(rest_of_chain) if doors is not None else None
+    door = _django_door(doors.wsgi(rest_of_chain)) if doors is not None else None
 
     def track(request: Any) -> Any:
         if door is None or current_request() is not None:
+            hooks = _request_hook(request)
             response = get_response(request)
             report_request(request, response)
+            if hooks is not None:
+                _response_hook(hooks, request, response)
             return response
         environ = {**request.environ, _REQUEST_KEY: request}
         body = door(environ, _ignore_start_response)
@@ -219,7 +262,7 @@ sync_middleware.async_capable = False  # type: ignore[attr-defined]
 def _door_of(handler: Any, make: Callable[[Any], Any], original: Callable[..., Any]) -> Any:
     door = handler.__dict__.get(_DOOR_ATTR)
     if door is None:
-        door = make(types.MethodType(original, handler))
+        door = _django_door(make(types.MethodType(original, handler)))
         setattr(handler, _DOOR_ATTR, door)
     return door
 

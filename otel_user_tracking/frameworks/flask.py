@@ -114,14 +114,14 @@ class FlaskPatch:
         if any(isinstance(layer, UserTrackingWSGIMiddleware) for layer in chain):
             pass  # the app's own door, with its own options
         elif getattr(app, "_is_instrumented_by_opentelemetry", False):
-            self._hooks[app] = _add_hooks(app, wrap(app.wsgi_app))
+            self._hooks[app] = _add_hooks(app, _flask_door(wrap(app.wsgi_app)))
         else:
             contrib = next((layer for layer in reversed(chain) if _is_contrib_wsgi(layer)), None)
             if contrib is not None:
-                contrib.wsgi = wrap(contrib.wsgi)
+                contrib.wsgi = _flask_door(wrap(contrib.wsgi))
                 self._placed.add(app)
             else:
-                door = wrap(_FlaskApp(app, self._originals["__call__"]))
+                door = _flask_door(wrap(_FlaskApp(app, self._originals["__call__"])))
         return door
 
     def undo(self) -> None:
@@ -147,6 +147,13 @@ class _FlaskApp:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Any:
         return self._call(self.app, environ, start_response)
+
+
+def _flask_door(door: Any) -> Any:
+    """A door this adapter placed calls the hooks with contrib's Flask signatures."""
+    if isinstance(door, UserTrackingWSGIMiddleware):
+        door.hook_style = "flask"
+    return door
 
 
 def _chain(wsgi_app: Any) -> list[Any]:

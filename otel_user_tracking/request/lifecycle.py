@@ -7,7 +7,7 @@ middleware, or made by an outer layer), so all three tag spans the same way.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
@@ -155,13 +155,33 @@ def finish_request(state: RequestState) -> None:
         unmatched = route == UNMATCHED or (
             route is None and scope.get("type") == "http" and "router" in scope
         )
-        if unmatched and state.created:
+        if unmatched and state.created and HOOK_NAMED_KEY not in scope:
             span.update_name(_bare_method(scope))
         return
     if state.created or attrs.HTTP_ROUTE not in span_attributes(span):
         span.set_attribute(attrs.HTTP_ROUTE, route)
-    if state.created:
+    if state.created and HOOK_NAMED_KEY not in scope:
         span.update_name(f"{_bare_method(scope)} {route}")
+
+
+# Set in the scope (environ) when the app's request hook renamed the span: its name stays.
+HOOK_NAMED_KEY = "otel_user_tracking.hook_named"
+
+
+def noting_rename(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """``hook(span, scope, ...)`` that notes in the scope when it renamed the span, so the
+    route's name at the end leaves the hook's in place, as contrib's instrumentations do
+    (they name the span before the hook runs, and never after)."""
+
+    def hook_noting_rename(span: Any, scope: Any, *args: Any) -> None:
+        before = getattr(span, "name", None)
+        try:
+            hook(span, scope, *args)
+        finally:
+            if getattr(span, "name", None) != before:
+                scope[HOOK_NAMED_KEY] = True
+
+    return hook_noting_rename
 
 
 def _bare_method(scope: Scope) -> str:

@@ -25,7 +25,15 @@ from ..config import Config
 from ..types import ASGIApp, Message, Receive, Scope, Send
 from .current import REQUEST as _current
 from .front_door import FrontDoor
-from .lifecycle import RequestView, adopt, finish_request, full_url, note_response_start, route_template
+from .lifecycle import (
+    RequestView,
+    adopt,
+    finish_request,
+    full_url,
+    note_response_start,
+    noting_rename,
+    route_template,
+)
 from .lifespan import serve_lifespan
 from .prepared import Prepared
 from .scrubbing import QueryScrubber
@@ -63,7 +71,7 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
                 _SpanEnricher(self),
                 tracer_provider=self._tracer_provider,
                 meter_provider=self._meter_provider,
-                server_request_hook=config.server_request_hook,
+                server_request_hook=_noting_rename(config.server_request_hook),
                 client_request_hook=config.client_request_hook,
                 client_response_hook=config.client_response_hook,
             ),
@@ -199,7 +207,7 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
         config = state.config
         response_hook = config.client_response_hook if hooks else None
         if hooks and config.server_request_hook is not None:
-            _call_hook(config.server_request_hook, state.span, scope)
+            _call_hook(noting_rename(config.server_request_hook), state.span, scope)
         if hooks and config.client_request_hook is not None:
             receive = _hooked_receive(config.client_request_hook, state.span, scope, receive)
         trailers = False
@@ -338,6 +346,10 @@ def _call_hook(hook: Callable[..., Any], span: trace.Span, *args: Any) -> None:
             span.record_exception(exc)
         except Exception as error:
             report_internal_error("hook", error)
+
+
+def _noting_rename(hook: Optional[Callable[..., Any]]) -> Optional[Callable[..., Any]]:
+    return None if hook is None else noting_rename(hook)
 
 
 def _hooked_receive(hook: Callable[..., Any], span: trace.Span, scope: Scope, receive: Receive) -> Receive:

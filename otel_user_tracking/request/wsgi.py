@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from wsgiref.util import request_uri
 
 from opentelemetry import context as otel_context
@@ -29,7 +29,7 @@ from ..types import Environ, StartResponse, WSGIApp
 from .current import REQUEST as _current
 from .front_door import FrontDoor, span_to_enrich
 from .headers import read_environ_facts
-from .lifecycle import RequestView, adopt, finish_request, note_response_status
+from .lifecycle import RequestView, adopt, finish_request, note_response_status, noting_rename
 from .scrubbing import QueryScrubber, clean_attributes, enforce_on_span
 from .state import RequestState
 from .visitor import VisitorIdentifier
@@ -51,6 +51,10 @@ class WSGIPrepared:
     maker: WSGISpanMaker
     visitors: VisitorIdentifier
     scrubber: QueryScrubber
+    # The configured hooks as this door calls them: ``request_hook(span, environ)``,
+    # ``response_hook(span, environ, status, headers)``; None when none is configured.
+    request_hook: Optional[Callable[..., Any]] = None
+    response_hook: Optional[Callable[..., Any]] = None
 
 
 class UserTrackingWSGIMiddleware(FrontDoor[WSGIPrepared]):
@@ -66,17 +70,31 @@ class UserTrackingWSGIMiddleware(FrontDoor[WSGIPrepared]):
         meter_provider: Provider for the HTTP server metrics (default: global).
         **options: Any ``Config`` field (``tag_policy``, ``user_resolver``, ``excluded_urls``,
             ...); they win over ``configure()`` and the environment for this app. A
-            ``user_resolver`` gets the WSGI environ.
+            ``user_resolver`` gets the WSGI environ; ``request_hook(span, environ)`` and
+            ``response_hook(span, environ, status, response_headers)`` are called as contrib's
+            WSGI middleware calls them.
     """
 
     app: WSGIApp
+    # Whose signature the configured hooks have: "wsgi" (contrib's WSGI middleware's),
+    # "flask" (``response_hook(span, status, headers)``), or "django" (the Django adapter
+    # calls them with the request; the door calls none). Set by the framework adapters.
+    hook_style: str = "wsgi"
 
     def _derive(self, config: Config) -> WSGIPrepared:
+        request_hook = response_hook = None
+        if self.hook_style != "django":
+            request_hook = None if config.request_hook is None else noting_rename(config.request_hook)
+            response_hook = config.response_hook
+            if response_hook is not None and self.hook_style == "flask":
+                response_hook = _flask_response_hook(response_hook)
         return WSGIPrepared(
             config=config,
             maker=WSGISpanMaker(self._tracer_provider, self._meter_provider),
             visitors=VisitorIdentifier(site=config.site, secret=config.visitor_secret),
             scrubber=QueryScrubber(config.scrub_query_keys),
+            request_hook=request_hook,
+            response_hook=response_hook,
         )
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -215,6 +233,9 @@ class _Exchange:
         """The request is in flight: findable from the environ and the contextvar until ``end``."""
         self.state.scope[ENVIRON_KEY] = self.state
         self._state_token = _current.set(self.state)
+        hook = self._prepared.request_hook
+        if hook is not None:
+            call_hook("request_hook", hook, self.state.span, self.state.scope)
 
     def run(self, app: WSGIApp, context_token: Optional[object] = None) -> Iterable[bytes]:
         """Call the app in the request's context (``context_token``: the span ours made current);
@@ -253,6 +274,9 @@ class _Exchange:
                     state.span.set_attributes(clean_attributes(captured, (), self._prepared.scrubber))
             except Exception as exc:
                 report_internal_error("response_start", exc)
+            hook = self._prepared.response_hook
+            if hook is not None:
+                call_hook("response_hook", hook, state.span, state.scope, status, headers)
             if self._ours:
                 _inject_response_headers(state.span, headers)
         write = self._start_response(status, headers, *exc_info)
@@ -376,6 +400,23 @@ def _inject_response_headers(span: trace.Span, headers: Any) -> None:
             propagator.inject(headers, context=context, setter=_RESPONSE_SETTER)
         except Exception as exc:
             report_internal_error("response_propagator", exc, user_code=True)
+
+
+def call_hook(site: str, hook: Callable[..., Any], *args: Any) -> None:
+    """Call an app's hook; one that raises is logged once and counted, never fails the request."""
+    try:
+        hook(*args)
+    except Exception as exc:
+        report_internal_error(site, exc, user_code=True)
+
+
+def _flask_response_hook(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """Contrib's Flask ``response_hook(span, status, response_headers)`` as the door calls it."""
+
+    def response_hook(span: trace.Span, environ: Environ, status: str, headers: Any) -> None:
+        hook(span, status, headers)
+
+    return response_hook
 
 
 def _excluded(prepared: WSGIPrepared, environ: Environ) -> bool:

@@ -17,8 +17,29 @@ def substitute() -> None:
     otel_django.DjangoInstrumentor = DjangoInstrumentor  # type: ignore[misc,assignment]
 
 
+def _hooks_of_contrib_middleware(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Contrib's ``instrument()`` keeps the hooks on its ``_DjangoMiddleware`` class, where its
+    tests also set them: the door's hooks call whatever is there at the request."""
+    from opentelemetry.instrumentation.django.middleware.otel_middleware import _DjangoMiddleware
+
+    _DjangoMiddleware._otel_request_hook = kwargs.pop("request_hook", None)
+    _DjangoMiddleware._otel_response_hook = kwargs.pop("response_hook", None)
+
+    def request_hook(span: Any, request: Any) -> None:
+        hook = _DjangoMiddleware._otel_request_hook
+        if hook is not None:
+            hook(span, request)
+
+    def response_hook(span: Any, request: Any, response: Any) -> None:
+        hook = _DjangoMiddleware._otel_response_hook
+        if hook is not None:
+            hook(span, request, response)
+
+    return {"request_hook": request_hook, "response_hook": response_hook}
+
+
 class DjangoInstrumentor:
-    """Contrib's instrumentor's API, driving our Django adapter (hooks, the SQL commenter and
+    """Contrib's instrumentor's API, driving our Django adapter (the SQL commenter and
     ``OTEL_PYTHON_DJANGO_TRACED_REQUEST_ATTRS`` are not taken: the tests that rely on them are
     listed in by_design.toml)."""
 
@@ -32,7 +53,7 @@ class DjangoInstrumentor:
 
         if DjangoInstrumentor._patch is not None:
             return
-        options = door_options(**kwargs)
+        options = door_options(**kwargs, **_hooks_of_contrib_middleware(kwargs))
         doors = FrontDoors(
             asgi=lambda app: UserTrackingMiddleware(app, **options),
             wsgi=lambda app: UserTrackingWSGIMiddleware(app, **options),

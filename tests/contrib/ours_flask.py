@@ -22,11 +22,19 @@ def door_options(
     tracer_provider: Any = None,
     meter_provider: Any = None,
     excluded_urls: Optional[str] = None,
+    request_hook: Any = None,
+    response_hook: Any = None,
     **_ignored: Any,
 ) -> dict[str, Any]:
-    """Contrib's instrumentor options as our door's (hooks and the SQL commenter are not
-    taken: the tests that rely on them are listed in by_design.toml)."""
-    options = {"tracer_provider": tracer_provider, "meter_provider": meter_provider, **policy_aside()}
+    """Contrib's instrumentor options as our door's (the SQL commenter is not taken: the
+    tests that rely on it are listed in by_design.toml)."""
+    options = {
+        "tracer_provider": tracer_provider,
+        "meter_provider": meter_provider,
+        "request_hook": request_hook,
+        "response_hook": response_hook,
+        **policy_aside(),
+    }
     if excluded_urls:
         options["excluded_urls"] = tuple(part.strip() for part in excluded_urls.split(",") if part.strip())
     return options

@@ -39,10 +39,14 @@ def wsgi_door(
     tracer_provider: Any = None,
     meter_provider: Any = None,
 ) -> Any:
-    """``OpenTelemetryMiddleware``'s constructor, building our door (hooks are not taken: the
-    tests that rely on them are listed in by_design.toml)."""
+    """``OpenTelemetryMiddleware``'s constructor, building our door with the hooks given."""
     from otel_user_tracking.request.wsgi import UserTrackingWSGIMiddleware
 
     return UserTrackingWSGIMiddleware(
-        wsgi, tracer_provider=tracer_provider, meter_provider=meter_provider, **policy_aside()
+        wsgi,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        request_hook=request_hook,
+        response_hook=response_hook,
+        **policy_aside(),
     )
