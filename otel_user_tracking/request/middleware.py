@@ -15,11 +15,12 @@ from typing import Any, Callable, Optional
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY, _SUPPRESS_INSTRUMENTATION_KEY, Context
-from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware, asgi_setter
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware, asgi_setter, get_default_span_details
 from opentelemetry.instrumentation.propagators import get_global_response_propagator
 from opentelemetry.instrumentation.utils import _SUPPRESS_INSTRUMENTATION_KEY_PLAIN
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .. import attributes as attrs
 from .._errors import report_internal_error
 from ..config import Config
 from ..types import ASGIApp, Message, Receive, Scope, Send
@@ -39,6 +40,7 @@ from .prepared import Prepared
 from .scrubbing import QueryScrubber
 from .server_metrics import content_length
 from .server_span import ServerSpanMaker
+from .starlette_routes import route_before_routing
 from .state import RequestState
 from .visitor import VisitorIdentifier
 
@@ -74,6 +76,7 @@ class UserTrackingMiddleware(FrontDoor[Prepared]):
                 server_request_hook=_noting_rename(config.server_request_hook),
                 client_request_hook=config.client_request_hook,
                 client_response_hook=config.client_response_hook,
+                default_span_details=_span_details_with_route,
             ),
             visitors=VisitorIdentifier(site=config.site, secret=config.visitor_secret),
             scrubber=QueryScrubber(config.scrub_query_keys),
@@ -346,6 +349,16 @@ def _call_hook(hook: Callable[..., Any], span: trace.Span, *args: Any) -> None:
             span.record_exception(exc)
         except Exception as error:
             report_internal_error("hook", error)
+
+
+def _span_details_with_route(scope: Scope) -> tuple[str, dict[str, Any]]:
+    """Contrib's span details, with the Starlette or FastAPI route found at the start: contrib's
+    instrumentations of those frameworks put ``http.route`` in the duration metric so."""
+    name, attributes = get_default_span_details(scope)  # type: ignore[arg-type]
+    route = route_before_routing(scope)
+    if route:
+        attributes = {**attributes, attrs.HTTP_ROUTE: route}
+    return name, attributes
 
 
 def _noting_rename(hook: Optional[Callable[..., Any]]) -> Optional[Callable[..., Any]]:

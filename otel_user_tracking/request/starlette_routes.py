@@ -36,6 +36,20 @@ def matched_route(scope: Scope, before_routing: Optional[tuple[Any, Any]]) -> tu
     return found if found is not None else (None, "")
 
 
+def route_before_routing(scope: Scope) -> Optional[str]:
+    """The template of the route the app's router will choose, found before it routes (from
+    ``scope["app"]``, Starlette's); None for other apps or when no route matches."""
+    router = getattr(scope.get("app"), "router", None)
+    if router is None:
+        return None
+    try:
+        found = _match(router, {**scope, "path_params": {}}, 0)
+    except Exception:  # a custom route's matches() failing must not cost the span
+        return None
+    path_format = getattr(found[0], "path_format", None) if found is not None else None
+    return path_format if isinstance(path_format, str) else None
+
+
 def _match(router: Any, scope: Scope, depth: int) -> Optional[tuple[Any, str]]:
     """Starlette's ``Router.app`` choice (first full match, else first partial), mounts followed."""
     from starlette.routing import Host, Match, Mount
