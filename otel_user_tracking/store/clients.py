@@ -7,6 +7,7 @@ the rows are ordered here, in Python, so both backends order NULLs alike.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
@@ -61,6 +62,12 @@ def devices(
     """
     scope = as_scope(since)
     found = execute(_DEVICES.format(source=source, scope=scope.sql), scope.params).fetchall()
+    return device_rows(found, limit)
+
+
+def device_rows(found: Iterable[Sequence[Any]], limit: int) -> tuple[DeviceRow, ...]:
+    """The ``limit`` rows with the most pageviews of ``(device type, browser, OS, pageviews,
+    visitors)`` counts (the report counts them in its per-visitor pass, or ``devices`` in SQL)."""
     rows = [
         DeviceRow(_known(kind), _known(browser), _known(os), int(views), int(visitors))
         for kind, browser, os, views, visitors in found

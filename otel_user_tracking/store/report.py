@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any, Callable, Optional, Sequence, Union
 
-from .clients import DeviceRow, FilteredRow, devices, filtered_requests
+from .clients import DeviceRow, FilteredRow, device_rows, devices, filtered_requests
 from .reader import Reader, Source, as_reader, open_reader, undecodable
 from .scope import Scope, as_scope
 from .sessions import EMPTY as EMPTY_SESSIONS
@@ -234,7 +234,7 @@ def _query(
     services = services_of(db, scope)
     if visitor_halves is None:
         visitor_halves = [partial(_visitor_half, db, scope, half) for half in _VISITOR_HALVES]
-    pages, visitors, sessions = _pages(db, scope, [half() for half in visitor_halves], limit)
+    pages, visitors, sessions, device_table = _pages(db, scope, [half() for half in visitor_halves], limit)
     ranked = sorted(pages, key=lambda page: (-pages[page][0], page is not None, page or ""))[:limit]
     return Report(
         since=since.astimezone(timezone.utc).isoformat(timespec="seconds"),
@@ -252,7 +252,7 @@ def _query(
         ),
         custom=custom,
         filtered=filtered_requests(db.execute, scope),
-        devices=devices(db.execute, scope, limit, pageviews_source),
+        devices=device_table,
         sessions=sessions,
         services=services,
         service=scope.service,
@@ -338,54 +338,98 @@ _NO_SESSION = ""
 # Visitor ids are hex digests, so these halves are about even; any other id is in exactly one.
 _VISITOR_HALVES = ("(visitor_id IS NULL OR visitor_id < '8')", "visitor_id >= '8'")
 PageCounts = dict[Optional[str], tuple[int, int]]  # page -> (pageviews, unique visitors)
-# Of one half of the visitors: pageviews per page, unique visitors per page, unique visitors, sessions.
-_Half = tuple["Counter[Optional[str]]", "Counter[Optional[str]]", int, VisitTally]
+Device = tuple[Optional[str], Optional[str], Optional[str]]  # device type, browser, OS
+# Of one half of the visitors: pageviews per page, unique visitors per page, unique visitors,
+# sessions, pageviews per device, unique visitors per device.
+_Half = tuple[
+    "Counter[Optional[str]]", "Counter[Optional[str]]", int, VisitTally, "Counter[Device]", "Counter[Device]"
+]
 
 
 def _visitor_half(db: Reader, scope: Scope, half: str) -> Optional[_Half]:
-    """Pageviews and unique visitors per page, unique visitors and sessions, for one half of the visitors.
+    """Pageviews and unique visitors per page and per device, unique visitors and sessions,
+    for one half of the visitors.
 
-    Grouping by visitor sorts the pageviews once; each visitor's pages, times and session
-    ids come back joined and Python counts them, a third less work than ``COUNT(DISTINCT)``
-    overall and per page, and cuts them into sessions (``VisitTally``). A page or session id
-    holding the separator would be split wrongly: the per-visitor count catches that, and
-    the answer is None (``_pages_by_distinct`` and ``sessions_by_sql`` count instead), as it
-    is for a time that is not an integer (only another program can store one).
+    Grouping by visitor (and device: a visitor id hashes the browser's agent, so a visitor
+    mostly has one) sorts the pageviews once; each group's pages, times and session ids
+    come back joined and Python counts them, a third less work than ``COUNT(DISTINCT)``
+    overall, per page and per device, and cuts each visitor's pageviews into sessions
+    (``VisitTally``; a visitor's groups are adjacent, in the order asked for). A page or
+    session id holding the separator would be split wrongly: the per-group count catches
+    that, and the answer is None (``_pages_by_distinct``, ``sessions_by_sql`` and
+    ``clients.devices`` count instead), as it is for a time that is not an integer (only
+    another program can store one).
     """
     views: Counter[Optional[str]] = Counter()
     people: Counter[Optional[str]] = Counter()
+    device_views: Counter[Device] = Counter()
+    device_people: Counter[Device] = Counter()
     tally = VisitTally()
     visitors = 0
     join = db.dialect.join_text
     rows = db.execute(
-        f"SELECT visitor_id, COUNT(*), COUNT(page), COUNT(session_id), {join('coalesce(page, ?)')}, "
-        f"{join('CAST(ts_us AS TEXT)')}, {join('coalesce(session_id, ?)')} "
+        f"SELECT visitor_id, device_type, browser, os, COUNT(*), COUNT(page), COUNT(session_id), "
+        f"{join('coalesce(page, ?)')}, {join('CAST(ts_us AS TEXT)')}, {join('coalesce(session_id, ?)')} "
         f"FROM {db.dialect.indexed(f'{TABLE}_pageviews')} "
-        f"WHERE type = 'pageview' AND {scope.sql} AND {half} GROUP BY visitor_id",
+        f"WHERE type = 'pageview' AND {scope.sql} AND {half} "
+        f"GROUP BY {_BY_VISITOR} ORDER BY {_BY_VISITOR}",
         (_NO_PAGE, _NO_SESSION, *scope.params),
     )
-    for visitor, count, named, given, joined, times_joined, sessions_joined in rows:
-        seen: list[Optional[str]] = joined.split(_SEPARATOR)
-        if len(seen) != count:
-            return None
-        if count > named:
-            seen = [None if page == _NO_PAGE else page for page in seen]
-            if seen.count(None) != count - named:
-                return None
-        views.update(seen)
-        try:
-            times = list(map(int, times_joined.split(_SEPARATOR)))
-        except ValueError:  # a time another program stored as text
-            return None
+    # The visitor being gathered: its pages, times and joined session ids (one per group).
+    current: Optional[str] = _NOBODY
+    seen: list[Optional[str]] = []
+    times: list[int] = []
+    session_parts: list[str] = []
+    given = 0
+
+    def close() -> bool:
+        """Count the gathered visitor's pages and sessions; False when its rows do not split back."""
+        nonlocal visitors
+        if current is _NOBODY:
+            return True
         if given:
-            if not _add_given(tally, visitor, times, seen, sessions_joined, given):
-                return None
-        elif visitor is not None:
+            if not _add_given(tally, current, times, seen, _SEPARATOR.join(session_parts), given):
+                return False
+        elif current is not None:
             tally.add_visitor(times, seen)
-        if visitor is not None:
+        if current is not None:
             visitors += 1
             people.update(set(seen))
-    return views, people, visitors, tally
+        return True
+
+    for visitor, kind, browser, os, count, named, with_id, joined, times_joined, sessions_joined in rows:
+        pages: list[Optional[str]] = joined.split(_SEPARATOR)
+        if len(pages) != count:
+            return None
+        if count > named:
+            pages = [None if page == _NO_PAGE else page for page in pages]
+            if pages.count(None) != count - named:
+                return None
+        try:
+            at = list(map(int, times_joined.split(_SEPARATOR)))
+        except ValueError:  # a time another program stored as text
+            return None
+        views.update(pages)
+        device = (kind, browser, os)
+        device_views[device] += count
+        if visitor is not None:
+            device_people[device] += 1
+        if visitor == current and current is not _NOBODY:  # the same visitor on another device
+            seen += pages
+            times += at
+            session_parts.append(sessions_joined)
+            given += with_id
+            continue
+        if not close():
+            return None
+        current, seen, times, session_parts, given = visitor, pages, at, [sessions_joined], with_id
+    if not close():
+        return None
+    return views, people, visitors, tally, device_views, device_people
+
+
+_BY_VISITOR = "visitor_id, device_type, browser, os"
+_NOBODY: Any = object()  # no visitor gathered yet (None is the group of pageviews without one)
 
 
 def _add_given(
@@ -418,20 +462,27 @@ def _add_given(
 
 def _pages(
     db: Reader, scope: Scope, halves: list[Optional[_Half]], limit: int
-) -> tuple[PageCounts, int, Sessions]:
+) -> tuple[PageCounts, int, Sessions, tuple[DeviceRow, ...]]:
     counted = [half for half in halves if half is not None]
     if len(counted) < len(halves):
         pages, visitors = _pages_by_distinct(db, scope)
-        return pages, visitors, sessions_by_sql(db, scope.sql, scope.params, limit)
+        sessions = sessions_by_sql(db, scope.sql, scope.params, limit)
+        source = db.dialect.indexed(f"{TABLE}_pageviews")
+        return pages, visitors, sessions, devices(db.execute, scope, limit, source)
     views: Counter[Optional[str]] = Counter()
     people: Counter[Optional[str]] = Counter()
+    device_views: Counter[Device] = Counter()
+    device_people: Counter[Device] = Counter()
     tally = VisitTally()
-    for half_views, half_people, _, half_tally in counted:
+    for half_views, half_people, _, half_tally, half_device_views, half_device_people in counted:
         views.update(half_views)
         people.update(half_people)
         tally.merge(half_tally)
+        device_views.update(half_device_views)
+        device_people.update(half_device_people)
     pages = {page: (views[page], people[page]) for page in views if views[page]}
-    return pages, sum(half[2] for half in counted), tally.result(limit)
+    found = [(*device, n, device_people[device]) for device, n in device_views.items()]
+    return pages, sum(half[2] for half in counted), tally.result(limit), device_rows(found, limit)
 
 
 def _pages_by_distinct(db: Reader, scope: Scope) -> tuple[PageCounts, int]:
