@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import compress, islice, repeat
-from operator import eq, floordiv, lt, sub
+from operator import and_, floordiv, gt, lt, sub
 from typing import Optional
 
 from .reader import Reader
@@ -42,7 +42,6 @@ from .sqlite.schema import TABLE
 
 SESSION_GAP = timedelta(minutes=30)
 _GAP_US = int(SESSION_GAP / timedelta(microseconds=1))
-_BEFORE = (-1).__add__  # the index before
 _BUFFERED = 65_536  # sessions buffered before they are counted
 
 
@@ -96,6 +95,9 @@ class VisitTally:
         self._entries: list[Page] = []
         self._exits: list[Page] = []
         self._durations: list[int] = []
+        # Pages of visits of one pageview (bounces), counted once for entries and exits.
+        self.bounced: Counter[Page] = Counter()
+        self._bounced: list[Page] = []
         # Session id -> (first time, its page, last time, its page, pageviews): a session can
         # span visitors (an address that changed) and so both halves of the report.
         self.given: dict[str, tuple[int, Page, int, Page, int]] = {}
@@ -105,22 +107,30 @@ class VisitTally:
         count = len(times)
         self.pageviews += count
         if count == 1:
-            self._entries.append(pages[0])
-            self._exits.append(pages[0])
-            self._durations.append(0)
-            self.bounces += 1
+            self._bounced.append(pages[0])
             return
-        if not all(map(lt, times, islice(times, 1, None))):  # not strictly in time order
+        gaps = list(map(sub, islice(times, 1, None), times))
+        if min(gaps) <= 0:  # not strictly in time order
             ordered = sorted(zip(times, pages), key=_time_then_page)
             times, pages = [t for t, _ in ordered], [p for _, p in ordered]
-        gaps = map(_GAP_US.__lt__, map(sub, islice(times, 1, None), times))
-        starts = [0, *compress(range(1, count), gaps)]
-        ends = [*map(_BEFORE, islice(starts, 1, None)), count - 1]
-        self._entries.extend(map(pages.__getitem__, starts))
-        self._exits.extend(map(pages.__getitem__, ends))
-        self._durations.extend(map(sub, map(times.__getitem__, ends), map(times.__getitem__, starts)))
-        self.bounces += sum(map(eq, starts, ends))
-        if len(self._durations) >= _BUFFERED:
+            gaps = list(map(sub, islice(times, 1, None), times))
+        if min(gaps) > _GAP_US:  # each pageview a visit of its own (the commonest case)
+            self._bounced.extend(pages)
+        elif max(gaps) <= _GAP_US:  # one visit
+            self._entries.append(pages[0])
+            self._exits.append(pages[-1])
+            self._durations.append(times[-1] - times[0])
+        else:
+            # A visit starts after a long gap (or first) and ends before one (or last): a
+            # pageview that does both is a bounce, the others pair up in order.
+            long = [True, *map(_GAP_US.__lt__, gaps), True]
+            entering, leaving = long[:-1], long[1:]
+            self._bounced.extend(compress(pages, map(and_, entering, leaving)))
+            starts, ends = list(map(gt, entering, leaving)), list(map(lt, entering, leaving))
+            self._entries.extend(compress(pages, starts))
+            self._exits.extend(compress(pages, ends))
+            self._durations.extend(map(sub, compress(times, ends), compress(times, starts)))
+        if len(self._bounced) + len(self._durations) >= _BUFFERED:
             self._count()
 
     def _count(self) -> None:
@@ -128,7 +138,11 @@ class VisitTally:
         self.exits.update(self._exits)
         self.total_us += sum(self._durations)
         self.seconds.update(map(floordiv, self._durations, repeat(1_000_000)))
-        self._entries, self._exits, self._durations = [], [], []
+        if self._bounced:  # of no duration, entered and left on the same page
+            self.bounced.update(self._bounced)
+            self.seconds[0] += len(self._bounced)
+            self.bounces += len(self._bounced)
+        self._entries, self._exits, self._durations, self._bounced = [], [], [], []
 
     def add_given(self, session_id: str, times: Sequence[int], pages: Sequence[Page]) -> None:
         """Pageviews of a session the app named (any order, any gaps)."""
@@ -142,6 +156,7 @@ class VisitTally:
         other._count()
         self.entries.update(other.entries)
         self.exits.update(other.exits)
+        self.bounced.update(other.bounced)
         self.seconds.update(other.seconds)
         self.bounces += other.bounces
         self.pageviews += other.pageviews
@@ -170,8 +185,8 @@ class VisitTally:
             views_per_session=self.pageviews / sessions,
             mean_duration_s=self.total_us / sessions / 1e6,
             median_duration_s=_median(self.seconds),
-            entry_pages=_top(self.entries, limit),
-            exit_pages=_top(self.exits, limit),
+            entry_pages=_top(self.entries + self.bounced, limit),
+            exit_pages=_top(self.exits + self.bounced, limit),
         )
 
     def _merge_given(self, session_id: str, part: tuple[int, Page, int, Page, int]) -> None:
