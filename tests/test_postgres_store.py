@@ -170,7 +170,9 @@ def _recorded(db: Any, work: Any) -> list[str]:
     return issued  # type: ignore[return-value]
 
 
-_SCAN = re.compile(r"(Index Only Scan|Index Scan|Bitmap Heap Scan) (?:using \S+ on (\w+)|on (\w+))")
+_SCAN = re.compile(
+    r"(Index Only Scan|Index Scan|Bitmap Heap Scan)(?: Backward)? (?:using \S+ on (\w+)|on (\w+))"
+)
 
 
 def test_every_report_and_dashboard_query_has_an_index_on_postgresql(stores: tuple[str, Path]) -> None:

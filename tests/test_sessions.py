@@ -167,3 +167,23 @@ def test_the_report_filters_by_service_and_environment(
         == 0
     )
     assert json.loads(capsys.readouterr().out)["routes"] == [{"page": "/a", "pageviews": 1, "visitors": 1}]
+
+
+def test_services_count_a_service_only_the_early_pageviews_have(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service whose pageviews are all older than the latest ones the report looks at first
+    is still listed with its count, as are services beyond the 16 counted in one pass."""
+    import otel_user_tracking.store.report as report_module
+
+    monkeypatch.setattr(report_module, "_LATEST", 3)
+    early = [view(0, "/", service_name="batch", deployment_environment="staging")]
+    many = [view(1 + n, "/", visitor=f"v{n}", service_name=f"s{n % 20}") for n in range(40)]
+    latest = [view(50 + n, "/", service_name="shop", deployment_environment="production") for n in range(3)]
+    for events, expected in (
+        (early + latest, [("shop", "production", 3), ("batch", "staging", 1)]),
+        (many, [(f"s{n}", None, 2) for n in sorted(range(20), key=str)]),
+    ):
+        path = store(tmp_path / f"{len(events)}.db", events)
+        report = build_report(path, START - timedelta(days=1))
+        assert [(row.service, row.environment, row.pageviews) for row in report.services] == expected

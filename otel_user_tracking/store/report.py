@@ -291,35 +291,60 @@ def top_values(
 def services_of(db: Reader, scope: Scope) -> tuple[ServiceRow, ...]:
     """The services and environments of the window's pageviews, with their counts.
 
-    The distinct pairs come from a small temporary index (no sort of the window), then one
-    pass sums each pair's pageviews.
+    The pairs of the latest pageviews (a few thousand, read backwards along the index) are
+    counted in one pass with the window's total; when they account for every pageview, that
+    is the answer. Else the window's distinct pairs come from a small temporary index (no
+    sort of the window) and are counted again (a grouping past 16 pairs).
     """
     pageviews = db.dialect.indexed(f"{TABLE}_pageviews")
     where = f"WHERE type = 'pageview' AND {scope.sql}"
-    pairs = db.execute(
-        f"SELECT DISTINCT service_name, deployment_environment FROM {pageviews} {where}", scope.params
+    latest = db.execute(
+        f"SELECT DISTINCT service_name, deployment_environment FROM (SELECT service_name, "
+        f"deployment_environment FROM {pageviews} {where} ORDER BY type DESC, ts_us DESC "
+        f"LIMIT {_LATEST}) AS latest",
+        scope.params,
     ).fetchall()
-    if not pairs:
-        return ()
-    if len(pairs) > _MAX_SUMS:
-        rows = db.execute(
-            f"SELECT service_name, deployment_environment, COUNT(*) FROM {pageviews} {where} "
-            "GROUP BY service_name, deployment_environment",
-            scope.params,
+    rows = _pair_counts(db, scope, latest) if latest and len(latest) <= _MAX_SUMS else None
+    if rows is None:
+        pairs = db.execute(
+            f"SELECT DISTINCT service_name, deployment_environment FROM {pageviews} {where}", scope.params
         ).fetchall()
-    else:
-        sums = ", ".join(
-            f"SUM(CASE WHEN {_matches('service_name', service)} AND "
-            f"{_matches('deployment_environment', environment)} THEN 1 ELSE 0 END)"
-            for service, environment in pairs
-        )
-        values = [value for pair in pairs for value in pair if value is not None]
-        counts = db.execute(f"SELECT {sums} FROM {pageviews} {where}", (*values, *scope.params)).fetchone()
-        rows = [(service, environment, n) for (service, environment), n in zip(pairs, counts)]
-    ranked = sorted(rows, key=lambda row: (-row[2], _none_first(row[0]), _none_first(row[1])))
+        if not pairs:
+            return ()
+        if len(pairs) > _MAX_SUMS:
+            rows = db.execute(
+                f"SELECT service_name, deployment_environment, COUNT(*) FROM {pageviews} {where} "
+                "GROUP BY service_name, deployment_environment",
+                scope.params,
+            ).fetchall()
+        else:
+            rows = _pair_counts(db, scope, pairs, complete=True)
+    ranked = sorted(rows or (), key=lambda row: (-row[2], _none_first(row[0]), _none_first(row[1])))
     return tuple(ServiceRow(service, environment, int(n)) for service, environment, n in ranked)
 
 
+def _pair_counts(
+    db: Reader, scope: Scope, pairs: list[Any], complete: bool = False
+) -> Optional[list[tuple[Optional[str], Optional[str], int]]]:
+    """Each (service, environment) pair's pageviews in one pass; None unless they are all the
+    window's pageviews (``complete``: they are known to be)."""
+    sums = ", ".join(
+        f"SUM(CASE WHEN {_matches('service_name', service)} AND "
+        f"{_matches('deployment_environment', environment)} THEN 1 ELSE 0 END)"
+        for service, environment in pairs
+    )
+    values = [value for pair in pairs for value in pair if value is not None]
+    *counts, total = db.execute(
+        f"SELECT {sums}, COUNT(*) FROM {db.dialect.indexed(f'{TABLE}_pageviews')} "
+        f"WHERE type = 'pageview' AND {scope.sql}",
+        (*values, *scope.params),
+    ).fetchone()
+    if not complete and sum(int(n or 0) for n in counts) != total:
+        return None  # a pair the latest pageviews lack
+    return [(service, environment, int(n or 0)) for (service, environment), n in zip(pairs, counts)]
+
+
+_LATEST = 4096  # pageviews whose pairs are counted first
 _MAX_SUMS = 16  # service and environment pairs counted by sums; beyond, by a grouping
 
 
