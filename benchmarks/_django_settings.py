@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from _bench_user import USER
 from django.http import JsonResponse
 from django.urls import path
 
@@ -24,19 +25,9 @@ DATABASES: dict[str, Any] = {}
 USE_TZ = True
 
 
-class _User:
-    id = "user-42"
-    username = "jane"
-    email = "jane@example.com"
-    is_authenticated = True
-
-
-_USER = _User()
-
-
 def logged_in(get_response: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def middleware(request: Any) -> Any:
-        request.user = _USER
+        request.user = USER
         return get_response(request)
 
     return middleware

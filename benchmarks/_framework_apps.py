@@ -10,24 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from _bench_user import USER
 from flask import Flask, g, jsonify
 
 flask_app = Flask(__name__)
 
 
-class _User:
-    id = "user-42"
-    username = "jane"
-    email = "jane@example.com"
-    is_authenticated = True
-
-
-_USER = _User()
-
-
 @flask_app.before_request
 def _logged_in() -> None:
-    g.user = _USER
+    g.user = USER
 
 
 @flask_app.get("/users/<int:user_id>")

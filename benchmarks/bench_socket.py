@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
 import http.client
 import json
 import os
@@ -42,9 +41,10 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
+
+from _capture import CaptureServer
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("otel-defaults", "otel-1span", "ours-no-analytics", "ours-default", "peer")
@@ -68,39 +68,6 @@ class Run:
     check: str
     loop_us: float  # server CPU per request: the event loop's thread
     others_us: float  # and every other thread (span export, analytics)
-
-
-class CaptureServer:
-    """A loopback PostHog: answers 200 to every batch and counts the events in it."""
-
-    def __init__(self) -> None:
-        owner = self
-        self.events = 0
-        self._lock = threading.Lock()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                batch = json.loads(body).get("batch", [])
-                with owner._lock:
-                    owner.events += len(batch)
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _pin(core: int) -> list[str]:

@@ -22,24 +22,21 @@ the CPU figure is the steadier one.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import random
 import shutil
 import sqlite3
 import tempfile
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 os.environ.setdefault("OTEL_PYTHON_USER_TRACKING_SINKS", "none")
 
+from _capture import CaptureServer
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 
@@ -308,22 +305,6 @@ def migration_time(directory: Path, count: int) -> float:
 def outbox_rate(directory: Path, count: int) -> tuple[float, float]:
     """(events/s written to the outbox in batches of 1 000, events/s from span end to a loopback
     PostHog through a durable processor)."""
-    received = [0]
-    done = threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            received[0] += len(json.loads(gzip.decompress(body))["batch"])
-            if received[0] >= count:
-                done.set()
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
 
     batch = events(count, datetime.now(timezone.utc), timedelta(minutes=1))
     outbox = Outbox(directory / "put.db")
@@ -332,10 +313,9 @@ def outbox_rate(directory: Path, count: int) -> tuple[float, float]:
         outbox.put("bench", batch[index : index + 1000])
     stored = count / (time.perf_counter() - start)
     outbox.close()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    capture = CaptureServer()
     provider = TracerProvider()
-    sink = out.sinks.PostHogSink("phc_bench", url=f"http://127.0.0.1:{server.server_address[1]}")
+    sink = out.sinks.PostHogSink("phc_bench", url=capture.url)
     processor = out.AnalyticsSpanProcessor(
         sinks=[sink], durable=directory / "outbox.db", flush_at=1000, max_queue_size=count * 2
     )
@@ -351,11 +331,10 @@ def outbox_rate(directory: Path, count: int) -> tuple[float, float]:
             # and counted, by design); a server's request rate paces itself, the loop must too.
             processor.force_flush(120_000)
     processor.force_flush(120_000)
-    done.wait(120)
+    capture.wait_for(count, 120)
     forwarded = count / (time.perf_counter() - start)
     provider.shutdown()
-    server.shutdown()
-    server.server_close()
+    capture.close()
     return stored, forwarded
 
 

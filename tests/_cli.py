@@ -9,13 +9,17 @@ from pathlib import Path
 from typing import Any
 
 
-def report_json(database: Path, *, timeout: float = 60) -> Any:
-    """``python -m otel_user_tracking report DATABASE --format json``: the parsed report."""
+def report(database: Path, *options: str, timeout: float = 60) -> str:
+    """``python -m otel_user_tracking report DATABASE OPTIONS...``: what it prints (it must succeed)."""
     done = subprocess.run(
-        [sys.executable, "-m", "otel_user_tracking", "report", str(database), "--format", "json"],
+        [sys.executable, "-m", "otel_user_tracking", "report", str(database), *options],
         capture_output=True,
-        text=True,
         timeout=timeout,
     )
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return done.stdout.decode("utf-8")
+
+
+def report_json(database: Path, *options: str, timeout: float = 60) -> Any:
+    """``python -m otel_user_tracking report DATABASE --format json OPTIONS...``: the parsed report."""
+    return json.loads(report(database, "--format", "json", *options, timeout=timeout))

@@ -16,10 +16,7 @@ real UTC day, the salt shared through the store) stay those of one day.
 
 from __future__ import annotations
 
-import json
 import random
-import subprocess
-import sys
 import textwrap
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -29,6 +26,7 @@ from typing import Any, Optional
 
 import pytest
 
+from ._cli import report_json
 from ._uvicorn import SERVER_HOST, UvicornServer, app_with_store, request
 
 APP = textwrap.dedent(
@@ -228,24 +226,7 @@ def test_the_report_equals_the_generated_traffic_across_workers_servers_and_a_re
         pids
     )  # the restart's workers served too (which worker takes a request is the kernel's choice)
     since = (day_start - timedelta(hours=1)).isoformat()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "otel_user_tracking",
-            "report",
-            str(database),
-            "--since",
-            since,
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = report_json(database, "--since", since)
     truth = expected(visits, devices)
     assert (report["pageviews"], report["visitors"]) == (truth["pageviews"], truth["visitors"])
     assert report["sessions"] == truth["sessions"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ._cli import report
 from ._dashboard import NOW, event, fill
 
 HOSTILE = {
@@ -50,22 +51,7 @@ def hostile_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _report(database: Path, *options: str) -> str:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "otel_user_tracking",
-            "report",
-            str(database),
-            "--since",
-            "2000-01-01",
-            *options,
-        ],
-        capture_output=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.decode("utf-8")
+    return report(database, "--since", "2000-01-01", *options)
 
 
 def test_the_table_shows_terminal_controls_as_escapes(hostile_store: Path) -> None:
