@@ -247,11 +247,28 @@ def test_a_filtered_report_equals_the_count_of_its_events(
     assert build_report(database, since, service=service, environment=environment) == expected
 
 
-@pytest.mark.parametrize("odd_page", ["/a\x1f/b", "/a,b", ""], ids=["separator", "comma", "empty"])
-def test_a_page_holding_the_separator_is_counted_exactly(tmp_path: Path, odd_page: str) -> None:
-    """A page containing the separator the per-visitor pass joins pages with is still counted exactly."""
+ODD_VALUES = [
+    ("page", "/a\x1f/b"),
+    ("page", "/a,b"),
+    ("page", ""),
+    ("session_id", "s\x1fx"),
+    ("session_id", "s\x1dx"),
+    ("session_id", ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "odd"),
+    ODD_VALUES,
+    ids=["separator", "comma", "empty", "session-separator", "session-mark", "session-empty"],
+)
+def test_a_page_or_session_id_holding_the_separator_is_counted_exactly(
+    tmp_path: Path, field: str, odd: str
+) -> None:
+    """A page or session id containing the separator the per-visitor pass joins them with (or the
+    mark between a time and its session id, or nothing) is still counted exactly."""
     events = [
-        event._replace(page=odd_page) if index % 7 == 0 and event.type == "pageview" else event
+        event._replace(**{field: odd}) if index % 7 == 0 and event.type == "pageview" else event
         for index, event in enumerate(generate(1500, seed=5))
     ]
     path = tmp_path / "store.db"

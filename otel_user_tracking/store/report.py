@@ -357,9 +357,11 @@ def _none_first(value: Optional[str]) -> tuple[bool, str]:
 
 
 _SEPARATOR = "\x1f"
-# What stands for a pageview's missing page or session id in the joined rows (counted back).
+# What stands for a pageview's missing page in the joined rows (counted back), and what
+# follows a pageview's time when a session id comes after it.
 _NO_PAGE = "\x1e"
-_NO_SESSION = ""
+_SESSION_MARK = "\x1d"
+_TIME_AND_SESSION = "CAST(ts_us AS TEXT) || coalesce(? || session_id, '')"
 # Visitor ids are hex digests, so these halves are about even; any other id is in exactly one.
 _VISITOR_HALVES = ("(visitor_id IS NULL OR visitor_id < '8')", "visitor_id >= '8'")
 PageCounts = dict[Optional[str], tuple[int, int]]  # page -> (pageviews, unique visitors)
@@ -376,14 +378,14 @@ def _visitor_half(db: Reader, scope: Scope, half: str) -> Optional[_Half]:
     for one half of the visitors.
 
     Grouping by visitor (and device: a visitor id hashes the browser's agent, so a visitor
-    mostly has one) sorts the pageviews once; each group's pages, times and session ids
-    come back joined and Python counts them, a third less work than ``COUNT(DISTINCT)``
-    overall, per page and per device, and cuts each visitor's pageviews into sessions
-    (``VisitTally``; a visitor's groups are adjacent, in the order asked for). A page or
-    session id holding the separator would be split wrongly: the per-group count catches
-    that, and the answer is None (``_pages_by_distinct``, ``sessions_by_sql`` and
-    ``clients.devices`` count instead), as it is for a time that is not an integer (only
-    another program can store one).
+    mostly has one) sorts the pageviews once; each group's pages and times (each time with
+    its session id, when there is one) come back joined and Python counts them, a third
+    less work than ``COUNT(DISTINCT)`` overall, per page and per device, and cuts each
+    visitor's pageviews into sessions (``VisitTally``; a visitor's groups are adjacent, in
+    the order asked for). A page or session id holding the separator would be split
+    wrongly: the per-group count catches that, and the answer is None
+    (``_pages_by_distinct``, ``sessions_by_sql`` and ``clients.devices`` count instead), as
+    it is for a time that is not an integer (only another program can store one).
     """
     views: Counter[Optional[str]] = Counter()
     people: Counter[Optional[str]] = Counter()
@@ -394,17 +396,18 @@ def _visitor_half(db: Reader, scope: Scope, half: str) -> Optional[_Half]:
     join = db.dialect.join_text
     rows = db.execute(
         f"SELECT visitor_id, device_type, browser, os, COUNT(*), COUNT(page), COUNT(session_id), "
-        f"{join('coalesce(page, ?)')}, {join('CAST(ts_us AS TEXT)')}, {join('coalesce(session_id, ?)')} "
+        f"{join('coalesce(page, ?)')}, {join(_TIME_AND_SESSION)} "
         f"FROM {db.dialect.indexed(f'{TABLE}_pageviews')} "
         f"WHERE type = 'pageview' AND {scope.sql} AND {half} "
         f"GROUP BY {_BY_VISITOR} ORDER BY {_BY_VISITOR}",
-        (_NO_PAGE, _NO_SESSION, *scope.params),
+        (_NO_PAGE, _SESSION_MARK, *scope.params),
     )
-    # The visitor being gathered: its pages, times and joined session ids (one per group).
+    # The visitor being gathered: its pages, times and session ids (None: none), the ids only
+    # when some pageview has one.
     current: Optional[str] = _NOBODY
     seen: list[Optional[str]] = []
     times: list[int] = []
-    session_parts: list[str] = []
+    ids: list[Optional[str]] = []
     given = 0
 
     def close() -> bool:
@@ -413,8 +416,7 @@ def _visitor_half(db: Reader, scope: Scope, half: str) -> Optional[_Half]:
         if current is _NOBODY:
             return True
         if given:
-            if not _add_given(tally, current, times, seen, _SEPARATOR.join(session_parts), given):
-                return False
+            _add_given(tally, current, times, seen, ids)
         elif current is not None:
             tally.add_visitor(times, seen)
         if current is not None:
@@ -422,7 +424,7 @@ def _visitor_half(db: Reader, scope: Scope, half: str) -> Optional[_Half]:
             people.update(set(seen))
         return True
 
-    for visitor, kind, browser, os, count, named, with_id, joined, times_joined, sessions_joined in rows:
+    for visitor, kind, browser, os, count, named, with_id, joined, times_joined in rows:
         pages: list[Optional[str]] = joined.split(_SEPARATOR)
         if len(pages) != count:
             return None
@@ -430,8 +432,18 @@ def _visitor_half(db: Reader, scope: Scope, half: str) -> Optional[_Half]:
             pages = [None if page == _NO_PAGE else page for page in pages]
             if pages.count(None) != count - named:
                 return None
+        pieces = times_joined.split(_SEPARATOR)
+        if len(pieces) != count:
+            return None
+        marked: list[Optional[str]] = []
+        if with_id:
+            parts = [piece.partition(_SESSION_MARK) for piece in pieces]
+            pieces = [when for when, _, _ in parts]
+            marked = [session_id if mark else None for _, mark, session_id in parts]
+            if len(marked) - marked.count(None) != with_id:
+                return None
         try:
-            at = list(map(int, times_joined.split(_SEPARATOR)))
+            at = list(map(int, pieces))
         except ValueError:  # a time another program stored as text
             return None
         views.update(pages)
@@ -440,14 +452,17 @@ def _visitor_half(db: Reader, scope: Scope, half: str) -> Optional[_Half]:
         if visitor is not None:
             device_people[device] += 1
         if visitor == current and current is not _NOBODY:  # the same visitor on another device
+            if with_id and not given:
+                ids = [None] * len(times)
+            if with_id or given:
+                ids += marked or [None] * count
             seen += pages
             times += at
-            session_parts.append(sessions_joined)
             given += with_id
             continue
         if not close():
             return None
-        current, seen, times, session_parts, given = visitor, pages, at, [sessions_joined], with_id
+        current, seen, times, ids, given = visitor, pages, at, marked, with_id
     if not close():
         return None
     return views, people, visitors, tally, device_views, device_people
@@ -462,27 +477,22 @@ def _add_given(
     visitor: Optional[str],
     times: list[int],
     pages: list[Optional[str]],
-    sessions_joined: str,
-    given: int,
-) -> bool:
-    """A visitor's pageviews some of which carry a session id: those by session, the rest by
-    visitor. False when the session ids do not split back into one per pageview."""
-    ids = sessions_joined.split(_SEPARATOR)
-    if len(ids) != len(times) or len(ids) - ids.count(_NO_SESSION) != given:
-        return False
-    by_session: dict[str, tuple[list[int], list[Optional[str]]]] = {}
+    ids: list[Optional[str]],
+) -> None:
+    """A visitor's pageviews some of which carry a session id (``ids``, None where none): those
+    by session, the rest by visitor."""
+    by_session: dict[Optional[str], tuple[list[int], list[Optional[str]]]] = {}
     for session_id, when, page in zip(ids, times, pages):
-        if session_id == _NO_SESSION and visitor is None:
+        if session_id is None and visitor is None:
             continue
         at, seen = by_session.setdefault(session_id, ([], []))
         at.append(when)
         seen.append(page)
     for session_id, (at, seen) in by_session.items():
-        if session_id == _NO_SESSION:
+        if session_id is None:
             tally.add_visitor(at, seen)
         else:
             tally.add_given(session_id, at, seen)
-    return True
 
 
 def _pages(
