@@ -16,6 +16,7 @@ real UTC day, the salt shared through the store) stay those of one day.
 
 from __future__ import annotations
 
+import os
 import random
 import textwrap
 from collections import Counter, defaultdict
@@ -204,7 +205,7 @@ def test_the_report_equals_the_generated_traffic_across_workers_servers_and_a_re
         pytest.skip("too close to UTC midnight: the visitor-id day would change during the test")
     visits, devices = plan(day_start)
     clock = tmp_path / "clock"
-    clock.write_text(str(visits[0].at_ns))
+    _set_clock(clock, visits[0].at_ns)
     database, env = app_with_store(
         tmp_path, APP, GROUND_TRUTH_CLOCK=str(clock), OTEL_PYTHON_USER_TRACKING_FLUSH_INTERVAL="0.2"
     )
@@ -215,7 +216,7 @@ def test_the_report_equals_the_generated_traffic_across_workers_servers_and_a_re
         server.start()
         try:
             for visit in part:
-                clock.write_text(str(visit.at_ns))
+                _set_clock(clock, visit.at_ns)
                 headers = {"user-agent": visit.agent, **({"x-user": visit.user} if visit.user else {})}
                 status, _, body = request(visit.method, server.url + visit.path, headers, visit.address)
                 assert status == 200, (visit, status)
@@ -233,3 +234,12 @@ def test_the_report_equals_the_generated_traffic_across_workers_servers_and_a_re
     assert report["devices"] == truth["devices"]
     filtered = {row["client"]: row["requests"] for row in report["filtered"]}
     assert filtered["bot"] == truth["filtered_bots"]
+
+
+def _set_clock(clock: Path, at_ns: int) -> None:
+    """Move the app's span clock to ``at_ns`` in one step: a span of the previous request may
+    still be ending in a worker (it reads the clock then), and a file rewritten in place can be
+    read empty; a renamed file is read whole, old or new."""
+    ahead = clock.with_suffix(".next")
+    ahead.write_text(str(at_ns))
+    os.replace(ahead, clock)
