@@ -86,7 +86,9 @@ else
     done
 fi
 
-stamp=$(cat pyproject.toml tests/constraints/minimum.txt | sha256sum | cut -c1-16)
+# The checkout is part of the stamp: the venv installs it editable, so a venv made for another
+# clone would test that clone's package with this clone's tests.
+stamp=$( (echo "$root"; cat pyproject.toml tests/constraints/minimum.txt) | sha256sum | cut -c1-16)
 declare -A results
 status=0
 for minor in "${order[@]}"; do
