@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -119,8 +120,10 @@ POSTGRES = Dialect(
 )
 
 
-class Reader:
-    """A read-only connection to a store and its dialect; ``execute`` takes ``?`` parameters."""
+class Reader(ABC):
+    """A read-only connection to a store and its dialect; ``execute`` takes ``?`` parameters.
+
+    Each backend says how it executes and how it opens a snapshot (the abstract methods)."""
 
     dialect: Dialect = SQLITE
 
@@ -134,20 +137,22 @@ class Reader:
         """End the read transaction (nothing was written: it rolls back)."""
         self.connection.execute("ROLLBACK")
 
+    @abstractmethod
     def execute(self, sql: str, params: Sequence[object] = ()) -> Rows:
-        raise NotImplementedError
+        """The rows of ``sql`` with its ``?`` parameters bound."""
 
     @property
+    @abstractmethod
     def in_transaction(self) -> bool:
-        raise NotImplementedError
+        """Whether a read transaction is open."""
 
+    @abstractmethod
     def begin(self) -> None:
         """Start a read-only transaction: every later read sees one snapshot until ``end``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def begin_together(self, others: Sequence[Reader]) -> bool:
         """Begin a transaction here and on ``others``; True when all share one snapshot."""
-        raise NotImplementedError
 
     def plan(self, sql: str, params: Sequence[object] = ()) -> list[str]:
         """The planner's steps for ``sql``, one text line each."""
